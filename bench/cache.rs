@@ -1,0 +1,104 @@
+//! A cache hit through the library server over a kept-alive loopback connection, with and
+//! without a script, beside a direct request to the origin for scale.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use criterion::{criterion_group, criterion_main, Criterion};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tessera::config::{Config, Site};
+
+async fn origin() -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    let body = Full::new(Bytes::from(vec![b'x'; 4096]));
+                    Ok::<_, Infallible>(
+                        hyper::Response::builder()
+                            .header("cache-control", "max-age=3600")
+                            .header("content-type", "text/html")
+                            .body(body)
+                            .unwrap(),
+                    )
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    tx
+}
+
+async fn get(tx: &mut SendRequest<Full<Bytes>>, path: &str) -> usize {
+    tx.ready().await.unwrap();
+    let req = hyper::Request::builder()
+        .uri(path)
+        .header("host", "bench.test")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = tx.send_request(req).await.unwrap();
+    resp.into_body().collect().await.unwrap().to_bytes().len()
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = root.join("target").join("test-guests");
+    let key_wasm = tessera::builder::build_guest(
+        &root.join("guest-examples/normalize-key"),
+        Some(&target.join("normalize-key.wasm")),
+        Some(&target),
+    )
+    .unwrap();
+    let (origin_addr, plain, scripted) = rt.block_on(async {
+        let o = origin().await;
+        let mut addrs = Vec::new();
+        for scripts in [vec![], vec![key_wasm.clone()]] {
+            let mut config = Config::quick(
+                "127.0.0.1:0".parse().unwrap(),
+                Site::quick(format!("http://{o}").parse().unwrap(), scripts),
+            );
+            config.compiled_dir = root.join("target").join("bench-compiled");
+            let running = tessera::proxy::serve(tessera::proxy::build(config).unwrap())
+                .await
+                .unwrap();
+            addrs.push(running.addr);
+            std::mem::forget(running);
+        }
+        (o, addrs[0], addrs[1])
+    });
+    for (name, addr) in [
+        ("origin direct (scale)", origin_addr),
+        ("hit, no script", plain),
+        ("hit, normalize-key script", scripted),
+    ] {
+        let mut tx = rt.block_on(connect(addr));
+        rt.block_on(get(&mut tx, "/page?b=1&a=2"));
+        c.bench_function(name, |b| {
+            b.iter(|| rt.block_on(get(&mut tx, "/page?b=1&a=2")))
+        });
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

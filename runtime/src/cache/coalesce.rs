@@ -1,0 +1,139 @@
+//! Request coalescing: at most one origin fetch per key in flight; others wait for it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::watch;
+
+/// Where a request stands with respect to the fetch for its key.
+pub enum Role<T: Clone> {
+    /// This request fetches; it must `finish` (or drop, which releases the waiters).
+    Leader(Leader<T>),
+    /// Another request is fetching; wait for its outcome.
+    Follower(Follower<T>),
+}
+
+type Flights<T> = Arc<Mutex<HashMap<String, watch::Receiver<Option<T>>>>>;
+
+/// The set of fetches in flight.
+pub struct Coalescer<T: Clone> {
+    flights: Flights<T>,
+}
+
+impl<T: Clone> Default for Coalescer<T> {
+    fn default() -> Self {
+        Coalescer {
+            flights: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+}
+
+impl<T: Clone> Coalescer<T> {
+    /// Joins the flight for `key`, becoming its leader if there is none.
+    pub fn join(&self, key: &str) -> Role<T> {
+        let mut flights = self.flights.lock().expect("coalescer lock");
+        if let Some(rx) = flights.get(key) {
+            return Role::Follower(Follower(rx.clone()));
+        }
+        let (tx, rx) = watch::channel(None);
+        flights.insert(key.to_owned(), rx);
+        Role::Leader(Leader {
+            key: key.to_owned(),
+            tx: Some(tx),
+            flights: self.flights.clone(),
+        })
+    }
+
+    /// Whether a fetch for `key` is under way.
+    pub fn in_flight(&self, key: &str) -> bool {
+        self.flights
+            .lock()
+            .expect("coalescer lock")
+            .contains_key(key)
+    }
+}
+
+/// The request that fetches for everybody.
+pub struct Leader<T: Clone> {
+    key: String,
+    tx: Option<watch::Sender<Option<T>>>,
+    flights: Flights<T>,
+}
+
+impl<T: Clone> Leader<T> {
+    /// Hands the outcome to every follower and closes the flight.
+    pub fn finish(mut self, outcome: T) {
+        self.close();
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(Some(outcome));
+        }
+    }
+
+    fn close(&self) {
+        self.flights
+            .lock()
+            .expect("coalescer lock")
+            .remove(&self.key);
+    }
+}
+
+impl<T: Clone> Drop for Leader<T> {
+    fn drop(&mut self) {
+        // A leader that goes away (client hung up, panic) drops the sender; followers
+        // see the channel closed and retry on their own.
+        if self.tx.is_some() {
+            self.close();
+        }
+    }
+}
+
+/// A request waiting for the leader's outcome.
+pub struct Follower<T: Clone>(watch::Receiver<Option<T>>);
+
+impl<T: Clone> Follower<T> {
+    /// The leader's outcome, or `None` if the leader gave up.
+    pub async fn wait(mut self) -> Option<T> {
+        loop {
+            if let Some(v) = self.0.borrow_and_update().clone() {
+                return Some(v);
+            }
+            if self.0.changed().await.is_err() {
+                return self.0.borrow().clone();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn followers_receive_the_leaders_outcome() {
+        let c: Coalescer<u32> = Coalescer::default();
+        let Role::Leader(l) = c.join("k") else {
+            panic!("first is leader")
+        };
+        let Role::Follower(f) = c.join("k") else {
+            panic!("second follows")
+        };
+        let w = tokio::spawn(f.wait());
+        l.finish(7);
+        assert_eq!(w.await.unwrap(), Some(7));
+        assert!(!c.in_flight("k"));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_flight_releases_followers() {
+        let c: Coalescer<u32> = Coalescer::default();
+        let Role::Leader(l) = c.join("k") else {
+            panic!()
+        };
+        let Role::Follower(f) = c.join("k") else {
+            panic!()
+        };
+        drop(l);
+        assert_eq!(f.wait().await, None);
+        assert!(matches!(c.join("k"), Role::Leader(_)));
+    }
+}

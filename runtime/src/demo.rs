@@ -1,0 +1,130 @@
+//! `tessera demo`: a built-in sample origin serving `samples/site`, and the wiring around it.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+/// Starts the sample origin on `addr`, serving files below `root`; returns the bound address.
+pub async fn start_sample_origin(root: PathBuf, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let root = Arc::new(root);
+    let hits = Arc::new(AtomicU64::new(0));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (root, hits) = (root.clone(), hits.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let n = hits.fetch_add(1, Ordering::Relaxed) + 1;
+                    let root = root.clone();
+                    async move { Ok::<_, Infallible>(serve_file(&root, req, n)) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(bound)
+}
+
+fn serve_file(root: &Path, req: Request<Incoming>, n: u64) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let resp = |status: StatusCode, ctype: &'static str, body: Bytes| {
+        let mut r = Response::new(Full::new(body));
+        *r.status_mut() = status;
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        r.headers_mut()
+            .insert("x-origin-request", HeaderValue::from(n));
+        r
+    };
+    if path
+        .split('/')
+        .any(|seg| seg == ".." || seg.starts_with('.'))
+    {
+        return resp(
+            StatusCode::BAD_REQUEST,
+            "text/plain",
+            Bytes::from_static(b"bad path\n"),
+        );
+    }
+    let rel = path.trim_start_matches('/');
+    let candidates = [
+        root.join(rel),
+        root.join(format!("{rel}.html")),
+        root.join(format!("{rel}.json")),
+        root.join(rel).join("index.html"),
+    ];
+    let Some(file) = candidates.iter().find(|p| p.is_file()) else {
+        return resp(
+            StatusCode::NOT_FOUND,
+            "text/html; charset=utf-8",
+            Bytes::from_static(b"<h1>Not found</h1>\n"),
+        );
+    };
+    let Ok(body) = std::fs::read(file) else {
+        return resp(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            Bytes::from_static(b"read error\n"),
+        );
+    };
+    let ctype = match file.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("json") => "application/json",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        Some("css") => "text/css",
+        _ => "application/octet-stream",
+    };
+    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..16]);
+    if req
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str())
+    {
+        let mut r = resp(StatusCode::NOT_MODIFIED, ctype, Bytes::new());
+        r.headers_mut().insert(
+            header::ETAG,
+            HeaderValue::from_str(&etag).expect("hex etag"),
+        );
+        return r;
+    }
+    let mut r = resp(StatusCode::OK, ctype, Bytes::from(body));
+    r.headers_mut().insert(
+        header::ETAG,
+        HeaderValue::from_str(&etag).expect("hex etag"),
+    );
+    // The cart is per user: the origin says so, and sets a session cookie.
+    if rel.starts_with("cart") || rel.starts_with("checkout") {
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+        r.headers_mut().insert(
+            header::SET_COOKIE,
+            format!("session={n}; Path=/; HttpOnly")
+                .parse::<HeaderValue>()
+                .expect("cookie"),
+        );
+    } else {
+        r.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("public, max-age=60"),
+        );
+    }
+    r
+}

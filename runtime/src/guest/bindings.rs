@@ -1,0 +1,9 @@
+//! The one `bindgen!` call: generated types for the `tessera:edge` world live here only.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "edge-script",
+    anyhow: true,
+});
+
+pub use tessera::edge::types;

@@ -1,0 +1,9 @@
+//! Tessera: a caching reverse proxy scripted by sandboxed WebAssembly components.
+
+pub mod builder;
+pub mod cache;
+pub mod config;
+pub mod demo;
+pub mod guest;
+pub mod origin;
+pub mod proxy;

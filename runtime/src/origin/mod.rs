@@ -1,0 +1,155 @@
+//! Origin client: pooled HTTP/1.1 connections with connect and response timeouts.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{combinators::BoxBody, BodyExt};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+/// Body type of requests sent to origins.
+pub type OutBody = BoxBody<Bytes, BoxError>;
+/// Boxed error of bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why the origin gave no response.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum OriginError {
+    /// Connection refused, reset or unroutable.
+    #[error("origin unreachable: {0}")]
+    Connect(String),
+    /// No response head (or body) within the configured time.
+    #[error("origin timed out")]
+    Timeout,
+}
+
+impl OriginError {
+    /// Token for `Cache-Status` `detail`.
+    pub fn detail(&self) -> &'static str {
+        match self {
+            OriginError::Connect(_) => "origin-unreachable",
+            OriginError::Timeout => "origin-timeout",
+        }
+    }
+}
+
+/// A pooled client for one site's origin.
+#[derive(Clone)]
+pub struct OriginClient {
+    client: Client<HttpConnector, OutBody>,
+    response_timeout: Duration,
+}
+
+impl OriginClient {
+    /// A client with the site's timeouts.
+    pub fn new(connect_timeout: Duration, response_timeout: Duration) -> OriginClient {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build(connector);
+        OriginClient {
+            client,
+            response_timeout,
+        }
+    }
+
+    /// How long the origin has for its response head, and again for its body.
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
+    /// Sends a request and waits for the response head.
+    pub async fn send(&self, req: Request<OutBody>) -> Result<Response<Incoming>, OriginError> {
+        match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
+            Err(_) => Err(OriginError::Timeout),
+            Ok(Err(e)) => {
+                if is_timeout(&e) {
+                    Err(OriginError::Timeout)
+                } else {
+                    Err(OriginError::Connect(error_chain(&e)))
+                }
+            }
+            Ok(Ok(r)) => Ok(r),
+        }
+    }
+}
+
+fn is_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return true;
+            }
+        }
+        if err.to_string().contains("timed out") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        parts.push(err.to_string());
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
+/// An empty request body.
+pub fn empty() -> OutBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// A complete request body.
+pub fn full(bytes: Bytes) -> OutBody {
+    http_body_util::Full::new(bytes)
+        .map_err(|never| match never {})
+        .boxed()
+}
+
+/// How a body read ended when a size bound applies.
+pub enum Collected {
+    /// The whole body, within the bound.
+    Complete(Bytes),
+    /// The bound was passed: what was read so far and the rest, still streaming.
+    TooLarge(Bytes, Incoming),
+}
+
+/// Reads a body up to `limit` bytes within `timeout`.
+pub async fn collect_limited(
+    mut body: Incoming,
+    limit: u64,
+    timeout: Duration,
+) -> Result<Collected, OriginError> {
+    let mut buf = bytes::BytesMut::new();
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| OriginError::Connect(error_chain(&e)))?;
+            if let Ok(data) = frame.into_data() {
+                buf.extend_from_slice(&data);
+                if buf.len() as u64 > limit {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    };
+    match tokio::time::timeout(timeout, read).await {
+        Err(_) => Err(OriginError::Timeout),
+        Ok(Err(e)) => Err(e),
+        Ok(Ok(false)) => Ok(Collected::Complete(buf.freeze())),
+        Ok(Ok(true)) => Ok(Collected::TooLarge(buf.freeze(), body)),
+    }
+}

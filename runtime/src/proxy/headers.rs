@@ -1,0 +1,131 @@
+//! Header hygiene: hop-by-hop fields (RFC 9110 §7.6.1), forwarding fields, script edits.
+
+use std::net::IpAddr;
+
+use http::header::{HeaderName, HeaderValue};
+use http::HeaderMap;
+
+use crate::guest::HeaderEdits;
+
+/// Fields that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+];
+
+/// Removes hop-by-hop fields, including every field named in `Connection`.
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(n);
+    }
+}
+
+/// Appends the client address to `X-Forwarded-For`.
+pub fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
+    let value = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.trim().is_empty() => format!("{prev}, {client}"),
+        _ => client.to_string(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        headers.insert("x-forwarded-for", v);
+    }
+}
+
+/// Appends this node to `Via` (RFC 9110 §7.6.3).
+pub fn append_via(headers: &mut HeaderMap, node: &str) {
+    if let Ok(v) = HeaderValue::from_str(&format!("1.1 {node} (tessera)")) {
+        headers.append(http::header::VIA, v);
+    }
+}
+
+/// Appends `value` to a comma-separated field, creating it if absent.
+pub fn append_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    let joined = match headers.get(name).and_then(|v| v.to_str().ok()) {
+        Some(prev) if !prev.is_empty() => format!("{prev}, {value}"),
+        _ => value.to_owned(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&joined) {
+        headers.insert(name, v);
+    }
+}
+
+/// Applies a script's header edits: remove, then set, then append. Invalid names or
+/// values are skipped with a warning rather than failing the request.
+pub fn apply_edits(headers: &mut HeaderMap, edits: &HeaderEdits) {
+    for n in &edits.remove {
+        if let Ok(n) = HeaderName::from_bytes(n.as_bytes()) {
+            headers.remove(n);
+        }
+    }
+    for (n, v, append) in edits
+        .set
+        .iter()
+        .map(|(n, v)| (n, v, false))
+        .chain(edits.append.iter().map(|(n, v)| (n, v, true)))
+    {
+        match (
+            HeaderName::from_bytes(n.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            (Ok(n), Ok(v)) if append => {
+                headers.append(n, v);
+            }
+            (Ok(n), Ok(v)) => {
+                headers.insert(n, v);
+            }
+            _ => tracing::warn!(name = %n, "script header edit skipped: invalid name or value"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_named_in_connection_are_removed_rfc9110_7_6_1() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "close, x-secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn edits_remove_then_set_then_append() {
+        let mut h = HeaderMap::new();
+        h.insert("a", "1".parse().unwrap());
+        h.insert("b", "1".parse().unwrap());
+        let e = HeaderEdits {
+            set: vec![("a".into(), "2".into())],
+            append: vec![
+                ("set-cookie".into(), "x=1".into()),
+                ("set-cookie".into(), "y=2".into()),
+            ],
+            remove: vec!["b".into()],
+        };
+        apply_edits(&mut h, &e);
+        assert_eq!(h["a"], "2");
+        assert!(!h.contains_key("b"));
+        assert_eq!(h.get_all("set-cookie").iter().count(), 2);
+    }
+}

@@ -1,0 +1,272 @@
+//! Native test support: fake host capabilities and request/response builders.
+//!
+//! This module exists only on non-`wasm32` targets, so that a script's logic can be unit
+//! tested with plain `cargo test`. Inside the proxy, [`crate::log`], [`crate::now_ms`] and
+//! [`crate::random_u64`] call the host; in native tests they use the per-thread values set
+//! here. Each `#[test]` runs on its own thread, so settings do not leak between tests.
+//!
+//! ```
+//! use tessera_sdk::{random_u64, testing};
+//!
+//! testing::set_random(vec![7, 8]);
+//! assert_eq!(random_u64(), 7);
+//! assert_eq!(random_u64(), 8);
+//! ```
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+
+use crate::{
+    CacheDecision, ClientInfo, DeviceClass, EdgeScript, HeaderEdits, LogLevel, Request,
+    RequestAction, ResponseHead,
+};
+
+thread_local! {
+    static RANDOM: RefCell<VecDeque<u64>> = const { RefCell::new(VecDeque::new()) };
+    static FALLBACK_STATE: Cell<u64> = const { Cell::new(0x5eed_7e55_e7a0_0001) };
+    static NOW_MS: Cell<Option<u64>> = const { Cell::new(None) };
+    static LOGS: RefCell<Vec<(LogLevel, String)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Makes [`crate::random_u64`] return `seq` in order on this thread, then a deterministic sequence.
+pub fn set_random(seq: Vec<u64>) {
+    RANDOM.with(|r| *r.borrow_mut() = seq.into());
+}
+
+/// Makes [`crate::now_ms`] return `ms` on this thread (otherwise the system clock).
+pub fn set_now_ms(ms: u64) {
+    NOW_MS.with(|n| n.set(Some(ms)));
+}
+
+/// Takes the lines [`crate::log`] wrote on this thread so far (they also go to stderr).
+pub fn take_logs() -> Vec<(LogLevel, String)> {
+    LOGS.with(|l| std::mem::take(&mut *l.borrow_mut()))
+}
+
+/// Forgets everything set or recorded on this thread: random sequence, clock and logs.
+pub fn reset() {
+    RANDOM.with(|r| r.borrow_mut().clear());
+    FALLBACK_STATE.with(|s| s.set(0x5eed_7e55_e7a0_0001));
+    NOW_MS.with(|n| n.set(None));
+    LOGS.with(|l| l.borrow_mut().clear());
+}
+
+/// Native stand-ins for the host imports, used by [`crate::host`].
+pub(crate) mod seam {
+    use super::*;
+
+    pub(crate) fn log(level: LogLevel, message: &str) {
+        eprintln!("[tessera guest {level:?}] {message}");
+        LOGS.with(|l| l.borrow_mut().push((level, message.to_owned())));
+    }
+
+    pub(crate) fn now_ms() -> u64 {
+        NOW_MS.with(|n| n.get()).unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        })
+    }
+
+    pub(crate) fn random_u64() -> u64 {
+        RANDOM
+            .with(|r| r.borrow_mut().pop_front())
+            .unwrap_or_else(|| FALLBACK_STATE.with(|s| splitmix64(s)))
+    }
+
+    /// SplitMix64: deterministic, good enough to spread test buckets; not a CSPRNG.
+    fn splitmix64(state: &Cell<u64>) -> u64 {
+        let next = state.get().wrapping_add(0x9e37_79b9_7f4a_7c15);
+        state.set(next);
+        let mut z = next;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// Starts a test request for `path_and_query` (e.g. `/p?a=1`): `GET https://example.com`, desktop client.
+pub fn request(path_and_query: &str) -> RequestBuilder {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((path, query)) => (path, Some(query.to_owned())),
+        None => (path_and_query, None),
+    };
+    RequestBuilder {
+        req: Request {
+            method: "GET".into(),
+            scheme: "https".into(),
+            authority: "example.com".into(),
+            path: path.into(),
+            query,
+            headers: Vec::new(),
+            client: ClientInfo {
+                ip: "192.0.2.1".into(),
+                country: None,
+                device: DeviceClass::Desktop,
+            },
+        },
+    }
+}
+
+/// Builds a [`Request`] for tests; start with [`request`].
+#[derive(Clone, Debug)]
+pub struct RequestBuilder {
+    req: Request,
+}
+
+impl RequestBuilder {
+    /// Sets the method (stored upper-cased, as the host sends it).
+    pub fn method(mut self, method: &str) -> Self {
+        self.req.method = method.to_ascii_uppercase();
+        self
+    }
+
+    /// Sets the scheme (`http` or `https`).
+    pub fn scheme(mut self, scheme: &str) -> Self {
+        self.req.scheme = scheme.into();
+        self
+    }
+
+    /// Sets the authority (host and optional port), kept as given.
+    pub fn authority(mut self, authority: &str) -> Self {
+        self.req.authority = authority.into();
+        self
+    }
+
+    /// Adds a header; the name is lower-cased, as the host sends it.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.req
+            .headers
+            .push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    /// Sets the client's device class.
+    pub fn device(mut self, device: DeviceClass) -> Self {
+        self.req.client.device = device;
+        self
+    }
+
+    /// Sets the client's country code.
+    pub fn country(mut self, country: &str) -> Self {
+        self.req.client.country = Some(country.into());
+        self
+    }
+
+    /// Sets the client's IP address.
+    pub fn ip(mut self, ip: &str) -> Self {
+        self.req.client.ip = ip.into();
+        self
+    }
+
+    /// Finishes the request.
+    pub fn build(self) -> Request {
+        self.req
+    }
+}
+
+/// Starts a test response head with `status` and no headers.
+pub fn response(status: u16) -> ResponseBuilder {
+    ResponseBuilder {
+        head: ResponseHead {
+            status,
+            headers: Vec::new(),
+        },
+    }
+}
+
+/// Builds a [`ResponseHead`] for tests; start with [`response`].
+#[derive(Clone, Debug)]
+pub struct ResponseBuilder {
+    head: ResponseHead,
+}
+
+impl ResponseBuilder {
+    /// Adds a header; the name is lower-cased, as the host sends it.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.head
+            .headers
+            .push((name.to_ascii_lowercase(), value.into()));
+        self
+    }
+
+    /// Finishes the response head.
+    pub fn build(self) -> ResponseHead {
+        self.head
+    }
+}
+
+/// Calls `S::on_request` as the host would through `export!`; `None` means the default ran.
+pub fn call_on_request<S: EdgeScript>(req: &Request) -> Option<RequestAction> {
+    crate::__private::on_request::<S>(req.clone())
+}
+
+/// Calls `S::cache_key` as the host would through `export!`; `None` means the default ran.
+pub fn call_cache_key<S: EdgeScript>(req: &Request, default_key: &str) -> Option<String> {
+    crate::__private::cache_key::<S>(req.clone(), default_key.to_owned())
+}
+
+/// Calls `S::cache_policy` as the host would through `export!`; `None` means the default ran.
+pub fn call_cache_policy<S: EdgeScript>(
+    req: &Request,
+    resp: &ResponseHead,
+    proposed: &CacheDecision,
+) -> Option<CacheDecision> {
+    crate::__private::cache_policy::<S>(req.clone(), resp.clone(), proposed.clone())
+}
+
+/// Calls `S::on_response` as the host would through `export!`; `None` means the default ran.
+pub fn call_on_response<S: EdgeScript>(req: &Request, resp: &ResponseHead) -> Option<HeaderEdits> {
+    crate::__private::on_response::<S>(req.clone(), resp.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{log, now_ms, random_u64};
+
+    #[test]
+    fn random_replays_the_set_sequence_then_falls_back_deterministically() {
+        set_random(vec![1, 2]);
+        assert_eq!((random_u64(), random_u64()), (1, 2));
+        let a = random_u64();
+        reset();
+        assert_eq!(random_u64(), a, "fallback restarts from the same seed");
+    }
+
+    #[test]
+    fn clock_can_be_pinned() {
+        set_now_ms(1_700_000_000_000);
+        assert_eq!(now_ms(), 1_700_000_000_000);
+        reset();
+        assert!(now_ms() > 1_600_000_000_000);
+    }
+
+    #[test]
+    fn logs_are_recorded() {
+        log(LogLevel::Warn, "odd");
+        assert_eq!(take_logs(), [(LogLevel::Warn, "odd".to_string())]);
+        assert!(take_logs().is_empty());
+    }
+
+    #[test]
+    fn request_builder_splits_path_and_query() {
+        let req = request("/a/b?x=1")
+            .method("post")
+            .authority("Shop.Example:8443")
+            .header("User-Agent", "t")
+            .device(DeviceClass::Mobile)
+            .country("NL")
+            .ip("2001:db8::1")
+            .scheme("http")
+            .build();
+        assert_eq!(
+            (req.path.as_str(), req.query.as_deref()),
+            ("/a/b", Some("x=1"))
+        );
+        assert_eq!(req.method, "POST");
+        assert_eq!(req.headers[0].0, "user-agent");
+        assert_eq!(req.client.device, DeviceClass::Mobile);
+        assert_eq!(request("/").build().query, None);
+    }
+}

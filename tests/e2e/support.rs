@@ -1,0 +1,348 @@
+//! Shared harness: a scriptable origin, the real `tessera` binary, guest builds, an HTTP client.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+
+/// Generous bound for anything a loaded CI machine may take; never an assertion on speed.
+pub const PATIENCE: Duration = Duration::from_secs(60);
+
+/// What the origin saw of one request.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub path_and_query: String,
+    pub headers: HeaderMap,
+}
+
+/// What the origin answers.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub delay: Duration,
+}
+
+impl Reply {
+    pub fn ok(body: &str) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn status(status: u16, body: &str) -> Reply {
+        Reply {
+            status,
+            ..Reply::ok(body)
+        }
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Reply {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Reply {
+        self.delay = d;
+        self
+    }
+}
+
+type Handler = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
+
+/// A real HTTP origin on an ephemeral loopback port that records every request.
+pub struct Origin {
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Origin {
+    /// Starts an origin; `handler` gets the request and its 1-based sequence number.
+    pub async fn start(handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Origin {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let handler: Arc<Handler> = Arc::new(handler);
+        let log = seen.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (log, handler) = (log.clone(), handler.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let (log, handler) = (log.clone(), handler.clone());
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let _ = body.collect().await;
+                            let s = Seen {
+                                method: parts.method.clone(),
+                                path_and_query: parts
+                                    .uri
+                                    .path_and_query()
+                                    .map(|p| p.to_string())
+                                    .unwrap_or_default(),
+                                headers: parts.headers.clone(),
+                            };
+                            let n = {
+                                let mut l = log.lock().unwrap();
+                                l.push(s.clone());
+                                l.len()
+                            };
+                            let reply = handler(&s, n);
+                            if !reply.delay.is_zero() {
+                                tokio::time::sleep(reply.delay).await;
+                            }
+                            let mut r = Response::new(Full::new(Bytes::from(reply.body)));
+                            *r.status_mut() = StatusCode::from_u16(reply.status).unwrap();
+                            for (k, v) in reply.headers {
+                                r.headers_mut().append(
+                                    http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                                    v.parse().unwrap(),
+                                );
+                            }
+                            Ok::<_, Infallible>(r)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Origin { addr, seen, task }
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Requests seen so far.
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+
+    /// Every request seen so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The repository root (parent of `runtime/`).
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Builds a guest crate once per test run and returns its component.
+pub fn guest(rel_dir: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap();
+    if let Some(p) = built.get(rel_dir) {
+        return p.clone();
+    }
+    let name = rel_dir.rsplit('/').next().unwrap();
+    let target = repo().join("target").join("test-guests");
+    let out = target.join(format!("{name}.wasm"));
+    let path = tessera::builder::build_guest(&repo().join(rel_dir), Some(&out), Some(&target))
+        .expect("guest builds");
+    built.insert(rel_dir.to_owned(), path.clone());
+    path
+}
+
+/// A running `tessera` process; killed on drop.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    child: tokio::process::Child,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Proxy {
+    /// `tessera serve --origin URL [--script S]…` on an ephemeral port.
+    pub async fn quick(origin: &Origin, scripts: &[PathBuf]) -> Proxy {
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--origin".into(),
+            origin.url(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        for s in scripts {
+            args.push("--script".into());
+            args.push(s.display().to_string());
+        }
+        Proxy::spawn(args, None).await
+    }
+
+    /// `tessera serve --config FILE` with `toml` written to a temp dir; `{origin}` is replaced.
+    pub async fn with_config(origin: &Origin, toml: &str) -> Proxy {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tessera.toml");
+        let text = toml
+            .replace("{origin}", &origin.url())
+            .replace("{compiled}", &compiled_dir().display().to_string());
+        std::fs::write(&path, text).unwrap();
+        let args = vec![
+            "serve".into(),
+            "--config".into(),
+            path.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+        ];
+        Proxy::spawn(args, Some(dir)).await
+    }
+
+    async fn spawn(args: Vec<String>, dir: Option<tempfile::TempDir>) -> Proxy {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(&args)
+            .env("TESSERA_LOG", "warn")
+            .env("XDG_CACHE_HOME", compiled_dir())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tessera binary starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = tokio::time::timeout(PATIENCE, async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(a) = line.strip_prefix("tessera listening on http://") {
+                    return a.parse::<SocketAddr>().unwrap();
+                }
+            }
+            panic!("tessera exited before listening (args {args:?})");
+        })
+        .await
+        .expect("tessera listens in time");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Proxy {
+            addr,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// Sends a request and reads the whole response.
+    pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
+        send(self.addr, method, path, headers).await
+    }
+
+    /// GET with headers.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Got {
+        self.send("GET", path, headers).await
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+/// Where tests keep compiled components, shared by all test processes.
+pub fn compiled_dir() -> PathBuf {
+    repo().join("target").join("test-compiled")
+}
+
+/// A complete response.
+#[derive(Debug)]
+pub struct Got {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Got {
+    pub fn h(&self, name: &str) -> String {
+        let all: Vec<&str> = self
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        all.join(", ")
+    }
+    pub fn cache_status(&self) -> String {
+        self.h("cache-status")
+    }
+    /// The `ttl` parameter of our `Cache-Status` member.
+    pub fn ttl(&self) -> i64 {
+        let cs = self.cache_status();
+        let p = cs
+            .split(';')
+            .map(str::trim)
+            .find_map(|p| p.strip_prefix("ttl="))
+            .unwrap_or_else(|| panic!("no ttl in {cs}"));
+        p.parse().unwrap()
+    }
+    pub fn hit(&self) -> bool {
+        self.h("x-cache") == "HIT"
+    }
+}
+
+/// One request over a fresh connection to `addr`.
+pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder().method(method).uri(path);
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header("host", "shop.test");
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::new())).unwrap();
+    let resp = tokio::time::timeout(PATIENCE, sender.send_request(req))
+        .await
+        .expect("response in time")
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = tokio::time::timeout(PATIENCE, body.collect())
+        .await
+        .expect("body in time")
+        .unwrap()
+        .to_bytes();
+    Got {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// Runs the `tessera` binary to completion and returns (success, stdout + stderr).
+pub fn run_cli(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .env("XDG_CACHE_HOME", compiled_dir())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}

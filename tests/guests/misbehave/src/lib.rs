@@ -1,0 +1,137 @@
+//! Test guest for fault containment: spins, exhausts memory or traps, chosen by request path.
+//!
+//! | path          | hook          | behaviour                                         |
+//! |---------------|---------------|---------------------------------------------------|
+//! | `/loop`       | `cache_key`   | spins forever (the epoch deadline must stop it)   |
+//! | `/alloc`      | `cache_key`   | allocates and touches 1 MiB chunks without end    |
+//! | `/trap`       | `cache_key`   | panics, i.e. traps                                |
+//! | `/trap-later` | `on_response` | panics after a normal key (the response is built) |
+//! | `/respond`    | `on_request`  | answers 200 `synthetic\n` itself                  |
+//!
+//! Every other path gets well-behaved answers from the overridden hooks (`Some`, not the
+//! SDK default): a hook that once answered "not implemented" would never be called again,
+//! and the end-to-end tests need each hook live for every request.
+
+use std::hint::black_box;
+
+use tessera_sdk::{
+    EdgeScript, HeaderEdits, Request, RequestAction, ResponseHead, SyntheticResponse,
+};
+
+/// Size of each chunk `/alloc` grabs.
+pub const CHUNK: usize = 1 << 20;
+
+/// The script: `on_request`, `cache_key` and `on_response` are overridden.
+pub struct Misbehave;
+
+impl EdgeScript for Misbehave {
+    fn on_request(req: &Request) -> RequestAction {
+        match req.path.as_str() {
+            "/respond" => SyntheticResponse::new(200)
+                .header("content-type", "text/plain")
+                .body("synthetic\n")
+                .into(),
+            _ => RequestAction::proceed(),
+        }
+    }
+
+    fn cache_key(req: &Request, default_key: &str) -> String {
+        match req.path.as_str() {
+            "/loop" => spin(),
+            "/alloc" => hoard(),
+            "/trap" => panic!("misbehave: trap requested"),
+            _ => default_key.to_owned(),
+        }
+    }
+
+    fn on_response(req: &Request, _resp: &ResponseHead) -> HeaderEdits {
+        match req.path.as_str() {
+            "/trap-later" => panic!("misbehave: trap requested in on_response"),
+            _ => HeaderEdits::new(),
+        }
+    }
+}
+
+tessera_sdk::export!(Misbehave);
+
+/// Loops forever; `black_box` keeps the optimiser from proving the loop pointless.
+fn spin() -> ! {
+    let mut n = 0u64;
+    loop {
+        n = black_box(n.wrapping_add(1));
+    }
+}
+
+/// Grabs 1 MiB chunks forever, writing to every page so the memory is really used.
+fn hoard() -> ! {
+    let mut kept: Vec<Vec<u8>> = Vec::new();
+    loop {
+        let mut chunk = vec![0u8; CHUNK];
+        for page in chunk.iter_mut().step_by(4096) {
+            *page = 1;
+        }
+        kept.push(black_box(chunk));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tessera_sdk::testing::{
+        call_cache_key, call_cache_policy, call_on_request, call_on_response, request, response,
+    };
+    use tessera_sdk::CacheDecision;
+
+    #[test]
+    fn ordinary_paths_get_live_answers_from_every_overridden_hook() {
+        let req = request("/anything").build();
+        assert_eq!(
+            call_on_request::<Misbehave>(&req),
+            Some(RequestAction::proceed())
+        );
+        assert_eq!(
+            call_cache_key::<Misbehave>(&req, "example.com/anything").as_deref(),
+            Some("example.com/anything")
+        );
+        assert_eq!(
+            call_on_response::<Misbehave>(&req, &response(200).build()),
+            Some(HeaderEdits::new())
+        );
+        let proposed = CacheDecision::cache_for(1);
+        assert_eq!(
+            call_cache_policy::<Misbehave>(&req, &response(200).build(), &proposed),
+            None
+        );
+    }
+
+    #[test]
+    fn respond_path_answers_synthetically() {
+        let Some(RequestAction::Respond(resp)) =
+            call_on_request::<Misbehave>(&request("/respond").build())
+        else {
+            panic!("expected a synthetic response")
+        };
+        assert_eq!(
+            (resp.status, resp.body.as_slice()),
+            (200, b"synthetic\n".as_slice())
+        );
+    }
+
+    #[test]
+    fn trap_later_keys_normally() {
+        let req = request("/trap-later").build();
+        assert_eq!(call_cache_key::<Misbehave>(&req, "k").as_deref(), Some("k"));
+    }
+
+    #[test]
+    #[should_panic(expected = "misbehave: trap requested")]
+    fn trap_path_panics_in_cache_key() {
+        call_cache_key::<Misbehave>(&request("/trap").build(), "k");
+    }
+
+    #[test]
+    #[should_panic(expected = "misbehave: trap requested in on_response")]
+    fn trap_later_path_panics_in_on_response() {
+        call_on_response::<Misbehave>(&request("/trap-later").build(), &response(200).build());
+    }
+}
