@@ -85,6 +85,12 @@
 //! [`testing::request`]. [`log`], [`now_ms`] and [`random_u64`] are backed by the
 //! [`testing`] seam on native targets, and `testing::call_*` run a hook through the same
 //! glue as [`export!`], showing whether the host would get `Some` or `None`.
+//!
+//! # Failures
+//!
+//! A panic traps the instance; the host then applies the site's `on_guest_error` policy.
+//! Before trapping, the SDK logs the panic message and location at `error` level through
+//! the host's log, so a failing script says why.
 
 #![warn(missing_docs)]
 
@@ -183,6 +189,8 @@ pub mod __private {
 
     /// Runs a hook: `Some(result)` if the script overrides it, `None` if its default ran.
     pub fn run_hook<T>(hook: u8, call: impl FnOnce() -> T) -> Option<T> {
+        #[cfg(target_arch = "wasm32")]
+        report_panics_to_host();
         DEFAULT_RAN.with(|ran| ran.set(ran.get() & !hook));
         let out = call();
         let defaulted = DEFAULT_RAN.with(|ran| {
@@ -191,6 +199,25 @@ pub mod __private {
             bits & hook != 0
         });
         (!defaulted).then_some(out)
+    }
+
+    /// Sends a panic's message and location to the host's log before the instance traps;
+    /// `wasm32-unknown-unknown` has no stderr, so it would otherwise be lost.
+    #[cfg(target_arch = "wasm32")]
+    fn report_panics_to_host() {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            std::panic::set_hook(Box::new(|info| {
+                let message = info
+                    .payload_as_str()
+                    .unwrap_or("(non-string panic payload)");
+                let line = match info.location() {
+                    Some(at) => format!("script panicked at {at}: {message}"),
+                    None => format!("script panicked: {message}"),
+                };
+                crate::log(crate::LogLevel::Error, &line);
+            }));
+        });
     }
 
     pub fn on_request<S: EdgeScript>(req: Request) -> Option<RequestAction> {

@@ -80,7 +80,7 @@ impl Query {
 
     /// Sorts by name, then value (a bare flag before `a=`); stable, so equal pairs keep their order.
     pub fn sort(&mut self) -> &mut Self {
-        self.params.sort_by(|a, b| a.cmp(b));
+        self.params.sort();
         self
     }
 }

@@ -71,7 +71,7 @@ pub(crate) mod seam {
     pub(crate) fn random_u64() -> u64 {
         RANDOM
             .with(|r| r.borrow_mut().pop_front())
-            .unwrap_or_else(|| FALLBACK_STATE.with(|s| splitmix64(s)))
+            .unwrap_or_else(|| FALLBACK_STATE.with(splitmix64))
     }
 
     /// SplitMix64: deterministic, good enough to spread test buckets; not a CSPRNG.

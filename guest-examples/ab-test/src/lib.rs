@@ -82,7 +82,7 @@ pub fn assignment(req: &Request) -> Assignment {
     let bucket = DRAWN.with(|drawn| match drawn.get() {
         Some(bucket) => bucket,
         None => {
-            let bucket = if random_u64() % 2 == 0 {
+            let bucket = if random_u64().is_multiple_of(2) {
                 Bucket::A
             } else {
                 Bucket::B

@@ -6,4 +6,4 @@ wasmtime::component::bindgen!({
     anyhow: true,
 });
 
-pub use tessera::edge::types;
+pub use self::tessera::edge::types;
