@@ -1,1 +1,351 @@
-//! RFC 9111 clause by clause.
+//! HTTP caching semantics through the binary, clause by clause (RFC 9111, 5861, 9213, 9110).
+
+use std::time::Duration;
+
+use crate::support::{Origin, Proxy, Reply};
+
+fn v(n: usize) -> String {
+    format!("v{n}")
+}
+
+/// Polls until the origin has seen `n` requests, for background work; bounded.
+async fn origin_reaches(origin: &Origin, n: usize) -> usize {
+    for _ in 0..200 {
+        if origin.count() >= n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    origin.count()
+}
+
+#[tokio::test]
+async fn s_maxage_overrides_max_age_for_a_shared_cache_rfc9111_5_2_2_10() {
+    let origin =
+        Origin::start(|_, n| Reply::ok(&v(n)).header("cache-control", "max-age=1, s-maxage=600"))
+            .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    let got = proxy.get("/", &[]).await;
+    assert!((590..=600).contains(&got.ttl()), "{}", got.cache_status());
+}
+
+#[tokio::test]
+async fn an_invalid_expires_means_already_stale_rfc9111_5_3() {
+    let origin = Origin::start(|_, n| Reply::ok(&v(n)).header("expires", "0")).await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    assert_eq!(proxy.get("/", &[]).await.body, "v1");
+    assert_eq!(proxy.get("/", &[]).await.body, "v2");
+}
+
+#[tokio::test]
+async fn expires_in_the_future_gives_freshness_rfc9111_4_2_1() {
+    let expires = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(300));
+    let origin = Origin::start(move |_, n| Reply::ok(&v(n)).header("expires", &expires)).await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    proxy.get("/", &[]).await;
+    let hit = proxy.get("/", &[]).await;
+    assert!(
+        hit.hit() && (290..=300).contains(&hit.ttl()),
+        "{}",
+        hit.cache_status()
+    );
+}
+
+#[tokio::test]
+async fn age_received_from_upstream_counts_towards_freshness_rfc9111_4_2_3() {
+    let origin = Origin::start(|_, n| {
+        Reply::ok(&v(n))
+            .header("cache-control", "max-age=100")
+            .header("age", "40")
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    proxy.get("/", &[]).await;
+    let hit = proxy.get("/", &[]).await;
+    let age: u64 = hit.h("age").parse().unwrap();
+    assert!(age >= 40, "age {age}");
+    assert!(hit.ttl() <= 60, "{}", hit.cache_status());
+}
+
+#[tokio::test]
+async fn cdn_cache_control_takes_precedence_and_surrogate_control_is_removed_rfc9213() {
+    let origin = Origin::start(|s, n| {
+        let r = Reply::ok(&v(n)).header("cache-control", "no-store");
+        if s.path_and_query == "/cdn" {
+            r.header("cdn-cache-control", "max-age=120")
+        } else {
+            r.header("surrogate-control", "max-age=240")
+        }
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    let cdn = proxy.get("/cdn", &[]).await;
+    assert!(
+        cdn.cache_status().contains("stored") && (110..=120).contains(&cdn.ttl()),
+        "{}",
+        cdn.cache_status()
+    );
+    let sc = proxy.get("/sc", &[]).await;
+    assert!((230..=240).contains(&sc.ttl()), "{}", sc.cache_status());
+    assert!(!sc.headers.contains_key("surrogate-control"));
+    assert!(proxy.get("/cdn", &[]).await.hit() && proxy.get("/sc", &[]).await.hit());
+    assert_eq!(origin.count(), 2);
+}
+
+#[tokio::test]
+async fn private_and_no_store_responses_are_not_stored_rfc9111_5_2_2() {
+    let origin = Origin::start(|s, n| {
+        let cc = if s.path_and_query == "/private" {
+            "private, max-age=60"
+        } else {
+            "no-store, max-age=60"
+        };
+        Reply::ok(&v(n)).header("cache-control", cc)
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    for p in ["/private", "/private", "/nostore", "/nostore"] {
+        assert!(!proxy.get(p, &[]).await.hit());
+    }
+    assert_eq!(origin.count(), 4);
+}
+
+#[tokio::test]
+async fn no_cache_is_stored_but_revalidated_with_a_304_rfc9111_5_2_2_4() {
+    let origin = Origin::start(|s, n| {
+        if s.headers
+            .get("if-none-match")
+            .is_some_and(|v| v == "\"e1\"")
+        {
+            Reply::status(304, "").header("etag", "\"e1\"")
+        } else {
+            Reply::ok(&v(n))
+                .header("cache-control", "no-cache")
+                .header("etag", "\"e1\"")
+        }
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    assert_eq!(proxy.get("/", &[]).await.body, "v1");
+    let again = proxy.get("/", &[]).await;
+    assert_eq!(again.body, "v1");
+    assert!(
+        again.cache_status().contains("fwd-status=304"),
+        "{}",
+        again.cache_status()
+    );
+    assert_eq!(origin.count(), 2);
+}
+
+#[tokio::test]
+async fn request_no_cache_forces_revalidation_and_only_if_cached_gives_504_rfc9111_5_2_1() {
+    let origin = Origin::start(|_, n| Reply::ok(&v(n)).header("cache-control", "max-age=60")).await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    let cold = proxy
+        .get("/x", &[("cache-control", "only-if-cached")])
+        .await;
+    assert_eq!(cold.status, 504);
+    proxy.get("/x", &[]).await;
+    let forced = proxy.get("/x", &[("cache-control", "no-cache")]).await;
+    assert_eq!(forced.body, "v2");
+    assert!(
+        forced.cache_status().contains("fwd=request"),
+        "{}",
+        forced.cache_status()
+    );
+    assert_eq!(
+        proxy
+            .get("/x", &[("cache-control", "only-if-cached")])
+            .await
+            .body,
+        "v2"
+    );
+    assert_eq!(origin.count(), 2);
+}
+
+#[tokio::test]
+async fn vary_keeps_one_variant_per_header_value_and_star_never_matches_rfc9111_4_1() {
+    let origin = Origin::start(|s, n| {
+        let lang = s
+            .headers
+            .get("accept-language")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let vary = if s.path_and_query == "/star" {
+            "*"
+        } else {
+            "accept-language"
+        };
+        Reply::ok(&format!("{lang} {n}"))
+            .header("cache-control", "max-age=60")
+            .header("vary", vary)
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    assert_eq!(
+        proxy.get("/", &[("accept-language", "en")]).await.body,
+        "en 1"
+    );
+    assert_eq!(
+        proxy.get("/", &[("accept-language", "fr")]).await.body,
+        "fr 2"
+    );
+    let en = proxy.get("/", &[("accept-language", "en")]).await;
+    assert_eq!(en.body, "en 1");
+    let fr = proxy.get("/", &[("accept-language", "fr")]).await;
+    assert_eq!(fr.body, "fr 2");
+    let de = proxy.get("/", &[("accept-language", "de")]).await;
+    assert!(
+        de.cache_status().contains("fwd=vary-miss"),
+        "{}",
+        de.cache_status()
+    );
+    proxy.get("/star", &[]).await;
+    assert!(!proxy.get("/star", &[]).await.hit());
+    assert_eq!(origin.count(), 5);
+}
+
+#[tokio::test]
+async fn a_clients_conditional_request_gets_304_from_cache_rfc9110_13() {
+    let origin = Origin::start(|_, n| {
+        Reply::ok(&v(n))
+            .header("cache-control", "max-age=60")
+            .header("etag", "W/\"abc\"")
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    proxy.get("/", &[]).await;
+    let nm = proxy.get("/", &[("if-none-match", "\"abc\"")]).await;
+    assert_eq!((nm.status, nm.body.as_str()), (304, ""));
+    assert_eq!(nm.h("etag"), "W/\"abc\"");
+    let other = proxy.get("/", &[("if-none-match", "\"zzz\"")]).await;
+    assert_eq!(other.status, 200);
+    assert_eq!(origin.count(), 1);
+}
+
+#[tokio::test]
+async fn head_is_answered_from_a_stored_get_rfc9110_9_3_2() {
+    let origin = Origin::start(|_, n| Reply::ok(&v(n)).header("cache-control", "max-age=60")).await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    proxy.get("/", &[]).await;
+    let head = proxy.send("HEAD", "/", &[]).await;
+    assert!(head.hit());
+    assert_eq!((head.status, head.body.as_str()), (200, ""));
+    assert_eq!(head.h("content-length"), "2");
+    assert_eq!(origin.count(), 1);
+}
+
+#[tokio::test]
+async fn unsafe_methods_are_forwarded_and_invalidate_the_uri_rfc9111_4_4() {
+    let origin = Origin::start(|s, n| {
+        let r = Reply::ok(&format!("{} {n}", s.method)).header("cache-control", "max-age=60");
+        if s.method == "POST" {
+            r.header("location", "/other")
+        } else {
+            r
+        }
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    for m in ["PUT", "DELETE", "PATCH", "OPTIONS"] {
+        assert!(proxy.send(m, "/m", &[]).await.body.starts_with(m), "{m}");
+    }
+    assert_eq!(proxy.get("/doc", &[]).await.body, "GET 5");
+    assert_eq!(proxy.get("/other", &[]).await.body, "GET 6");
+    assert!(proxy.get("/doc", &[]).await.hit());
+    assert_eq!(proxy.send("POST", "/doc", &[]).await.body, "POST 7");
+    assert_eq!(proxy.get("/doc", &[]).await.body, "GET 8");
+    assert_eq!(
+        proxy.get("/other", &[]).await.body,
+        "GET 9",
+        "same-origin Location invalidated too"
+    );
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_serves_stale_and_runs_one_background_refresh_rfc5861_3() {
+    let origin = Origin::start(|_, n| {
+        Reply::ok(&v(n)).header("cache-control", "max-age=1, stale-while-revalidate=60")
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    assert_eq!(proxy.get("/", &[]).await.body, "v1");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let addr = proxy.addr;
+    let tasks: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(crate::support::send(addr, "GET", "/", &[])))
+        .collect();
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert!(got.body == "v1" || got.body == "v2", "{}", got.body);
+    }
+    assert_eq!(origin_reaches(&origin, 2).await, 2);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(origin.count(), 2, "exactly one background refresh");
+    assert_eq!(proxy.get("/", &[]).await.body, "v2");
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_stale_when_the_origin_fails_rfc5861_4() {
+    let origin = Origin::start(|_, n| {
+        if n == 1 {
+            Reply::ok("good").header("cache-control", "max-age=1, stale-if-error=60")
+        } else {
+            Reply::status(503, "down")
+        }
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    assert_eq!(proxy.get("/", &[]).await.body, "good");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let got = proxy.get("/", &[]).await;
+    assert_eq!((got.status, got.body.as_str()), (200, "good"));
+    assert!(
+        got.cache_status().contains("stale-if-error"),
+        "{}",
+        got.cache_status()
+    );
+}
+
+#[tokio::test]
+async fn a_404_without_freshness_is_cached_briefly_and_a_403_is_not() {
+    let origin = Origin::start(|s, n| {
+        if s.path_and_query == "/gone" {
+            Reply::status(404, &v(n))
+        } else {
+            Reply::status(403, &v(n))
+        }
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    let first = proxy.get("/gone", &[]).await;
+    assert_eq!(first.status, 404);
+    assert!((50..=60).contains(&first.ttl()), "{}", first.cache_status());
+    assert!(proxy.get("/gone", &[]).await.hit());
+    proxy.get("/forbidden", &[]).await;
+    assert!(!proxy.get("/forbidden", &[]).await.hit());
+    assert_eq!(origin.count(), 3);
+}
+
+#[tokio::test]
+async fn hop_by_hop_fields_are_neither_forwarded_nor_stored_rfc9110_7_6_1() {
+    let origin = Origin::start(|_, n| {
+        Reply::ok(&v(n))
+            .header("cache-control", "max-age=60")
+            .header("connection", "x-hop")
+            .header("x-hop", "secret")
+            .header("x-end", "kept")
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    let miss = proxy
+        .get(
+            "/",
+            &[("connection", "x-client-hop"), ("x-client-hop", "1")],
+        )
+        .await;
+    assert!(!miss.headers.contains_key("x-hop"));
+    assert_eq!(miss.h("x-end"), "kept");
+    assert!(!origin.seen()[0].headers.contains_key("x-client-hop"));
+    assert!(!proxy.get("/", &[]).await.headers.contains_key("x-hop"));
+}
