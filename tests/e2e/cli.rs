@@ -84,3 +84,28 @@ fn a_truncated_component_is_refused_with_the_file_named() {
         "{out}"
     );
 }
+
+#[test]
+fn compiled_components_are_kept_on_disk_and_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.toml");
+    let script = guest("guest-examples/bot-block");
+    std::fs::write(
+        &path,
+        format!("compiled_dir = \"compiled\"\n[[site]]\nname = \"s\"\norigin = \"http://127.0.0.1:9\"\nscript = \"{}\"\n", script.display()),
+    )
+    .unwrap();
+    let cwasm = || -> Vec<_> {
+        std::fs::read_dir(dir.path().join("compiled"))
+            .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+            .unwrap_or_default()
+    };
+    assert!(cwasm().is_empty());
+    for _ in 0..2 {
+        let (ok, out) = run_cli(&["check", "--config", path.to_str().unwrap()]);
+        assert!(ok, "{out}");
+        let files = cwasm();
+        assert_eq!(files.len(), 1, "{files:?}");
+        assert!(files[0].to_str().unwrap().ends_with(".cwasm"));
+    }
+}

@@ -317,3 +317,23 @@ async fn origin_too_slow_gives_504() {
         got.cache_status()
     );
 }
+
+#[tokio::test]
+async fn objects_over_the_size_bound_stream_through_uncached() {
+    let big = "x".repeat(4096);
+    let origin =
+        Origin::start(move |_, _| Reply::ok(&big).header("cache-control", "max-age=60")).await;
+    let toml =
+        "[cache]\nmax_object_size = \"1KiB\"\n[[site]]\nname = \"s\"\norigin = \"{origin}\"\n";
+    let proxy = Proxy::with_config(&origin, toml).await;
+    for _ in 0..2 {
+        let got = proxy.get("/big", &[]).await;
+        assert_eq!(got.body.len(), 4096);
+        assert!(
+            got.cache_status().contains("detail=\"too-large\""),
+            "{}",
+            got.cache_status()
+        );
+    }
+    assert_eq!(origin.count(), 2);
+}

@@ -280,10 +280,10 @@ impl Session {
         if msg.contains("growing memory") || msg.contains("memory growth failure") {
             return GuestError::OutOfMemory(self.script.limits.memory_bytes >> 20);
         }
-        if e.downcast_ref::<Trap>().is_some()
-            || msg.contains("wasm trap")
-            || msg.contains("wasm backtrace")
-        {
+        if let Some(trap) = e.downcast_ref::<Trap>() {
+            return GuestError::Trap(trap.to_string());
+        }
+        if msg.contains("wasm trap") || msg.contains("wasm backtrace") {
             return GuestError::Trap(first_line(&msg));
         }
         GuestError::Instantiate(first_line(&msg))
