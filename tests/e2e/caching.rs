@@ -349,3 +349,266 @@ async fn hop_by_hop_fields_are_neither_forwarded_nor_stored_rfc9110_7_6_1() {
     assert!(!origin.seen()[0].headers.contains_key("x-client-hop"));
     assert!(!proxy.get("/", &[]).await.headers.contains_key("x-hop"));
 }
+
+#[tokio::test]
+async fn ranges_are_served_from_the_complete_stored_response_rfc9110_14() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("0123456789")
+            .header("cache-control", "max-age=60")
+            .header("etag", "\"r1\"")
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    let first = proxy.get("/r", &[("range", "bytes=0-3")]).await;
+    assert_eq!((first.status, first.body.as_str()), (206, "0123"));
+    assert_eq!(first.h("content-range"), "bytes 0-3/10");
+    let suffix = proxy.get("/r", &[("range", "bytes=-2")]).await;
+    assert_eq!((suffix.status, suffix.body.as_str()), (206, "89"));
+    let multi = proxy.get("/r", &[("range", "bytes=0-0,9-9")]).await;
+    assert_eq!(multi.status, 206);
+    assert!(multi
+        .h("content-type")
+        .starts_with("multipart/byteranges; boundary="));
+    assert!(
+        multi.body.contains("Content-Range: bytes 9-9/10\r\n\r\n9"),
+        "{}",
+        multi.body
+    );
+    let beyond = proxy.get("/r", &[("range", "bytes=50-60")]).await;
+    assert_eq!(
+        (beyond.status, beyond.h("content-range").as_str()),
+        (416, "bytes */10")
+    );
+    let stale_validator = proxy
+        .get("/r", &[("range", "bytes=0-3"), ("if-range", "\"old\"")])
+        .await;
+    assert_eq!(
+        (stale_validator.status, stale_validator.body.as_str()),
+        (200, "0123456789")
+    );
+    assert_eq!(origin.count(), 1);
+    assert!(
+        !origin.seen()[0].headers.contains_key("range"),
+        "the cache fills with the whole representation"
+    );
+}
+
+#[tokio::test]
+async fn partial_responses_from_the_origin_are_not_stored_as_complete_rfc9111_3_3() {
+    let origin = Origin::start(|_, n| {
+        Reply::status(206, &v(n))
+            .header("cache-control", "max-age=60")
+            .header("content-range", "bytes 0-1/10")
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    assert_eq!(proxy.get("/p", &[]).await.status, 206);
+    assert!(!proxy.get("/p", &[]).await.hit());
+    assert_eq!(origin.count(), 2);
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_stale_when_the_origin_refuses_connections_rfc5861_4() {
+    let origin = Origin::start(|_, _| {
+        Reply::ok("good").header("cache-control", "max-age=1, stale-if-error=60")
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    assert_eq!(proxy.get("/", &[]).await.body, "good");
+    origin.stop();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let got = proxy.get("/", &[]).await;
+    assert_eq!((got.status, got.body.as_str()), (200, "good"));
+    assert!(
+        got.cache_status().contains("origin-unreachable"),
+        "{}",
+        got.cache_status()
+    );
+}
+
+#[tokio::test]
+async fn stale_if_error_serves_stale_when_the_origin_times_out_rfc5861_4() {
+    let origin = Origin::start(|_, n| {
+        let r = Reply::ok("good").header("cache-control", "max-age=1, stale-if-error=60");
+        if n == 1 {
+            r
+        } else {
+            r.delay(Duration::from_secs(5))
+        }
+    })
+    .await;
+    let proxy = Proxy::with_config(
+        &origin,
+        "[[site]]\nname = \"s\"\norigin = \"{origin}\"\nresponse_timeout_ms = 300\n",
+    )
+    .await;
+    assert_eq!(proxy.get("/", &[]).await.body, "good");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let got = proxy.get("/", &[]).await;
+    assert_eq!((got.status, got.body.as_str()), (200, "good"));
+    assert!(
+        got.cache_status().contains("origin-timeout"),
+        "{}",
+        got.cache_status()
+    );
+}
+
+#[tokio::test]
+async fn must_revalidate_forbids_serving_stale_even_on_error_rfc9111_5_2_2_2() {
+    let origin = Origin::start(|_, n| {
+        if n == 1 {
+            Reply::ok("good").header(
+                "cache-control",
+                "max-age=1, must-revalidate, stale-if-error=60",
+            )
+        } else {
+            Reply::status(503, "down")
+        }
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    proxy.get("/", &[]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        proxy
+            .get("/", &[("cache-control", "max-stale=600")])
+            .await
+            .status,
+        503
+    );
+}
+
+#[tokio::test]
+async fn an_origin_error_never_evicts_a_good_stale_copy_and_max_stale_can_use_it_rfc9111_5_2_1_2() {
+    let origin = Origin::start(|_, n| {
+        if n == 1 {
+            Reply::ok("good").header("cache-control", "max-age=1")
+        } else {
+            Reply::status(503, "down")
+        }
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    proxy.get("/", &[]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let err = proxy.get("/", &[]).await;
+    assert_eq!(
+        err.status, 503,
+        "no stale-if-error: the client sees the error"
+    );
+    let stale = proxy.get("/", &[("cache-control", "max-stale=600")]).await;
+    assert_eq!((stale.status, stale.body.as_str()), (200, "good"));
+    assert!(stale.hit());
+}
+
+#[tokio::test]
+async fn refresh_ahead_refreshes_in_the_background_before_expiry() {
+    let origin = Origin::start(|_, n| Reply::ok(&v(n)).header("cache-control", "max-age=4")).await;
+    let toml =
+        "[[site]]\nname = \"s\"\norigin = \"{origin}\"\n[site.caching]\nrefresh_ahead = 0.25\n";
+    let proxy = Proxy::with_config(&origin, toml).await;
+    assert_eq!(proxy.get("/", &[]).await.body, "v1");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let hit = proxy.get("/", &[]).await;
+    assert!(hit.hit() && hit.body == "v1", "{}", hit.cache_status());
+    assert_eq!(origin_reaches(&origin, 2).await, 2);
+    // Bounded wait for the refreshed copy to be stored.
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = proxy.get("/", &[]).await.body;
+        if body == "v2" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(body, "v2");
+}
+
+#[tokio::test]
+async fn heuristic_freshness_is_a_tenth_of_the_last_modified_age_rfc9111_4_2_2() {
+    let lm =
+        httpdate::fmt_http_date(std::time::SystemTime::now() - Duration::from_secs(2 * 86_400));
+    let origin = Origin::start(move |_, n| Reply::ok(&v(n)).header("last-modified", &lm)).await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    let got = proxy.get("/", &[]).await;
+    assert!(
+        (17_270..=17_280).contains(&got.ttl()),
+        "{}",
+        got.cache_status()
+    );
+    assert!(proxy.get("/", &[]).await.hit());
+}
+
+#[tokio::test]
+async fn authorization_requests_are_stored_only_when_the_response_allows_it_rfc9111_3_5() {
+    let origin = Origin::start(|s, n| {
+        let cc = if s.path_and_query == "/public" {
+            "public, max-age=60"
+        } else {
+            "max-age=60"
+        };
+        Reply::ok(&v(n)).header("cache-control", cc)
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    let auth = [("authorization", "Bearer alice")];
+    proxy.get("/mine", &auth).await;
+    assert_eq!(
+        proxy
+            .get("/mine", &[("authorization", "Bearer bob")])
+            .await
+            .body,
+        "v2",
+        "alice's response is never served to bob"
+    );
+    proxy.get("/public", &auth).await;
+    assert!(proxy.get("/public", &auth).await.hit());
+    assert_eq!(origin.count(), 3);
+}
+
+#[tokio::test]
+async fn qualified_private_strips_the_named_field_from_the_stored_copy_rfc9111_5_2_2_7() {
+    let origin = Origin::start(|_, n| {
+        Reply::ok(&v(n))
+            .header("cache-control", "private=\"x-user\", max-age=60")
+            .header("x-user", "alice")
+    })
+    .await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    proxy.get("/", &[]).await;
+    let hit = proxy.get("/", &[]).await;
+    assert!(hit.hit());
+    assert!(!hit.headers.contains_key("x-user"));
+}
+
+#[tokio::test]
+async fn cache_status_chains_after_upstream_caches_and_shows_the_key_only_when_debugging_rfc9211_2()
+{
+    let origin = Origin::start(|_, _| {
+        Reply::ok("x")
+            .header("cache-control", "max-age=60")
+            .header("cache-status", "upstream; hit")
+            .header("x-cache", "HIT")
+    })
+    .await;
+    let proxy = Proxy::with_config(
+        &origin,
+        "[[site]]\nname = \"s\"\norigin = \"{origin}\"\n[site.caching]\ndebug = true\n",
+    )
+    .await;
+    let got = proxy.get("/k?b=1&a=2", &[]).await;
+    assert!(
+        got.cache_status()
+            .starts_with("upstream; hit, tessera; fwd=uri-miss"),
+        "{}",
+        got.cache_status()
+    );
+    assert!(
+        got.cache_status().contains("key=\"shop.test/k?a=2&b=1\""),
+        "{}",
+        got.cache_status()
+    );
+    assert_eq!(got.h("x-cache"), "HIT, MISS");
+    let plain = Proxy::quick(&origin, &[]).await;
+    assert!(!plain.get("/k", &[]).await.cache_status().contains("key="));
+}

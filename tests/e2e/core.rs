@@ -161,8 +161,12 @@ async fn an_expired_entry_is_fetched_again() {
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let again = proxy.get("/short", &[]).await;
     assert_eq!(again.body, "v2");
-    // Without a validator there is nothing to revalidate: the expired entry is gone.
     assert!(!again.hit(), "{}", again.cache_status());
+    assert!(
+        again.cache_status().contains("fwd=stale"),
+        "{}",
+        again.cache_status()
+    );
     assert_eq!(origin.count(), 2);
 }
 

@@ -68,7 +68,7 @@ type Handler = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
 pub struct Origin {
     pub addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
-    task: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 impl Origin {
@@ -79,9 +79,16 @@ impl Origin {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let handler: Arc<Handler> = Arc::new(handler);
         let log = seen.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut accept_stopped = stopped.clone();
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => break },
+                    _ = accept_stopped.changed() => break,
+                };
                 let (log, handler) = (log.clone(), handler.clone());
+                let mut conn_stopped = stopped.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let (log, handler) = (log.clone(), handler.clone());
@@ -117,13 +124,17 @@ impl Origin {
                             Ok::<_, Infallible>(r)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc);
+                    // Stopping closes kept-alive connections too: the origin is really gone.
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = conn_stopped.changed() => {}
+                    }
                 });
             }
         });
-        Origin { addr, seen, task }
+        Origin { addr, seen, stop }
     }
 
     /// `http://127.0.0.1:PORT`
@@ -142,9 +153,16 @@ impl Origin {
     }
 }
 
+impl Origin {
+    /// Closes the listener and every connection: later requests are refused.
+    pub fn stop(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
 impl Drop for Origin {
     fn drop(&mut self) {
-        self.task.abort();
+        self.stop();
     }
 }
 

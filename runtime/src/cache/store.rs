@@ -10,9 +10,10 @@ use moka::Expiry;
 
 use super::vary::VaryKey;
 
-/// Extra time an entry with a validator is kept past its stale windows, so that a
-/// later request can revalidate it with a cheap 304 instead of a full fetch.
-pub const KEEP_WITH_VALIDATOR: Duration = Duration::from_secs(3600);
+/// Extra time an entry is kept past its stale windows (Varnish's "keep"): a later request
+/// can revalidate it with a cheap 304, or accept it stale with `max-stale` (RFC 9111 §5.2.1.2).
+/// The byte bound still applies: kept entries are evicted like any other.
+pub const KEEP: Duration = Duration::from_secs(3600);
 /// Variants kept per primary key; more means a `Vary` on a high-cardinality header.
 pub const MAX_VARIANTS: usize = 16;
 
@@ -67,20 +68,9 @@ impl Entry {
         }
     }
 
-    /// Whether the response carries a validator usable for a conditional request.
-    pub fn has_validator(&self) -> bool {
-        self.headers.contains_key(http::header::ETAG)
-            || self.headers.contains_key(http::header::LAST_MODIFIED)
-    }
-
     /// How long after `response_time` the entry may still be of use.
     fn useful_for(&self) -> Duration {
-        let keep = if self.has_validator() {
-            KEEP_WITH_VALIDATOR
-        } else {
-            Duration::ZERO
-        };
-        (self.ttl + self.swr.max(self.sie) + keep).saturating_sub(self.initial_age)
+        (self.ttl + self.swr.max(self.sie) + KEEP).saturating_sub(self.initial_age)
     }
 
     fn weight(&self) -> u64 {

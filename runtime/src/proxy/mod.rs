@@ -2,6 +2,7 @@
 
 mod headers;
 mod pipeline;
+mod range;
 mod site;
 
 use std::net::SocketAddr;

@@ -13,6 +13,7 @@ use hyper::body::Incoming;
 use super::headers::{
     append_forwarded_for, append_list, append_via, apply_edits, strip_hop_by_hop,
 };
+use super::range::{self, RangeReply};
 use super::site::SiteRuntime;
 use crate::cache::coalesce::{Coalescer, Role};
 use crate::cache::conditional::{self, Precondition};
@@ -474,7 +475,7 @@ impl Shared {
             }
         }
 
-        let (entry, decision) = self.build_entry(
+        let (entry, mut decision) = self.build_entry(
             ctx,
             parts,
             head.status,
@@ -483,6 +484,14 @@ impl Shared {
             times,
             None,
         )?;
+        if stale.is_some() && head.status.is_server_error() {
+            // An error is stored only to shield the origin; it never evicts a good copy
+            // that a later request may still be allowed to serve stale.
+            decision = Decision {
+                store: false,
+                reason: "kept-stale-copy".into(),
+            };
+        }
         let too_large = head
             .headers
             .get(header::CONTENT_LENGTH)
@@ -760,11 +769,34 @@ impl Shared {
             }
             Precondition::Failed => text(StatusCode::PRECONDITION_FAILED, ""),
             Precondition::Proceed => {
-                let mut r = Response::new(crate::origin::full(entry.body.clone()));
+                let mut r = Response::new(empty());
                 *r.status_mut() = entry.status;
                 *r.headers_mut() = entry.headers.clone();
+                // Ranges are cut from complete 200s only (RFC 9110 §14.2).
+                let ranges = if parts.method == Method::GET && entry.status == StatusCode::OK {
+                    range::evaluate(&parts.headers, &entry.headers, entry.body.len() as u64)
+                } else {
+                    RangeReply::Full
+                };
+                let body = match ranges {
+                    RangeReply::Full => entry.body.clone(),
+                    RangeReply::Partial(ranges) => {
+                        *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+                        range::partial(r.headers_mut(), &entry.body, &ranges)
+                    }
+                    RangeReply::Unsatisfiable => {
+                        *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                        let v = format!("bytes */{}", entry.body.len());
+                        r.headers_mut().insert(
+                            header::CONTENT_RANGE,
+                            HeaderValue::from_str(&v).expect("ascii"),
+                        );
+                        Bytes::new()
+                    }
+                };
                 r.headers_mut()
-                    .insert(header::CONTENT_LENGTH, HeaderValue::from(entry.body.len()));
+                    .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+                *r.body_mut() = crate::origin::full(body);
                 r
             }
         };
