@@ -612,3 +612,18 @@ async fn cache_status_chains_after_upstream_caches_and_shows_the_key_only_when_d
     let plain = Proxy::quick(&origin, &[]).await;
     assert!(!plain.get("/k", &[]).await.cache_status().contains("key="));
 }
+
+#[tokio::test]
+async fn only_if_cached_never_goes_forward_even_for_a_stale_entry_rfc9111_5_2_1_7() {
+    let origin = Origin::start(|_, n| Reply::ok(&v(n)).header("cache-control", "max-age=1")).await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    proxy.get("/", &[]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let got = proxy.get("/", &[("cache-control", "only-if-cached")]).await;
+    assert_eq!(got.status, 504);
+    let allowed = proxy
+        .get("/", &[("cache-control", "only-if-cached, max-stale")])
+        .await;
+    assert_eq!((allowed.status, allowed.body.as_str()), (200, "v1"));
+    assert_eq!(origin.count(), 1);
+}

@@ -255,7 +255,14 @@ impl Shared {
                         no_cache: entry.no_cache,
                         must_revalidate: entry.must_revalidate,
                     };
-                    match freshness::reuse(&facts, &req_cc, pragma_no_cache) {
+                    let reuse = freshness::reuse(&facts, &req_cc, pragma_no_cache);
+                    if req_cc.only_if_cached
+                        && !matches!(reuse, Reuse::Fresh | Reuse::StaleAllowedByRequest)
+                    {
+                        // RFC 9111 §5.2.1.7: stored but not usable without going forward.
+                        return Ok(only_if_cached(Fwd::Stale));
+                    }
+                    match reuse {
                         Reuse::Fresh | Reuse::StaleAllowedByRequest => {
                             self.maybe_refresh_ahead(ctx, parts, &key, &entry, now);
                             return Ok(self.hit(
@@ -318,16 +325,7 @@ impl Shared {
                 Lookup::UriMiss => Fwd::UriMiss,
             };
             if req_cc.only_if_cached {
-                // RFC 9111 §5.2.1.7
-                let status = CacheStatus {
-                    fwd: Some(fwd),
-                    detail: Some("only-if-cached".into()),
-                    ..Default::default()
-                };
-                return Ok(Delivery {
-                    response: text(StatusCode::GATEWAY_TIMEOUT, "not in cache\n"),
-                    status,
-                });
+                return Ok(only_if_cached(fwd));
             }
             if let Some(d) = self.fetch(ctx, parts, &key, fwd, None).await? {
                 return Ok(d);
@@ -1003,6 +1001,19 @@ fn origin_error(e: &OriginError, fwd: Fwd) -> Delivery {
     };
     Delivery {
         response: text(code, body),
+        status,
+    }
+}
+
+/// RFC 9111 §5.2.1.7: the client accepts only a stored response, and there is none usable.
+fn only_if_cached(fwd: Fwd) -> Delivery {
+    let status = CacheStatus {
+        fwd: Some(fwd),
+        detail: Some("only-if-cached".into()),
+        ..Default::default()
+    };
+    Delivery {
+        response: text(StatusCode::GATEWAY_TIMEOUT, "not in cache\n"),
         status,
     }
 }
