@@ -560,6 +560,14 @@ impl Shared {
         let site = ctx.site.clone();
         let caching = &site.cfg.caching;
         let ctl = effective_response_control(&headers, &site.targets);
+        if !headers.contains_key(header::DATE) {
+            // RFC 9110 §6.6.1: a cache records when it received a Date-less response.
+            let date = httpdate::fmt_http_date(times.response_time);
+            headers.insert(
+                header::DATE,
+                HeaderValue::from_str(&date).expect("http-date is ascii"),
+            );
+        }
         let storable = freshness::storable(
             &Method::GET,
             &parts.headers,
