@@ -215,7 +215,7 @@ fn demo(listen: SocketAddr) -> anyhow::Result<()> {
     let banner = format!(
         "sample origin on http://{origin} (serving samples/site)\n\ntry:\n  \
          curl -i http://{{addr}}/products/123                       # miss, then hit: see Cache-Status\n  \
-         curl -i 'http://{{addr}}/products/123?utm_source=mail&b=2&a=1'  # tracking params dropped, query sorted\n  \
+         curl -i 'http://{{addr}}/products/123?utm_source=mail&fbclid=x'  # a hit: tracking params are not in the key\n  \
          curl -i -A 'Mozilla/5.0 (iPhone) Mobile' http://{{addr}}/products/123  # separate mobile entry\n  \
          curl -i http://{{addr}}/api/products/123                   # JSON: ttl 300, stale-while-revalidate 3600\n  \
          curl -sI http://{{addr}}/images/logo.png                   # image: ttl 30 days\n  \
