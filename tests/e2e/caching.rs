@@ -627,3 +627,55 @@ async fn only_if_cached_never_goes_forward_even_for_a_stale_entry_rfc9111_5_2_1_
     assert_eq!((allowed.status, allowed.body.as_str()), (200, "v1"));
     assert_eq!(origin.count(), 1);
 }
+
+#[tokio::test]
+async fn the_sites_stale_if_error_default_applies_when_the_origin_sends_none() {
+    let origin = Origin::start(|_, n| {
+        if n == 1 {
+            Reply::ok("good").header("cache-control", "max-age=1")
+        } else {
+            Reply::status(502, "bad")
+        }
+    })
+    .await;
+    let toml =
+        "[[site]]\nname = \"s\"\norigin = \"{origin}\"\n[site.caching]\nstale_if_error = 300\n";
+    let proxy = Proxy::with_config(&origin, toml).await;
+    proxy.get("/", &[]).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let got = proxy.get("/", &[]).await;
+    assert_eq!((got.status, got.body.as_str()), (200, "good"));
+}
+
+#[tokio::test]
+async fn a_5xx_without_freshness_is_kept_briefly_to_shield_the_origin() {
+    let origin = Origin::start(|_, n| Reply::status(503, &v(n))).await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    let first = proxy.get("/", &[]).await;
+    assert!(
+        first.cache_status().contains("stored") && (8..=10).contains(&first.ttl()),
+        "{}",
+        first.cache_status()
+    );
+    let second = proxy.get("/", &[]).await;
+    assert_eq!(
+        (second.status, second.body.as_str(), second.hit()),
+        (503, "v1", true)
+    );
+    assert_eq!(origin.count(), 1);
+}
+
+#[tokio::test]
+async fn a_request_with_no_store_is_answered_but_its_response_not_stored_rfc9111_5_2_1_5() {
+    let origin = Origin::start(|_, n| Reply::ok(&v(n)).header("cache-control", "max-age=60")).await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    assert_eq!(
+        proxy.get("/", &[("cache-control", "no-store")]).await.body,
+        "v1"
+    );
+    assert_eq!(proxy.get("/", &[]).await.body, "v2");
+    assert!(
+        proxy.get("/", &[("cache-control", "no-store")]).await.hit(),
+        "a stored response may still answer it"
+    );
+}
