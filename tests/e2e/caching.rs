@@ -19,6 +19,13 @@ async fn origin_reaches(origin: &Origin, n: usize) -> usize {
     origin.count()
 }
 
+/// Fetches "good" with a 1 s TTL, waits until it is stale, and returns the next answer.
+async fn good_then_stale(proxy: &Proxy) -> crate::support::Got {
+    assert_eq!(proxy.get("/", &[]).await.body, "good");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    proxy.get("/", &[]).await
+}
+
 #[tokio::test]
 async fn s_maxage_overrides_max_age_for_a_shared_cache_rfc9111_5_2_2_10() {
     let origin =
@@ -296,9 +303,7 @@ async fn stale_if_error_serves_stale_when_the_origin_fails_rfc5861_4() {
     })
     .await;
     let proxy = Proxy::quick(&origin, &[]).await;
-    assert_eq!(proxy.get("/", &[]).await.body, "good");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let got = proxy.get("/", &[]).await;
+    let got = good_then_stale(&proxy).await;
     assert_eq!((got.status, got.body.as_str()), (200, "good"));
     assert!(
         got.cache_status().contains("stale-if-error"),
@@ -442,9 +447,7 @@ async fn stale_if_error_serves_stale_when_the_origin_times_out_rfc5861_4() {
         "[[site]]\nname = \"s\"\norigin = \"{origin}\"\nresponse_timeout_ms = 300\n",
     )
     .await;
-    assert_eq!(proxy.get("/", &[]).await.body, "good");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let got = proxy.get("/", &[]).await;
+    let got = good_then_stale(&proxy).await;
     assert_eq!((got.status, got.body.as_str()), (200, "good"));
     assert!(
         got.cache_status().contains("origin-timeout"),
