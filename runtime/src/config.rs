@@ -107,13 +107,14 @@ impl Default for CachePolicyConfig {
     }
 }
 
+/// Only heuristically cacheable statuses by default: a response without explicit freshness
+/// may be reused only if its status is heuristically cacheable (RFC 9111 §3, §4.2.2), which
+/// 5xx other than 501 are not. Operators may still list 5xx in `negative_ttl` to shield an
+/// origin, as an explicit policy of their own.
 fn default_negative_ttl() -> BTreeMap<u16, Duration> {
     let mut m = BTreeMap::new();
     m.insert(404, Duration::from_secs(60));
     m.insert(410, Duration::from_secs(60));
-    for s in [500, 502, 503, 504] {
-        m.insert(s, Duration::from_secs(10));
-    }
     m
 }
 

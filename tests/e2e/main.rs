@@ -2,6 +2,7 @@
 
 mod caching;
 mod cli;
+mod conformance;
 mod core;
 mod guests;
 mod support;

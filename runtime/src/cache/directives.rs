@@ -219,10 +219,14 @@ fn split_list(value: &str) -> Vec<&str> {
 }
 
 /// Splits `name[=value]`, unquoting a quoted-string value (RFC 9110 §5.6.4).
+///
+/// The grammar `token [ "=" ( token / quoted-string ) ]` (RFC 9111 §5.2) has no whitespace
+/// around `=`: `max-age =60` names no known directive and is ignored, `max-age= 60` has an
+/// invalid value (for a lifetime: stale). Neither may grant freshness.
 fn split_directive(element: &str) -> (&str, Arg<'_>) {
     match element.split_once('=') {
         None => (element.trim(), Arg::None),
-        Some((name, value)) => (name.trim(), Arg::Text(unquote(value.trim()))),
+        Some((name, value)) => (name.trim_start(), Arg::Text(unquote(value.trim_end()))),
     }
 }
 
