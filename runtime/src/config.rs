@@ -361,11 +361,6 @@ impl Config {
             sites,
         })
     }
-
-    /// The site that answers `host` (port removed), if any.
-    pub fn site_for(&self, host: &str) -> Option<&Site> {
-        self.sites.iter().find(|s| s.matches(host))
-    }
 }
 
 /// The largest memory cap a site may ask for; the pooling allocator reserves this per slot.

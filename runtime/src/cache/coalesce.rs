@@ -45,6 +45,7 @@ impl<T: Clone> Coalescer<T> {
     }
 
     /// Whether a fetch for `key` is under way.
+    #[cfg(test)]
     pub fn in_flight(&self, key: &str) -> bool {
         self.flights
             .lock()

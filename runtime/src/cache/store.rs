@@ -51,7 +51,7 @@ pub struct Entry {
 impl Entry {
     /// Current age (RFC 9111 §4.2.3).
     pub fn age(&self, now: SystemTime) -> Duration {
-        self.initial_age + now.duration_since(self.response_time).unwrap_or_default()
+        super::freshness::current_age(self.initial_age, self.response_time, now)
     }
 
     /// Remaining freshness in whole seconds; negative once stale.
@@ -198,22 +198,5 @@ impl Store {
     /// Removes every variant under `key`; returns whether anything was there.
     pub fn remove(&self, key: &str) -> bool {
         self.objects.remove(key).is_some()
-    }
-
-    /// Number of primary keys held (after pending maintenance).
-    pub fn len(&self) -> u64 {
-        self.objects.run_pending_tasks();
-        self.objects.entry_count()
-    }
-
-    /// Whether nothing is stored.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Bytes held, as the weigher counts them.
-    pub fn weighted_size(&self) -> u64 {
-        self.objects.run_pending_tasks();
-        self.objects.weighted_size()
     }
 }

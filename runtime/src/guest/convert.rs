@@ -41,16 +41,6 @@ pub fn device_class(user_agent: Option<&str>) -> DeviceClass {
     }
 }
 
-/// The device class's name as it appears in keys and logs.
-pub fn device_name(d: DeviceClass) -> &'static str {
-    match d {
-        DeviceClass::Desktop => "desktop",
-        DeviceClass::Mobile => "mobile",
-        DeviceClass::Tablet => "tablet",
-        DeviceClass::Bot => "bot",
-    }
-}
-
 /// Header list with lower-case names, as the WIT promises; non-UTF-8 values are dropped.
 pub fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
     headers

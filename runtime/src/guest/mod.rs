@@ -11,7 +11,7 @@ pub use bindings::types::{
     CacheDecision, ClientInfo, DeviceClass, HeaderEdits, Request, RequestAction, ResponseHead,
     SyntheticResponse,
 };
-pub use convert::{device_class, device_name, header_list, response_head};
+pub use convert::{device_class, header_list, response_head};
 pub use engine::{GuestEngine, PoolSize};
 pub use loader::{LoadError, WASMTIME_VERSION};
 pub use script::{GuestError, Hook, Script, Session};

@@ -236,11 +236,7 @@ impl Shared {
     ) -> Result<Delivery, PolicyFailure> {
         let req_cc = CacheControl::from_headers(&parts.headers);
         // RFC 9111 §5.4: Pragma counts only when the request has no Cache-Control.
-        let pragma_no_cache = !parts.headers.contains_key(header::CACHE_CONTROL)
-            && parts.headers.get_all(header::PRAGMA).iter().any(|v| {
-                v.to_str()
-                    .is_ok_and(|v| v.to_ascii_lowercase().contains("no-cache"))
-            });
+        let pragma_no_cache = freshness::pragma_no_cache(&parts.headers);
         // A follower whose leader gave up, or whose shared response does not fit its
         // Vary headers, looks again; bounded so a flapping origin cannot spin us.
         for _ in 0..3 {
@@ -435,11 +431,6 @@ impl Shared {
                 // RFC 9111 §4.3.4: freshen the stored response with the 304's fields.
                 let mut stored = s.entry.headers.clone();
                 conditional::update_stored_headers(&mut stored, &head.headers);
-                // A 304 may bring new qualified private / no-cache directives.
-                let ctl = effective_response_control(&stored, &site.targets);
-                for f in freshness::fields_to_strip(&ctl) {
-                    stored.remove(f);
-                }
                 let entry = Arc::new(
                     self.build_entry(
                         ctx,
@@ -578,10 +569,7 @@ impl Shared {
         );
         let lifetime =
             freshness::freshness_lifetime(status, &headers, &ctl, times, &Heuristic::default());
-        let explicit = !lifetime.heuristic && lifetime.ttl > Duration::ZERO
-            || ctl.cc.max_age.is_some()
-            || ctl.cc.s_maxage.is_some()
-            || (!ctl.ignores_expires() && headers.contains_key(header::EXPIRES));
+        let explicit = freshness::has_explicit_freshness(&headers, &ctl);
         let negative = caching
             .negative_ttl
             .get(&status.as_u16())
