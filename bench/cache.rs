@@ -78,10 +78,11 @@ fn bench(c: &mut Criterion) {
                 "127.0.0.1:0".parse().unwrap(),
                 Site::quick(format!("http://{o}").parse().unwrap(), scripts),
             );
-            config.compiled_dir = root.join("target").join("bench-compiled");
-            let running = tessera::proxy::serve(tessera::proxy::build(config).unwrap())
+            config.compiled_dir = Some(root.join("target").join("bench-compiled"));
+            let shared = tessera::proxy::build(config, tessera::clock::Clock::system())
                 .await
                 .unwrap();
+            let running = tessera::proxy::serve(shared).await.unwrap();
             addrs.push(running.addr);
             std::mem::forget(running);
         }

@@ -5,12 +5,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use tessera::config::Limits;
-use tessera::guest::{
-    response_head, CacheDecision, GuestEngine, PoolSize, Request, Script, Session,
-};
+use http::{HeaderMap, Method, StatusCode, Uri};
+use tessera::cache::Decision;
+use tessera::clock::Clock;
+use tessera::config::{Limits, ScriptsConfig};
+use tessera::guest::{Chain, CompiledCache, GuestEngine, InstancePool, PoolSize, Script};
+use tessera::request::{Client, ClientRequest, DeviceClass};
 
-fn script(engine: &GuestEngine, name: &str) -> Arc<Script> {
+fn script(
+    rt: &tokio::runtime::Runtime,
+    engine: &GuestEngine,
+    pool: &InstancePool,
+    name: &str,
+) -> Arc<[Arc<Script>]> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = root.join("target").join("test-guests");
     let wasm = tessera::builder::build_guest(
@@ -23,67 +30,105 @@ fn script(engine: &GuestEngine, name: &str) -> Arc<Script> {
         cpu: Duration::from_millis(50),
         memory_bytes: 64 << 20,
     };
-    Arc::new(
-        Script::load(
+    let compiled = CompiledCache::open(&root.join("target").join("bench-compiled")).unwrap();
+    let s = rt
+        .block_on(Script::load(
             engine,
+            pool,
             &wasm,
-            &root.join("target").join("bench-compiled"),
+            Some(&compiled),
             "bench",
             limits,
-        )
-        .expect("script loads"),
-    )
+        ))
+        .expect("script loads");
+    Arc::from(vec![Arc::new(s)])
 }
 
-fn request() -> Request {
-    let req = http::Request::builder()
-        .uri("/products/123?utm_source=x&b=2&a=1")
-        .header("user-agent", "Mozilla/5.0 (iPhone) Mobile")
-        .header("cookie", "ab=A; theme=dark")
-        .body(())
-        .unwrap();
-    let (parts, ()) = req.into_parts();
-    Request::from_parts(&parts, "shop.example", "127.0.0.1".parse().unwrap())
+fn request() -> ClientRequest {
+    let mut headers = HeaderMap::new();
+    for (k, v) in [
+        ("host", "shop.example"),
+        ("user-agent", "Mozilla/5.0 (iPhone) Mobile"),
+        ("accept", "text/html,application/xhtml+xml"),
+        ("accept-language", "en-GB,en;q=0.9"),
+        ("accept-encoding", "gzip, br"),
+        ("cookie", "ab=A; theme=dark"),
+        ("referer", "https://search.example/"),
+        ("x-request-id", "bench"),
+    ] {
+        headers.insert(k, v.parse().unwrap());
+    }
+    ClientRequest {
+        method: Method::GET,
+        scheme: "http",
+        authority: "shop.example".into(),
+        uri: Uri::from_static("/products/123?utm_source=x&b=2&a=1"),
+        client: Client {
+            ip: "127.0.0.1".parse().unwrap(),
+            country: None,
+            device: DeviceClass::Mobile,
+        },
+        headers,
+        version: 0,
+    }
 }
 
 fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let engine = GuestEngine::new(PoolSize::default()).unwrap();
-    let key = script(&engine, "normalize-key");
-    let ttl = script(&engine, "ttl-by-type");
-    let ab = script(&engine, "ab-test");
-    let req = request();
-    let mut headers = http::HeaderMap::new();
+    let pool = Arc::new(InstancePool::new(&ScriptsConfig::default()));
+    let key = script(&rt, &engine, &pool, "normalize-key");
+    let ttl = script(&rt, &engine, &pool, "ttl-by-type");
+    let ab = script(&rt, &engine, &pool, "ab-test");
+    let chain = |s: &Arc<[Arc<Script>]>| {
+        Chain::new(s.clone(), pool.clone(), "bench".into(), Clock::system())
+    };
+    let mut req = request();
+    let mut headers = HeaderMap::new();
     headers.insert("content-type", "text/html".parse().unwrap());
-    let head = response_head(http::StatusCode::OK, &headers);
-    let proposed = CacheDecision {
+    let proposed = Decision {
         store: true,
-        ttl: 60,
-        stale_while_revalidate: 0,
-        stale_if_error: 0,
-        tags: vec![],
+        ttl: Duration::from_secs(60),
+        ..Default::default()
     };
 
     c.bench_function("fresh instance + cache-key + drop (normalize-key)", |b| {
         b.iter(|| {
-            let mut s = Session::new(key.clone(), "bench".into());
-            s.cache_key(&req, "shop.example/products/123").unwrap()
+            rt.block_on(async {
+                let mut ch = chain(&key);
+                ch.cache_key(&req, "shop.example/products/123".into())
+                    .await
+                    .unwrap()
+            })
         })
     });
     c.bench_function(
         "all hooks of one request (ab-test: on-request, cache-key, on-response)",
         |b| {
             b.iter(|| {
-                let mut s = Session::new(ab.clone(), "bench".into());
-                s.on_request(&req).unwrap();
-                s.cache_key(&req, "shop.example/products/123").unwrap();
-                s.on_response(&req, &head).unwrap()
+                rt.block_on(async {
+                    let mut ch = chain(&ab);
+                    ch.on_request(&mut req).await.unwrap();
+                    ch.cache_key(&req, "shop.example/products/123".into())
+                        .await
+                        .unwrap();
+                    let mut h = headers.clone();
+                    ch.on_response(&req, StatusCode::OK, &mut h).await.unwrap();
+                })
             })
         },
     );
     c.bench_function("cache-policy on a fresh instance (ttl-by-type)", |b| {
         b.iter(|| {
-            let mut s = Session::new(ttl.clone(), "bench".into());
-            s.cache_policy(&req, &head, &proposed).unwrap()
+            rt.block_on(async {
+                let mut ch = chain(&ttl);
+                ch.cache_policy(&req, StatusCode::OK, &headers, proposed.clone())
+                    .await
+                    .unwrap()
+            })
         })
     });
 }

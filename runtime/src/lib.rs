@@ -2,8 +2,10 @@
 
 pub mod builder;
 pub mod cache;
+pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod guest;
 pub mod origin;
 pub mod proxy;
+pub mod request;

@@ -3,12 +3,12 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tessera::config::{Config, Site, DEFAULT_LISTEN};
-use tessera::guest::{GuestEngine, PoolSize, Script};
+use tessera::clock::Clock;
+use tessera::config::{Config, ScriptsConfig, Site, DEFAULT_LISTEN};
+use tessera::guest::{GuestEngine, InstancePool, PoolSize, Script};
 
 /// A caching reverse proxy scripted by sandboxed WebAssembly components.
 #[derive(Parser)]
@@ -34,6 +34,9 @@ enum Cmd {
         /// Address to listen on (overrides the config).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// This node's name in Cache-Status, X-Served-By and Via (overrides the config).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Validate a config, load and instantiate every script; non-zero exit lists the errors.
     Check {
@@ -72,7 +75,8 @@ fn main() -> ExitCode {
             origin,
             script,
             listen,
-        } => serve(config, origin, script, listen),
+            name,
+        } => serve(config, origin, script, listen, name),
         Cmd::Check { config } => check(&config),
         Cmd::Build { dir, out } => tessera::builder::build_guest(&dir, out.as_deref(), None)
             .map(|p| println!("{}", p.display())),
@@ -98,6 +102,7 @@ fn serve(
     origin: Option<String>,
     scripts: Vec<PathBuf>,
     listen: Option<SocketAddr>,
+    name: Option<String>,
 ) -> anyhow::Result<()> {
     let mut config = match (config, origin) {
         (Some(path), _) => Config::load(&path)?,
@@ -119,7 +124,34 @@ fn serve(
     if let Some(l) = listen {
         config.listen = l;
     }
+    if let Some(n) = name {
+        anyhow::ensure!(
+            !n.is_empty()
+                && n.len() <= 64
+                && n.as_bytes()[0].is_ascii_alphabetic()
+                && n.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+            "--name: `{n}` must start with a letter and use only A-Z a-z 0-9 - _ ."
+        );
+        config.node_name = n;
+    }
     run_until_signal(runtime()?, config, None)
+}
+
+/// Lets this process hold as many connections as its hard limit allows (like nginx's
+/// `worker_rlimit_nofile`); the default soft limit is often 1024.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass; no other effects.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
 }
 
 fn run_until_signal(
@@ -127,22 +159,30 @@ fn run_until_signal(
     config: Config,
     banner: Option<String>,
 ) -> anyhow::Result<()> {
-    let shared = tessera::proxy::build(config)?;
+    raise_fd_limit();
     rt.block_on(async move {
+        let shared = tessera::proxy::build(config, Clock::system()).await?;
         let running = tessera::proxy::serve(shared).await?;
         println!("tessera listening on http://{}", running.addr);
         if let Some(b) = banner {
             println!("{}", b.replace("{addr}", &running.addr.to_string()));
         }
-        tokio::signal::ctrl_c().await?;
-        eprintln!("shutting down");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+        eprintln!("shutting down: draining requests in flight");
         running.shutdown().await;
+        eprintln!("stopped");
         Ok(())
     })
 }
 
 fn check(path: &Path) -> anyhow::Result<()> {
     let config = Config::load(path)?;
+    let compiled = tessera::proxy::compiled_cache(&config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let max_memory = config
         .sites
         .iter()
@@ -153,27 +193,44 @@ fn check(path: &Path) -> anyhow::Result<()> {
         instances: 8,
         max_memory,
     })?;
+    let pool = InstancePool::new(&ScriptsConfig {
+        instances: 8,
+        ..ScriptsConfig::default()
+    });
     let mut errors = Vec::new();
     let mut scripts = 0;
-    for site in &config.sites {
-        for script in &site.scripts {
-            match Script::load(
-                &engine,
-                script,
-                &config.compiled_dir,
-                &site.name,
-                site.limits,
-            ) {
-                Err(e) => errors.push(format!("site \"{}\": {e}", site.name)),
-                Ok(s) => match Arc::new(s).smoke_test() {
-                    Err(e) => {
-                        errors.push(format!("site \"{}\": {}: {e}", site.name, script.display()))
+    runtime()?.block_on(async {
+        for site in &config.sites {
+            for script in &site.scripts {
+                match Script::load(
+                    &engine,
+                    &pool,
+                    script,
+                    compiled.as_ref(),
+                    &site.name,
+                    site.limits,
+                )
+                .await
+                {
+                    Err(e) => errors.push(format!("site \"{}\": {e}", site.name)),
+                    Ok(s) => {
+                        println!(
+                            "site \"{}\": {}: hooks {}{}",
+                            site.name,
+                            script.display(),
+                            s.hook_names().join(", "),
+                            if s.keeps_state() {
+                                " (keeps state)"
+                            } else {
+                                ""
+                            }
+                        );
+                        scripts += 1;
                     }
-                    Ok(()) => scripts += 1,
-                },
+                }
             }
         }
-    }
+    });
     if errors.is_empty() {
         println!(
             "{}: ok ({} site(s), {} script(s))",

@@ -1,7 +1,7 @@
 //! The one `wit_bindgen::generate!` call: raw bindings for the `tessera:edge/edge-script` world.
 //!
 //! Nothing else in the SDK or in scripts should need these directly; the crate root
-//! re-exports the types under friendly names and `tessera_sdk::export!` wires the hooks.
+//! re-exports the types under friendly names and `#[tessera_sdk::script]` wires the hooks.
 
 wit_bindgen::generate!({
     path: "../wit",

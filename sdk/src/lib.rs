@@ -1,10 +1,12 @@
 //! Write Tessera edge scripts in Rust: cache keys, cache policy and header edits.
 //!
-//! A script is a type implementing [`EdgeScript`], exported with [`export!`] and built to a
-//! WebAssembly component. The proxy calls its hooks along each request's path; a hook the
-//! script does not override is left to the host's default, and the host stops calling it.
-//! Every request gets a fresh instance, so a script holds no state between requests (and a
-//! `thread_local!` in a script is per-request state).
+//! A script is a type implementing [`EdgeScript`], whose impl block carries the
+//! [`#[tessera_sdk::script]`](script) attribute, built to a WebAssembly component. The
+//! proxy calls its hooks along each request's path. The attribute reads which hook methods
+//! the impl block defines and tells the host once, when it loads the script; the host then
+//! calls only those, and for every other hook does what that hook's default body does
+//! (see [`EdgeScript`]) without calling the script at all. There is nothing to declare per
+//! hook: defining the method is the declaration.
 //!
 //! # A complete script
 //!
@@ -16,6 +18,7 @@
 //!
 //! struct Shop;
 //!
+//! #[tessera_sdk::script]
 //! impl EdgeScript for Shop {
 //!     fn on_request(req: &Request) -> RequestAction {
 //!         if req.path == "/old-home" {
@@ -45,16 +48,62 @@
 //!         }
 //!     }
 //!
-//!     // `on_response` is not overridden: the host makes no header edits and never calls it.
+//!     // `on_response` is not defined: the host makes no header edits and never calls it.
 //! }
 //!
-//! tessera_sdk::export!(Shop);
-//!
-//! # use tessera_sdk::testing;
+//! # use tessera_sdk::{testing, HookSet};
 //! # let req = testing::request("/p?utm_source=x&b=2&a=1").header("cookie", "lang=nl").build();
-//! # assert_eq!(testing::call_cache_key::<Shop>(&req, "ignored").as_deref(), Some("example.com/p?a=1&b=2#nl"));
-//! # assert_eq!(testing::call_on_response::<Shop>(&req, &testing::response(200).build()), None);
+//! # assert_eq!(testing::call_cache_key::<Shop>(&req, "ignored"), "example.com/p?a=1&b=2#nl");
+//! # let info = testing::describe::<Shop>();
+//! # assert_eq!(info.hooks, HookSet::ON_REQUEST | HookSet::CACHE_KEY | HookSet::CACHE_POLICY);
+//! # assert!(!info.keep_state);
 //! ```
+//!
+//! Use the attribute once per script crate: the component exports exactly one script.
+//!
+//! # State between hooks, and `keep_state`
+//!
+//! Every request gets its own instance of the script, so nothing a script keeps in memory
+//! survives from one request to the next. Within a request, the host releases the instance
+//! while the request waits on the origin (or on another request already fetching the same
+//! entry), and the next phase may run in a fresh instance. So a `thread_local!` set in
+//! `on_request` or `cache_key` is **not** guaranteed to be there in `cache_policy` or
+//! `on_response`.
+//!
+//! The preferred way to carry a value forward is a request header: `on_request` sets it
+//! with [`RequestAction::proceed_with`], and every later hook sees the edited request (so
+//! does the origin). Setting it also overrides whatever the client sent under that name.
+//!
+//! ```
+//! use tessera_sdk::{random_u64, EdgeScript, HeaderEdits, Request, RequestAction, ResponseHead};
+//!
+//! struct Trace;
+//!
+//! #[tessera_sdk::script]
+//! impl EdgeScript for Trace {
+//!     fn on_request(_req: &Request) -> RequestAction {
+//!         let id = format!("{:016x}", random_u64());
+//!         RequestAction::proceed_with(HeaderEdits::new().set("x-trace-id", id))
+//!     }
+//!
+//!     fn on_response(req: &Request, _resp: &ResponseHead) -> HeaderEdits {
+//!         match req.header("x-trace-id") {
+//!             Some(id) => HeaderEdits::new().set("x-trace-id", id),
+//!             None => HeaderEdits::new(),
+//!         }
+//!     }
+//! }
+//! # use tessera_sdk::testing;
+//! # testing::set_random(vec![255]);
+//! # let RequestAction::Continue(edits) = testing::call_on_request::<Trace>(&testing::request("/").build()) else { panic!() };
+//! # assert_eq!(edits.set, [("x-trace-id".to_string(), "00000000000000ff".to_string())]);
+//! ```
+//!
+//! When a script really needs in-memory state across a whole request, write
+//! `#[tessera_sdk::script(keep_state)]`: the host then keeps one instance for the request
+//! from its first hook to its last, also while it waits on the origin. That instance holds
+//! a slot of the host's instance pool all that time, so fewer requests can be in flight
+//! at once; prefer the header when it will do.
 //!
 //! # Building
 //!
@@ -67,6 +116,9 @@
 //! [dependencies]
 //! tessera-sdk = "0.1"
 //! ```
+//!
+//! Depend on it under the name `tessera-sdk`: the attribute's generated code refers to
+//! `::tessera_sdk`.
 //!
 //! Build it for `wasm32-unknown-unknown` with `wasm-component-ld` (shipped with rustup's
 //! wasm target) as linker; that yields a component importing only the three `tessera:edge`
@@ -83,8 +135,39 @@
 //!
 //! Hooks are plain functions: call them in `#[test]`s with requests from
 //! [`testing::request`]. [`log`], [`now_ms`] and [`random_u64`] are backed by the
-//! [`testing`] seam on native targets, and `testing::call_*` run a hook through the same
-//! glue as [`export!`], showing whether the host would get `Some` or `None`.
+//! [`testing`] seam on native targets. `testing::call_*` run a hook through the same glue
+//! as the component's exports, and [`testing::describe`] returns what the host learns at
+//! load: which hooks it will call, and whether it keeps state.
+//!
+//! # Mistakes the attribute catches
+//!
+//! An unknown argument (the message is ``expected `keep_state` ``):
+//!
+//! ```compile_fail
+//! # use tessera_sdk::EdgeScript;
+//! struct Shop;
+//!
+//! #[tessera_sdk::script(keepstate)]
+//! impl EdgeScript for Shop {}
+//! ```
+//!
+//! Anything but an `impl EdgeScript for YourType` block:
+//!
+//! ```compile_fail
+//! #[tessera_sdk::script]
+//! struct Shop;
+//! ```
+//!
+//! And a script type without the attribute cannot be described, so it is never exported
+//! by accident with a wrong hook list:
+//!
+//! ```compile_fail
+//! # use tessera_sdk::{testing, EdgeScript};
+//! struct Shop;
+//! impl EdgeScript for Shop {}
+//!
+//! let _ = testing::describe::<Shop>();
+//! ```
 //!
 //! # Failures
 //!
@@ -94,7 +177,7 @@
 
 #![warn(missing_docs)]
 
-// The generated export macro names this crate `tessera_sdk`, also from inside it (tests).
+// The generated code names this crate `tessera_sdk`, also from inside it (tests).
 extern crate self as tessera_sdk;
 
 #[allow(missing_docs)]
@@ -106,6 +189,7 @@ mod request;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod testing;
 
+pub use bindings::exports::tessera::edge::hooks::{HookSet, ScriptInfo};
 pub use bindings::tessera::edge::log::Level as LogLevel;
 pub use bindings::tessera::edge::types::{
     CacheDecision, ClientInfo, DeviceClass, HeaderEdits, Request, RequestAction, ResponseHead,
@@ -113,21 +197,25 @@ pub use bindings::tessera::edge::types::{
 };
 pub use host::{log, now_ms, random_u64};
 pub use query::Query;
+// Documented in its own crate; rustdoc shows those docs here.
+pub use tessera_sdk_macros::script;
 
 /// An edge script: one hook per point on a request's path, each with a default.
 ///
-/// Hooks are associated functions, not methods: the host creates a fresh instance for
-/// every request, so there is no script object to keep state in. Override only what the
-/// script needs; for the others the SDK tells the host "not implemented", the host uses
-/// its own behaviour and stops calling that hook.
+/// Hooks are associated functions, not methods: the host instantiates the script for every
+/// request, so there is no script object to keep state in. Define only the hooks the script
+/// needs, in an impl block marked [`#[tessera_sdk::script]`](script); the host never calls
+/// the others and does what their default bodies below do. Those bodies are what a test
+/// gets when it calls a hook the script does not define.
 pub trait EdgeScript {
     /// Called first for every request, before the cache lookup: edit request headers, or
-    /// answer at once (redirect, block, set an A/B cookie) with [`RequestAction::respond`].
+    /// answer at once (redirect, block) with [`RequestAction::respond`]. Later hooks see
+    /// the request with these edits applied.
     ///
-    /// Default: continue with no edits.
+    /// Default, and what the host does when the script does not define it: continue with
+    /// no edits.
     fn on_request(req: &Request) -> RequestAction {
         let _ = req;
-        __private::default_ran(__private::ON_REQUEST);
         RequestAction::proceed()
     }
 
@@ -135,10 +223,9 @@ pub trait EdgeScript {
     /// the cache entry. `default_key` is authority + path + normalised query (tracking
     /// parameters dropped, the rest sorted). Responses still vary by `Vary` within a key.
     ///
-    /// Default: `default_key`.
+    /// Default, and what the host does when the script does not define it: `default_key`.
     fn cache_key(req: &Request, default_key: &str) -> String {
         let _ = req;
-        __private::default_ran(__private::CACHE_KEY);
         default_key.to_owned()
     }
 
@@ -146,59 +233,73 @@ pub trait EdgeScript {
     /// RFC 9111 rules (with RFC 5861 and RFC 9213 extensions) give; return it changed to
     /// set TTLs, stale windows and purge tags, or to refuse storage.
     ///
-    /// Default: `proposed`.
+    /// Default, and what the host does when the script does not define it: `proposed`.
     fn cache_policy(req: &Request, resp: &ResponseHead, proposed: CacheDecision) -> CacheDecision {
         let _ = (req, resp);
-        __private::default_ran(__private::CACHE_POLICY);
         proposed
     }
 
     /// Called before delivery of every response, hit or miss, to edit the headers the
     /// client sees (e.g. add `set-cookie`); the cached copy is not changed.
     ///
-    /// Default: no edits.
+    /// Default, and what the host does when the script does not define it: no edits.
     fn on_response(req: &Request, resp: &ResponseHead) -> HeaderEdits {
         let _ = (req, resp);
-        __private::default_ran(__private::ON_RESPONSE);
         HeaderEdits::new()
     }
 }
 
-/// Glue between [`EdgeScript`] and the generated `Guest` trait; used by [`export!`] and [`testing`].
+/// Glue between `#[script]`, [`EdgeScript`] and the generated `Guest` trait; also used by [`testing`].
 #[doc(hidden)]
 pub mod __private {
-    use std::cell::Cell;
+    use crate::{
+        CacheDecision, EdgeScript, HeaderEdits, Request, RequestAction, ResponseHead, ScriptInfo,
+    };
 
-    use crate::{CacheDecision, EdgeScript, HeaderEdits, Request, RequestAction, ResponseHead};
-
-    pub const ON_REQUEST: u8 = 1;
-    pub const CACHE_KEY: u8 = 2;
-    pub const CACHE_POLICY: u8 = 4;
-    pub const ON_RESPONSE: u8 = 8;
-
-    thread_local! {
-        // One bit per hook whose default implementation ran; per hook so that an override
-        // that happens to call another hook's default is still reported as implemented.
-        static DEFAULT_RAN: Cell<u8> = const { Cell::new(0) };
+    /// What `#[tessera_sdk::script]` read from a script's impl block: the host's `describe` answer.
+    pub trait Described: EdgeScript {
+        /// The hooks the impl block defines, and whether `keep_state` was given.
+        const INFO: ScriptInfo;
     }
 
-    /// Records that the default implementation of `hook` ran.
-    pub fn default_ran(hook: u8) {
-        DEFAULT_RAN.with(|ran| ran.set(ran.get() | hook));
+    /// Answers the host's `describe` call for `S`.
+    pub fn describe<S: Described>() -> ScriptInfo {
+        enter();
+        S::INFO
     }
 
-    /// Runs a hook: `Some(result)` if the script overrides it, `None` if its default ran.
-    pub fn run_hook<T>(hook: u8, call: impl FnOnce() -> T) -> Option<T> {
+    /// Runs `S::on_request` for the host.
+    pub fn on_request<S: EdgeScript>(req: Request) -> RequestAction {
+        enter();
+        S::on_request(&req)
+    }
+
+    /// Runs `S::cache_key` for the host.
+    pub fn cache_key<S: EdgeScript>(req: Request, default_key: String) -> String {
+        enter();
+        S::cache_key(&req, &default_key)
+    }
+
+    /// Runs `S::cache_policy` for the host.
+    pub fn cache_policy<S: EdgeScript>(
+        req: Request,
+        resp: ResponseHead,
+        proposed: CacheDecision,
+    ) -> CacheDecision {
+        enter();
+        S::cache_policy(&req, &resp, proposed)
+    }
+
+    /// Runs `S::on_response` for the host.
+    pub fn on_response<S: EdgeScript>(req: Request, resp: ResponseHead) -> HeaderEdits {
+        enter();
+        S::on_response(&req, &resp)
+    }
+
+    /// Done on entry to every export.
+    fn enter() {
         #[cfg(target_arch = "wasm32")]
         report_panics_to_host();
-        DEFAULT_RAN.with(|ran| ran.set(ran.get() & !hook));
-        let out = call();
-        let defaulted = DEFAULT_RAN.with(|ran| {
-            let bits = ran.get();
-            ran.set(bits & !hook);
-            bits & hook != 0
-        });
-        (!defaulted).then_some(out)
     }
 
     /// Sends a panic's message and location to the host's log before the instance traps;
@@ -219,51 +320,33 @@ pub mod __private {
             }));
         });
     }
-
-    pub fn on_request<S: EdgeScript>(req: Request) -> Option<RequestAction> {
-        run_hook(ON_REQUEST, || S::on_request(&req))
-    }
-
-    pub fn cache_key<S: EdgeScript>(req: Request, default_key: String) -> Option<String> {
-        run_hook(CACHE_KEY, || S::cache_key(&req, &default_key))
-    }
-
-    pub fn cache_policy<S: EdgeScript>(
-        req: Request,
-        resp: ResponseHead,
-        proposed: CacheDecision,
-    ) -> Option<CacheDecision> {
-        run_hook(CACHE_POLICY, || S::cache_policy(&req, &resp, proposed))
-    }
-
-    pub fn on_response<S: EdgeScript>(req: Request, resp: ResponseHead) -> Option<HeaderEdits> {
-        run_hook(ON_RESPONSE, || S::on_response(&req, &resp))
-    }
 }
 
-/// Exports a type implementing [`EdgeScript`] as this component's `tessera:edge/hooks`.
+/// Exports `$script` as this component's `tessera:edge/hooks`; emitted by `#[tessera_sdk::script]`.
 ///
-/// Use it once per script crate, at module level: `tessera_sdk::export!(MyScript);`.
-/// Overridden hooks answer `some(..)`; hooks left to their default answer `none`, so the
-/// host uses its own behaviour and stops calling them.
+/// Not for direct use: the attribute also generates the [`__private::Described`] impl
+/// this glue needs.
+#[doc(hidden)]
 #[macro_export]
-macro_rules! export {
+macro_rules! __export_script {
     ($script:ty) => {
         const _: () = {
             #[doc(hidden)]
             struct __TesseraExport;
 
             impl $crate::bindings::exports::tessera::edge::hooks::Guest for __TesseraExport {
-                fn on_request(
-                    req: $crate::Request,
-                ) -> ::core::option::Option<$crate::RequestAction> {
+                fn describe() -> $crate::ScriptInfo {
+                    $crate::__private::describe::<$script>()
+                }
+
+                fn on_request(req: $crate::Request) -> $crate::RequestAction {
                     $crate::__private::on_request::<$script>(req)
                 }
 
                 fn cache_key(
                     req: $crate::Request,
                     default_key: ::std::string::String,
-                ) -> ::core::option::Option<::std::string::String> {
+                ) -> ::std::string::String {
                     $crate::__private::cache_key::<$script>(req, default_key)
                 }
 
@@ -271,14 +354,14 @@ macro_rules! export {
                     req: $crate::Request,
                     resp: $crate::ResponseHead,
                     proposed: $crate::CacheDecision,
-                ) -> ::core::option::Option<$crate::CacheDecision> {
+                ) -> $crate::CacheDecision {
                     $crate::__private::cache_policy::<$script>(req, resp, proposed)
                 }
 
                 fn on_response(
                     req: $crate::Request,
                     resp: $crate::ResponseHead,
-                ) -> ::core::option::Option<$crate::HeaderEdits> {
+                ) -> $crate::HeaderEdits {
                     $crate::__private::on_response::<$script>(req, resp)
                 }
             }
@@ -294,28 +377,34 @@ macro_rules! export {
 #[cfg(test)]
 mod tests {
     use crate::testing::{
-        call_cache_key, call_cache_policy, call_on_request, call_on_response, request, response,
+        call_cache_key, call_cache_policy, call_on_request, call_on_response, describe, request,
+        response,
     };
-    use crate::{CacheDecision, EdgeScript, HeaderEdits, Request, RequestAction, ResponseHead};
+    use crate::{
+        CacheDecision, EdgeScript, HeaderEdits, HookSet, Request, RequestAction, ResponseHead,
+        ScriptInfo,
+    };
 
     struct Empty;
+    #[crate::script]
     impl EdgeScript for Empty {}
 
     struct KeyOnly;
+    #[crate::script]
     impl EdgeScript for KeyOnly {
         fn cache_key(req: &Request, default_key: &str) -> String {
             format!("{default_key}#{}", req.client.device)
         }
     }
 
-    /// An override that returns exactly what the default would, and calls another default.
+    /// Every hook defined, each returning exactly what the default would; and keep_state.
     struct Everything;
+    #[crate::script(keep_state)]
     impl EdgeScript for Everything {
         fn on_request(_req: &Request) -> RequestAction {
             RequestAction::proceed()
         }
-        fn cache_key(req: &Request, default_key: &str) -> String {
-            let _ = <Self as EdgeScript>::on_response(req, &response(200).build());
+        fn cache_key(_req: &Request, default_key: &str) -> String {
             default_key.to_owned()
         }
         fn cache_policy(_: &Request, _: &ResponseHead, proposed: CacheDecision) -> CacheDecision {
@@ -326,63 +415,74 @@ mod tests {
         }
     }
 
-    // The macro must expand in a crate with a script type; this also checks it compiles.
-    crate::export!(KeyOnly);
-
-    #[test]
-    fn hooks_left_to_default_report_none() {
-        let req = request("/").build();
-        let resp = response(200).build();
-        let proposed = CacheDecision::cache_for(10);
-        assert_eq!(call_on_request::<Empty>(&req), None);
-        assert_eq!(call_cache_key::<Empty>(&req, "k"), None);
-        assert_eq!(call_cache_policy::<Empty>(&req, &resp, &proposed), None);
-        assert_eq!(call_on_response::<Empty>(&req, &resp), None);
+    /// A hook compiled out by `#[cfg]` is not described.
+    struct Configured;
+    #[crate::script]
+    impl EdgeScript for Configured {
+        #[cfg(any())]
+        fn on_request(_req: &Request) -> RequestAction {
+            unreachable!()
+        }
+        #[cfg(test)]
+        fn on_response(_: &Request, _: &ResponseHead) -> HeaderEdits {
+            HeaderEdits::new().set("x-configured", "1")
+        }
     }
 
     #[test]
-    fn overridden_hook_reports_some_and_others_stay_none() {
-        let req = request("/").build();
+    fn describe_lists_exactly_the_defined_hooks() {
         assert_eq!(
-            call_cache_key::<KeyOnly>(&req, "example.com/").as_deref(),
-            Some("example.com/#desktop")
+            describe::<Empty>(),
+            ScriptInfo {
+                hooks: HookSet::empty(),
+                keep_state: false
+            }
         );
-        assert_eq!(call_on_request::<KeyOnly>(&req), None);
         assert_eq!(
-            call_cache_key::<KeyOnly>(&req, "again").as_deref(),
-            Some("again#desktop"),
-            "flag is reset between calls"
+            describe::<KeyOnly>(),
+            ScriptInfo {
+                hooks: HookSet::CACHE_KEY,
+                keep_state: false
+            }
         );
+        assert_eq!(
+            describe::<Everything>(),
+            ScriptInfo {
+                hooks: HookSet::all(),
+                keep_state: true
+            }
+        );
+        assert_eq!(describe::<Configured>().hooks, HookSet::ON_RESPONSE);
     }
 
     #[test]
-    fn override_returning_default_value_is_still_some() {
+    fn undefined_hooks_answer_what_the_host_would_do() {
         let req = request("/").build();
         let resp = response(200).build();
         let proposed = CacheDecision::cache_for(10);
+        assert_eq!(call_on_request::<Empty>(&req), RequestAction::proceed());
+        assert_eq!(call_cache_key::<Empty>(&req, "k"), "k");
+        assert_eq!(call_cache_policy::<Empty>(&req, &resp, &proposed), proposed);
+        assert_eq!(call_on_response::<Empty>(&req, &resp), HeaderEdits::new());
+        assert_eq!(call_on_request::<KeyOnly>(&req), RequestAction::proceed());
+    }
+
+    #[test]
+    fn defined_hooks_answer_with_their_own_value() {
+        let req = request("/").build();
+        let resp = response(200).build();
         assert_eq!(
-            call_on_request::<Everything>(&req),
-            Some(RequestAction::proceed())
+            call_cache_key::<KeyOnly>(&req, "example.com/"),
+            "example.com/#desktop"
         );
         assert_eq!(
-            call_cache_key::<Everything>(&req, "k").as_deref(),
-            Some("k")
+            call_on_response::<Configured>(&req, &resp),
+            HeaderEdits::new().set("x-configured", "1")
         );
+        let proposed = CacheDecision::cache_for(10).with_tag("t");
         assert_eq!(
             call_cache_policy::<Everything>(&req, &resp, &proposed),
-            Some(proposed)
+            proposed
         );
-        assert_eq!(
-            call_on_response::<Everything>(&req, &resp),
-            Some(HeaderEdits::new())
-        );
-    }
-
-    #[test]
-    fn default_after_override_is_none_again() {
-        let req = request("/").build();
-        assert!(call_cache_key::<KeyOnly>(&req, "k").is_some());
-        assert!(call_cache_key::<Empty>(&req, "k").is_none());
-        assert!(call_cache_key::<KeyOnly>(&req, "k").is_some());
     }
 }

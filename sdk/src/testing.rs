@@ -16,9 +16,10 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
+use crate::__private::Described;
 use crate::{
     CacheDecision, ClientInfo, DeviceClass, EdgeScript, HeaderEdits, LogLevel, Request,
-    RequestAction, ResponseHead,
+    RequestAction, ResponseHead, ScriptInfo,
 };
 
 thread_local! {
@@ -196,27 +197,50 @@ impl ResponseBuilder {
     }
 }
 
-/// Calls `S::on_request` as the host would through `export!`; `None` means the default ran.
-pub fn call_on_request<S: EdgeScript>(req: &Request) -> Option<RequestAction> {
+/// What the host learns when it loads `S`: which hooks it will call, and `keep_state`; `S` needs `#[tessera_sdk::script]`.
+///
+/// ```
+/// use tessera_sdk::{testing, EdgeScript, HookSet, Request};
+///
+/// struct KeyOnly;
+///
+/// #[tessera_sdk::script]
+/// impl EdgeScript for KeyOnly {
+///     fn cache_key(_req: &Request, default_key: &str) -> String {
+///         default_key.to_uppercase()
+///     }
+/// }
+///
+/// let info = testing::describe::<KeyOnly>();
+/// assert_eq!(info.hooks, HookSet::CACHE_KEY);
+/// assert!(!info.hooks.contains(HookSet::ON_RESPONSE), "the host never calls on_response");
+/// assert!(!info.keep_state);
+/// ```
+pub fn describe<S: Described>() -> ScriptInfo {
+    crate::__private::describe::<S>()
+}
+
+/// Calls `S::on_request` through the export glue; the host calls it only if [`describe`] lists it.
+pub fn call_on_request<S: EdgeScript>(req: &Request) -> RequestAction {
     crate::__private::on_request::<S>(req.clone())
 }
 
-/// Calls `S::cache_key` as the host would through `export!`; `None` means the default ran.
-pub fn call_cache_key<S: EdgeScript>(req: &Request, default_key: &str) -> Option<String> {
+/// Calls `S::cache_key` through the export glue; the host calls it only if [`describe`] lists it.
+pub fn call_cache_key<S: EdgeScript>(req: &Request, default_key: &str) -> String {
     crate::__private::cache_key::<S>(req.clone(), default_key.to_owned())
 }
 
-/// Calls `S::cache_policy` as the host would through `export!`; `None` means the default ran.
+/// Calls `S::cache_policy` through the export glue; the host calls it only if [`describe`] lists it.
 pub fn call_cache_policy<S: EdgeScript>(
     req: &Request,
     resp: &ResponseHead,
     proposed: &CacheDecision,
-) -> Option<CacheDecision> {
+) -> CacheDecision {
     crate::__private::cache_policy::<S>(req.clone(), resp.clone(), proposed.clone())
 }
 
-/// Calls `S::on_response` as the host would through `export!`; `None` means the default ran.
-pub fn call_on_response<S: EdgeScript>(req: &Request, resp: &ResponseHead) -> Option<HeaderEdits> {
+/// Calls `S::on_response` through the export glue; the host calls it only if [`describe`] lists it.
+pub fn call_on_response<S: EdgeScript>(req: &Request, resp: &ResponseHead) -> HeaderEdits {
     crate::__private::on_response::<S>(req.clone(), resp.clone())
 }
 

@@ -2,27 +2,18 @@
 
 use std::time::Duration;
 
-use crate::support::{Origin, Proxy, Reply};
+use std::sync::Arc;
+
+use crate::support::{origin_reaches, Lib, Origin, Proxy, Reply};
 
 fn v(n: usize) -> String {
     format!("v{n}")
 }
 
-/// Polls until the origin has seen `n` requests, for background work; bounded.
-async fn origin_reaches(origin: &Origin, n: usize) -> usize {
-    for _ in 0..200 {
-        if origin.count() >= n {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    origin.count()
-}
-
-/// Fetches "good" with a 1 s TTL, waits until it is stale, and returns the next answer.
-async fn good_then_stale(proxy: &Proxy) -> crate::support::Got {
+/// Fetches "good" with a 1 s TTL, moves the clock past it, and returns the next answer.
+async fn good_then_stale(proxy: &Lib) -> crate::support::Got {
     assert_eq!(proxy.get("/", &[]).await.body, "good");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    proxy.advance(2);
     proxy.get("/", &[]).await
 }
 
@@ -271,32 +262,53 @@ async fn unsafe_methods_are_forwarded_and_invalidate_the_uri_rfc9111_4_4() {
 
 #[tokio::test]
 async fn stale_while_revalidate_serves_stale_and_runs_one_background_refresh_rfc5861_3() {
-    // Only the first copy is short-lived: the refreshed one must stay fresh so that no
-    // request in this test can start a second, legitimate refresh.
-    let origin = Origin::start(|_, n| {
-        let cc = if n == 1 {
-            "max-age=1, stale-while-revalidate=60"
+    // The refresh is held at the origin until every stale request has been answered, so
+    // "one refresh" is counted while it is still in flight, with no quiet period.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let g = gate.clone();
+    let origin = Origin::start(move |_, n| {
+        if n == 1 {
+            Reply::ok("v1").header("cache-control", "max-age=1, stale-while-revalidate=60")
         } else {
-            "max-age=600"
-        };
-        Reply::ok(&v(n)).header("cache-control", cc)
+            Reply::ok(&v(n))
+                .header("cache-control", "max-age=600")
+                .gate(&g)
+        }
     })
     .await;
-    let proxy = Proxy::quick(&origin, &[]).await;
+    let proxy = Lib::site(&origin, "").await;
     assert_eq!(proxy.get("/", &[]).await.body, "v1");
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    proxy.advance(2);
     let addr = proxy.addr;
     let tasks: Vec<_> = (0..10)
         .map(|_| tokio::spawn(crate::support::send(addr, "GET", "/", &[])))
         .collect();
     for t in tasks {
         let got = t.await.unwrap();
-        assert!(got.body == "v1" || got.body == "v2", "{}", got.body);
+        assert_eq!(got.body, "v1");
+        assert!(
+            got.cache_status().contains("stale-while-revalidate"),
+            "{}",
+            got.cache_status()
+        );
     }
     assert_eq!(origin_reaches(&origin, 2).await, 2);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(origin.count(), 2, "exactly one background refresh");
-    assert_eq!(proxy.get("/", &[]).await.body, "v2");
+    assert_eq!(
+        origin.count(),
+        2,
+        "ten stale answers, one refresh in flight"
+    );
+    gate.add_permits(1);
+    let mut body = String::new();
+    for _ in 0..500 {
+        body = proxy.get("/", &[]).await.body;
+        if body != "v1" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(body, "v2");
+    assert_eq!(origin.count(), 2);
 }
 
 #[tokio::test]
@@ -309,7 +321,7 @@ async fn stale_if_error_serves_stale_when_the_origin_fails_rfc5861_4() {
         }
     })
     .await;
-    let proxy = Proxy::quick(&origin, &[]).await;
+    let proxy = Lib::site(&origin, "").await;
     let got = good_then_stale(&proxy).await;
     assert_eq!((got.status, got.body.as_str()), (200, "good"));
     assert!(
@@ -425,10 +437,10 @@ async fn stale_if_error_serves_stale_when_the_origin_refuses_connections_rfc5861
         Reply::ok("good").header("cache-control", "max-age=1, stale-if-error=60")
     })
     .await;
-    let proxy = Proxy::quick(&origin, &[]).await;
+    let proxy = Lib::site(&origin, "").await;
     assert_eq!(proxy.get("/", &[]).await.body, "good");
     origin.stop();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    proxy.advance(2);
     let got = proxy.get("/", &[]).await;
     assert_eq!((got.status, got.body.as_str()), (200, "good"));
     assert!(
@@ -449,11 +461,7 @@ async fn stale_if_error_serves_stale_when_the_origin_times_out_rfc5861_4() {
         }
     })
     .await;
-    let proxy = Proxy::with_config(
-        &origin,
-        "[[site]]\nname = \"s\"\norigin = \"{origin}\"\nresponse_timeout_ms = 300\n",
-    )
-    .await;
+    let proxy = Lib::site(&origin, "response_timeout_ms = 300").await;
     let got = good_then_stale(&proxy).await;
     assert_eq!((got.status, got.body.as_str()), (200, "good"));
     assert!(
@@ -476,9 +484,9 @@ async fn must_revalidate_forbids_serving_stale_even_on_error_rfc9111_5_2_2_2() {
         }
     })
     .await;
-    let proxy = Proxy::quick(&origin, &[]).await;
+    let proxy = Lib::site(&origin, "").await;
     proxy.get("/", &[]).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    proxy.advance(2);
     assert_eq!(
         proxy
             .get("/", &[("cache-control", "max-stale=600")])
@@ -498,9 +506,9 @@ async fn an_origin_error_never_evicts_a_good_stale_copy_and_max_stale_can_use_it
         }
     })
     .await;
-    let proxy = Proxy::quick(&origin, &[]).await;
+    let proxy = Lib::site(&origin, "").await;
     proxy.get("/", &[]).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    proxy.advance(2);
     let err = proxy.get("/", &[]).await;
     assert_eq!(
         err.status, 503,
@@ -513,23 +521,27 @@ async fn an_origin_error_never_evicts_a_good_stale_copy_and_max_stale_can_use_it
 
 #[tokio::test]
 async fn refresh_ahead_refreshes_in_the_background_before_expiry() {
-    let origin = Origin::start(|_, n| Reply::ok(&v(n)).header("cache-control", "max-age=4")).await;
-    let toml =
-        "[[site]]\nname = \"s\"\norigin = \"{origin}\"\n[site.caching]\nrefresh_ahead = 0.25\n";
-    let proxy = Proxy::with_config(&origin, toml).await;
+    let origin =
+        Origin::start(|_, n| Reply::ok(&v(n)).header("cache-control", "max-age=100")).await;
+    let proxy = Lib::site(&origin, "[site.caching]\nrefresh_ahead = 0.25").await;
     assert_eq!(proxy.get("/", &[]).await.body, "v1");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        proxy.get("/", &[]).await.hit(),
+        "before the refresh point: a plain hit"
+    );
+    assert_eq!(origin.count(), 1);
+    proxy.advance(30);
     let hit = proxy.get("/", &[]).await;
     assert!(hit.hit() && hit.body == "v1", "{}", hit.cache_status());
     assert_eq!(origin_reaches(&origin, 2).await, 2);
     // Bounded wait for the refreshed copy to be stored.
     let mut body = String::new();
-    for _ in 0..100 {
+    for _ in 0..500 {
         body = proxy.get("/", &[]).await.body;
         if body == "v2" {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(body, "v2");
 }
@@ -626,9 +638,9 @@ async fn cache_status_chains_after_upstream_caches_and_shows_the_key_only_when_d
 #[tokio::test]
 async fn only_if_cached_never_goes_forward_even_for_a_stale_entry_rfc9111_5_2_1_7() {
     let origin = Origin::start(|_, n| Reply::ok(&v(n)).header("cache-control", "max-age=1")).await;
-    let proxy = Proxy::quick(&origin, &[]).await;
+    let proxy = Lib::site(&origin, "").await;
     proxy.get("/", &[]).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    proxy.advance(2);
     let got = proxy.get("/", &[("cache-control", "only-if-cached")]).await;
     assert_eq!(got.status, 504);
     let allowed = proxy
@@ -650,9 +662,9 @@ async fn the_sites_stale_if_error_default_applies_when_the_origin_sends_none() {
     .await;
     let toml =
         "[[site]]\nname = \"s\"\norigin = \"{origin}\"\n[site.caching]\nstale_if_error = 300\n";
-    let proxy = Proxy::with_config(&origin, toml).await;
+    let proxy = Lib::start(&origin, toml).await;
     proxy.get("/", &[]).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    proxy.advance(2);
     let got = proxy.get("/", &[]).await;
     assert_eq!((got.status, got.body.as_str()), (200, "good"));
 }

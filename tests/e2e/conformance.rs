@@ -69,9 +69,9 @@ async fn max_age_in_a_quoted_extension_is_not_a_directive_rfc9111_5_2() {
         "max-age=1, extension=\"max-age=3600\"",
     ] {
         let origin = Origin::start(move |_, n| Reply::ok(&v(n)).header("cache-control", cc)).await;
-        let proxy = Proxy::quick(&origin, &[]).await;
+        let proxy = crate::support::Lib::site(&origin, "").await;
         proxy.get("/", &[]).await;
-        tokio::time::sleep(Duration::from_millis(2100)).await;
+        proxy.advance(2);
         assert_eq!(proxy.get("/", &[]).await.body, "v2", "{cc}");
     }
 }
@@ -148,9 +148,9 @@ async fn a_304_replaces_stored_fields_and_the_next_hit_shows_them_rfc9111_3_2() 
         }
     })
     .await;
-    let proxy = Proxy::quick(&origin, &[]).await;
+    let proxy = crate::support::Lib::site(&origin, "").await;
     proxy.get("/", &[]).await;
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    proxy.advance(2);
     let validated = proxy.get("/", &[]).await;
     assert_eq!(
         (

@@ -14,7 +14,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tessera::clock::Clock;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 /// Generous bound for anything a loaded CI machine may take; never an assertion on speed.
@@ -35,6 +36,8 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     pub delay: Duration,
+    /// The reply waits for a permit of this gate (taken for good), so a test decides when.
+    pub gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 impl Reply {
@@ -44,6 +47,7 @@ impl Reply {
             headers: vec![],
             body: body.as_bytes().to_vec(),
             delay: Duration::ZERO,
+            gate: None,
         }
     }
     pub fn status(status: u16, body: &str) -> Reply {
@@ -58,6 +62,11 @@ impl Reply {
     }
     pub fn delay(mut self, d: Duration) -> Reply {
         self.delay = d;
+        self
+    }
+    /// Holds the reply until the test adds a permit to `gate`.
+    pub fn gate(mut self, gate: &Arc<tokio::sync::Semaphore>) -> Reply {
+        self.gate = Some(gate.clone());
         self
     }
 }
@@ -110,6 +119,9 @@ impl Origin {
                                 l.len()
                             };
                             let reply = handler(&s, n);
+                            if let Some(gate) = &reply.gate {
+                                gate.acquire().await.unwrap().forget();
+                            }
                             if !reply.delay.is_zero() {
                                 tokio::time::sleep(reply.delay).await;
                             }
@@ -193,6 +205,17 @@ pub struct Proxy {
     pub addr: SocketAddr,
     child: tokio::process::Child,
     _dir: Option<tempfile::TempDir>,
+    client: KeepAlive,
+}
+
+/// A client that keeps connections alive between requests, as browsers do.
+pub type KeepAlive = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+fn keep_alive() -> KeepAlive {
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
 }
 
 impl Proxy {
@@ -234,6 +257,7 @@ impl Proxy {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(&args)
             .env("TESSERA_LOG", "warn")
+            .env("HOSTNAME", "tessera")
             .env("XDG_CACHE_HOME", compiled_dir())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -258,12 +282,13 @@ impl Proxy {
             addr,
             child,
             _dir: dir,
+            client: keep_alive(),
         }
     }
 
-    /// Sends a request and reads the whole response.
+    /// Sends a request on a kept-alive connection and reads the whole response.
     pub async fn send(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
-        send(self.addr, method, path, headers).await
+        send_with(&self.client, self.addr, method, path, headers).await
     }
 
     /// GET with headers.
@@ -275,11 +300,116 @@ impl Proxy {
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
+
+    /// The process id, for signals.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Waits for the process to exit and returns whether it exited successfully.
+    pub async fn exit_status(&mut self) -> bool {
+        tokio::time::timeout(PATIENCE, self.child.wait())
+            .await
+            .expect("tessera exits in time")
+            .unwrap()
+            .success()
+    }
 }
 
-/// Where tests keep compiled components, shared by all test processes.
+/// Where tests keep compiled components, shared by all test processes; private (0700),
+/// as the proxy insists for a directory of native code.
 pub fn compiled_dir() -> PathBuf {
-    repo().join("target").join("test-compiled")
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = repo().join("target").join("test-compiled");
+    let _ = std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir);
+    let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+    dir
+}
+
+/// The real library server in this process, on a virtual clock the test moves forward.
+pub struct Lib {
+    pub addr: SocketAddr,
+    client: KeepAlive,
+    pub clock: Clock,
+    running: Option<tessera::proxy::Running>,
+    _dir: tempfile::TempDir,
+}
+
+impl Lib {
+    /// Serves `toml` (with `{origin}` replaced) on an ephemeral port.
+    pub async fn start(origin: &Origin, toml: &str) -> Lib {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tessera.toml");
+        let text = toml.replace("{origin}", &origin.url());
+        let mut config = tessera::config::Config::parse(&path, &text).expect("valid config");
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.node_name = "tessera".into();
+        config.compiled_dir = Some(compiled_dir().join("tessera").join("compiled"));
+        let clock = Clock::virtual_clock();
+        let shared = tessera::proxy::build(config, clock.clone())
+            .await
+            .expect("proxy builds");
+        let running = tessera::proxy::serve(shared).await.expect("proxy listens");
+        Lib {
+            addr: running.addr,
+            client: keep_alive(),
+            clock,
+            running: Some(running),
+            _dir: dir,
+        }
+    }
+
+    /// A site on `origin` with extra `[site]` lines, e.g. `"[site.caching]\nstale_if_error = 60"`.
+    pub async fn site(origin: &Origin, extra: &str) -> Lib {
+        let toml = format!("[[site]]\nname = \"s\"\norigin = \"{{origin}}\"\n{extra}\n");
+        Lib::start(origin, &toml).await
+    }
+
+    /// GET with headers, on a kept-alive connection.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> Got {
+        send_with(&self.client, self.addr, "GET", path, headers).await
+    }
+
+    /// Moves the cache's clock forward.
+    pub fn advance(&self, secs: u64) {
+        assert!(self.clock.advance(Duration::from_secs(secs)));
+    }
+}
+
+impl Drop for Lib {
+    fn drop(&mut self) {
+        if let Some(r) = self.running.take() {
+            // Stop accepting; the test runtime ends the rest.
+            drop(tokio::spawn(r.shutdown()));
+        }
+    }
+}
+
+/// Writes `bytes` on a fresh connection and reads until the server closes it; panics if it
+/// has not closed within `wait`.
+pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(bytes).await.unwrap();
+    let mut out = Vec::new();
+    match tokio::time::timeout(wait, stream.read_to_end(&mut out)).await {
+        Ok(_) => String::from_utf8_lossy(&out).into_owned(),
+        Err(_) => panic!(
+            "the server did not close the connection; read so far: {}",
+            String::from_utf8_lossy(&out)
+        ),
+    }
+}
+
+/// Polls until the origin has seen `n` requests (background work); bounded by PATIENCE.
+pub async fn origin_reaches(origin: &Origin, n: usize) -> usize {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while origin.count() < n && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    origin.count()
 }
 
 /// A complete response.
@@ -315,6 +445,45 @@ impl Got {
     }
     pub fn hit(&self) -> bool {
         self.h("x-cache") == "HIT"
+    }
+}
+
+/// One request through a keep-alive client.
+pub async fn send_with(
+    client: &KeepAlive,
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Got {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("http://{addr}{path}"));
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req = req.header("host", "shop.test");
+    }
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(Bytes::new())).unwrap();
+    let resp = tokio::time::timeout(PATIENCE, client.request(req))
+        .await
+        .expect("response in time")
+        .unwrap();
+    collect(resp).await
+}
+
+async fn collect(resp: Response<Incoming>) -> Got {
+    let (parts, body) = resp.into_parts();
+    let body = tokio::time::timeout(PATIENCE, body.collect())
+        .await
+        .expect("body in time")
+        .unwrap()
+        .to_bytes();
+    Got {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
 

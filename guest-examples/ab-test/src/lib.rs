@@ -1,17 +1,20 @@
 //! Example script: A/B test with a sticky cookie and one cache entry per bucket.
 //!
-//! A visitor's bucket is the `ab` cookie (`A` or `B`); without a valid one, the script
-//! draws one with the host's randomness. The bucket is
-//! - sent to the origin as request header `x-ab-bucket` (by `on_request`),
-//! - part of the cache key, `<default key>#ab=A` (by `cache_key`), so each bucket has its own copy,
-//! - told to the client as `x-ab-bucket`, and, when freshly drawn, made sticky with
-//!   `set-cookie: ab=<bucket>; Path=/; Max-Age=2592000; SameSite=Lax` (by `on_response`).
+//! A visitor's bucket is the `ab` cookie (`A` or `B`); without a valid one, `on_request`
+//! draws one with the host's randomness. The script keeps no state between hooks: the
+//! bucket travels in the request itself.
+//! - `on_request` always sets request header `x-ab-bucket` to the bucket, replacing any
+//!   value the client sent; the origin sees it, and so do the later hooks.
+//! - `cache_key` reads that header and keys `<default key>#ab=A` or `#ab=B`, so each
+//!   bucket has its own copy.
+//! - `on_response` reads it too and tells the client `x-ab-bucket`; when the request had
+//!   no valid `ab` cookie, it makes the drawn bucket sticky with
+//!   `set-cookie: ab=<bucket>; Path=/; Max-Age=2592000; SameSite=Lax`.
 //!
-//! The host creates a fresh instance for every request and reuses it for that request's
-//! later hooks, so a drawn bucket kept in a `thread_local!` lives exactly as long as the
-//! request: all three hooks agree on it, and it never leaks to another visitor.
+//! The host may run `on_response` in a fresh instance of the script (it releases the
+//! instance while the request waits on the origin), so a bucket kept in a `thread_local!`
+//! could be lost there; the request header cannot.
 
-use std::cell::Cell;
 use std::fmt;
 
 use tessera_sdk::{random_u64, EdgeScript, HeaderEdits, Request, RequestAction, ResponseHead};
@@ -41,7 +44,7 @@ impl Bucket {
         }
     }
 
-    /// Parses a cookie value; anything but exactly `A` or `B` is no bucket.
+    /// Parses a cookie or header value; anything but exactly `A` or `B` is no bucket.
     pub fn parse(value: &str) -> Option<Self> {
         match value {
             "A" => Some(Bucket::A),
@@ -57,66 +60,48 @@ impl fmt::Display for Bucket {
     }
 }
 
-/// Which bucket a request is in, and whether the client already told us.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Assignment {
-    /// The bucket.
-    pub bucket: Bucket,
-    /// True when it came from a valid `ab` cookie; false when drawn for this request.
-    pub from_cookie: bool,
+/// The bucket named by the request's `ab` cookie, if it is exactly `A` or `B`.
+pub fn cookie_bucket(req: &Request) -> Option<Bucket> {
+    req.cookie(COOKIE).and_then(Bucket::parse)
 }
 
-thread_local! {
-    // The bucket drawn for a cookie-less request; one instance serves one request.
-    static DRAWN: Cell<Option<Bucket>> = const { Cell::new(None) };
-}
-
-/// The request's bucket: its valid `ab` cookie, else one drawn once for this request.
-pub fn assignment(req: &Request) -> Assignment {
-    if let Some(bucket) = req.cookie(COOKIE).and_then(Bucket::parse) {
-        return Assignment {
-            bucket,
-            from_cookie: true,
-        };
-    }
-    let bucket = DRAWN.with(|drawn| match drawn.get() {
-        Some(bucket) => bucket,
-        None => {
-            let bucket = if random_u64().is_multiple_of(2) {
-                Bucket::A
-            } else {
-                Bucket::B
-            };
-            drawn.set(Some(bucket));
-            bucket
-        }
-    });
-    Assignment {
-        bucket,
-        from_cookie: false,
+/// Draws a bucket with the host's randomness: even → `A`, odd → `B`.
+pub fn draw() -> Bucket {
+    if random_u64().is_multiple_of(2) {
+        Bucket::A
+    } else {
+        Bucket::B
     }
 }
 
-/// The script: `on_request`, `cache_key` and `on_response` are overridden.
+/// The bucket `on_request` put in the `x-ab-bucket` request header.
+///
+/// `on_request` always sets it, so later hooks always find it; were it ever missing or
+/// invalid, the control bucket `A` is used.
+pub fn request_bucket(req: &Request) -> Bucket {
+    req.header(HEADER)
+        .and_then(Bucket::parse)
+        .unwrap_or(Bucket::A)
+}
+
+/// The script: `on_request`, `cache_key` and `on_response` are defined.
 pub struct AbTest;
 
+#[tessera_sdk::script]
 impl EdgeScript for AbTest {
     fn on_request(req: &Request) -> RequestAction {
-        let Assignment { bucket, .. } = assignment(req);
+        let bucket = cookie_bucket(req).unwrap_or_else(draw);
         RequestAction::proceed_with(HeaderEdits::new().set(HEADER, bucket.as_str()))
     }
 
     fn cache_key(req: &Request, default_key: &str) -> String {
-        format!("{default_key}#ab={}", assignment(req).bucket)
+        format!("{default_key}#ab={}", request_bucket(req))
     }
 
     fn on_response(req: &Request, _resp: &ResponseHead) -> HeaderEdits {
-        let Assignment {
-            bucket,
-            from_cookie,
-        } = assignment(req);
+        let bucket = request_bucket(req);
         let edits = HeaderEdits::new().set(HEADER, bucket.as_str());
-        if from_cookie {
+        if cookie_bucket(req).is_some() {
             edits
         } else {
             edits.append(
@@ -127,31 +112,38 @@ impl EdgeScript for AbTest {
     }
 }
 
-tessera_sdk::export!(AbTest);
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use tessera_sdk::testing::{
-        call_cache_key, call_cache_policy, call_on_request, call_on_response, request, response,
-        set_random,
+        call_cache_key, call_on_request, call_on_response, describe, request, response, set_random,
     };
-    use tessera_sdk::CacheDecision;
+    use tessera_sdk::{HookSet, ScriptInfo};
 
-    /// What one request sees: the three hooks in host order, on one fresh instance.
+    /// What one request sees: the three hooks in host order, later ones on the edited request.
     struct Seen {
         origin_edits: HeaderEdits,
         key: String,
         client_edits: HeaderEdits,
     }
 
+    /// Applies `set` edits to the request the way the host does: replace every value.
+    fn apply(req: &Request, edits: &HeaderEdits) -> Request {
+        let mut req = req.clone();
+        for (name, value) in &edits.set {
+            req.headers.retain(|(n, _)| n != name);
+            req.headers.push((name.clone(), value.clone()));
+        }
+        req
+    }
+
     fn serve(req: &Request) -> Seen {
-        DRAWN.with(|d| d.set(None)); // a fresh instance
-        let Some(RequestAction::Continue(origin_edits)) = call_on_request::<AbTest>(req) else {
+        let RequestAction::Continue(origin_edits) = call_on_request::<AbTest>(req) else {
             panic!("on_request must continue")
         };
-        let key = call_cache_key::<AbTest>(req, "example.com/p").unwrap();
-        let client_edits = call_on_response::<AbTest>(req, &response(200).build()).unwrap();
+        let req = apply(req, &origin_edits);
+        let key = call_cache_key::<AbTest>(&req, "example.com/p");
+        let client_edits = call_on_response::<AbTest>(&req, &response(200).build());
         Seen {
             origin_edits,
             key,
@@ -174,7 +166,7 @@ mod tests {
 
     #[test]
     fn without_cookie_a_bucket_is_drawn_once_and_made_sticky() {
-        set_random(vec![3]); // odd → B; a second draw would hit the fallback sequence
+        set_random(vec![3, 0, 0]); // odd → B; a second draw would give A
         let seen = serve(&request("/p").build());
         assert_eq!(seen.origin_edits.set, [pair("x-ab-bucket", "B")]);
         assert_eq!(seen.key, "example.com/p#ab=B");
@@ -211,6 +203,42 @@ mod tests {
     }
 
     #[test]
+    fn a_bucket_header_from_the_client_is_overridden() {
+        let seen = serve(
+            &request("/")
+                .header("x-ab-bucket", "B")
+                .header("cookie", "ab=A")
+                .build(),
+        );
+        assert_eq!(seen.origin_edits.set, [pair("x-ab-bucket", "A")]);
+        assert_eq!(seen.key, "example.com/p#ab=A");
+
+        set_random(vec![0]);
+        let seen = serve(&request("/").header("x-ab-bucket", "B").build());
+        assert_eq!(seen.origin_edits.set, [pair("x-ab-bucket", "A")]);
+        assert_eq!(seen.key, "example.com/p#ab=A");
+        assert_eq!(seen.client_edits.set, [pair("x-ab-bucket", "A")]);
+        assert_eq!(seen.client_edits.append.len(), 1, "still made sticky");
+    }
+
+    #[test]
+    fn later_hooks_need_only_the_edited_request() {
+        // As on a fresh instance: no draw happened here, the header carries the bucket.
+        set_random(vec![0, 0]); // a draw would give A
+        let edited = request("/").header("x-ab-bucket", "B").build();
+        assert_eq!(call_cache_key::<AbTest>(&edited, "k"), "k#ab=B");
+        let edits = call_on_response::<AbTest>(&edited, &response(200).build());
+        assert_eq!(edits.set, [pair("x-ab-bucket", "B")]);
+        assert_eq!(
+            edits.append,
+            [pair(
+                "set-cookie",
+                "ab=B; Path=/; Max-Age=2592000; SameSite=Lax"
+            )]
+        );
+    }
+
+    #[test]
     fn each_request_draws_afresh() {
         set_random(vec![0, 1]);
         assert_eq!(serve(&request("/").build()).key, "example.com/p#ab=A");
@@ -225,12 +253,13 @@ mod tests {
     }
 
     #[test]
-    fn cache_policy_is_left_to_the_host() {
-        let req = request("/").build();
-        let proposed = CacheDecision::cache_for(1);
+    fn cache_policy_is_left_to_the_host_and_no_state_is_kept() {
         assert_eq!(
-            call_cache_policy::<AbTest>(&req, &response(200).build(), &proposed),
-            None
+            describe::<AbTest>(),
+            ScriptInfo {
+                hooks: HookSet::ON_REQUEST | HookSet::CACHE_KEY | HookSet::ON_RESPONSE,
+                keep_state: false
+            }
         );
     }
 }

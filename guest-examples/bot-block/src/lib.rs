@@ -41,9 +41,10 @@ pub fn is_blocked(user_agent: &str) -> bool {
     BLOCKED_AGENTS.iter().any(|fragment| ua.contains(fragment))
 }
 
-/// The script: only `on_request` is overridden.
+/// The script: only `on_request` is defined.
 pub struct BotBlock;
 
+#[tessera_sdk::script]
 impl EdgeScript for BotBlock {
     fn on_request(req: &Request) -> RequestAction {
         match req.header("user-agent") {
@@ -56,21 +57,18 @@ impl EdgeScript for BotBlock {
     }
 }
 
-tessera_sdk::export!(BotBlock);
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_sdk::testing::{
-        call_cache_key, call_on_request, call_on_response, request, response,
-    };
+    use tessera_sdk::testing::{call_on_request, describe, request};
+    use tessera_sdk::{HookSet, ScriptInfo};
 
     fn action(ua: Option<&str>) -> RequestAction {
         let mut req = request("/");
         if let Some(ua) = ua {
             req = req.header("user-agent", ua);
         }
-        call_on_request::<BotBlock>(&req.build()).expect("on_request is implemented")
+        call_on_request::<BotBlock>(&req.build())
     }
 
     #[test]
@@ -136,11 +134,12 @@ mod tests {
 
     #[test]
     fn other_hooks_are_left_to_the_host() {
-        let req = request("/").build();
-        assert_eq!(call_cache_key::<BotBlock>(&req, "k"), None);
         assert_eq!(
-            call_on_response::<BotBlock>(&req, &response(200).build()),
-            None
+            describe::<BotBlock>(),
+            ScriptInfo {
+                hooks: HookSet::ON_REQUEST,
+                keep_state: false
+            }
         );
     }
 }

@@ -15,9 +15,10 @@ pub const TRACKING_PARAMS: &[&str] = &["fbclid", "gclid", "ref"];
 /// Prefix of campaign-tracking parameter names (`utm_source`, `utm_medium`, …).
 pub const TRACKING_PREFIX: &str = "utm_";
 
-/// The script: only `cache_key` is overridden.
+/// The script: only `cache_key` is defined.
 pub struct NormalizeKey;
 
+#[tessera_sdk::script]
 impl EdgeScript for NormalizeKey {
     fn cache_key(req: &Request, _default_key: &str) -> String {
         let mut query = req.query();
@@ -37,19 +38,14 @@ impl EdgeScript for NormalizeKey {
     }
 }
 
-tessera_sdk::export!(NormalizeKey);
-
 #[cfg(test)]
 mod tests {
     use super::NormalizeKey;
-    use tessera_sdk::testing::{
-        call_cache_key, call_on_request, call_on_response, request, response,
-    };
-    use tessera_sdk::DeviceClass;
+    use tessera_sdk::testing::{call_cache_key, describe, request};
+    use tessera_sdk::{DeviceClass, HookSet, ScriptInfo};
 
     fn key(req: &tessera_sdk::Request) -> String {
         call_cache_key::<NormalizeKey>(req, "ignored/default?z=1")
-            .expect("cache_key is implemented")
     }
 
     #[test]
@@ -121,11 +117,12 @@ mod tests {
 
     #[test]
     fn other_hooks_are_left_to_the_host() {
-        let req = request("/").build();
-        assert_eq!(call_on_request::<NormalizeKey>(&req), None);
         assert_eq!(
-            call_on_response::<NormalizeKey>(&req, &response(200).build()),
-            None
+            describe::<NormalizeKey>(),
+            ScriptInfo {
+                hooks: HookSet::CACHE_KEY,
+                keep_state: false
+            }
         );
     }
 }

@@ -27,9 +27,10 @@ pub const HTML_TTL: u32 = 120;
 /// Path prefixes whose responses are personal and never stored (the prefix and all below it).
 pub const NO_STORE_PREFIXES: &[&str] = &["/cart", "/checkout"];
 
-/// The script: only `cache_policy` is overridden.
+/// The script: only `cache_policy` is defined.
 pub struct TtlByType;
 
+#[tessera_sdk::script]
 impl EdgeScript for TtlByType {
     fn cache_policy(req: &Request, resp: &ResponseHead, proposed: CacheDecision) -> CacheDecision {
         if is_no_store_path(&req.path) {
@@ -50,8 +51,6 @@ impl EdgeScript for TtlByType {
         decision.with_tags(path_tags(&req.path))
     }
 }
-
-tessera_sdk::export!(TtlByType);
 
 /// True for `/cart`, `/checkout` and anything below them (ASCII case-insensitive, to err on the safe side).
 pub fn is_no_store_path(path: &str) -> bool {
@@ -113,7 +112,8 @@ fn is_id(segment: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_sdk::testing::{call_cache_key, call_cache_policy, request, response};
+    use tessera_sdk::testing::{call_cache_policy, describe, request, response};
+    use tessera_sdk::{HookSet, ScriptInfo};
 
     fn decide(
         path: &str,
@@ -125,7 +125,7 @@ mod tests {
         let resp = response(status)
             .header("content-type", content_type)
             .build();
-        call_cache_policy::<TtlByType>(&req, &resp, &proposed).expect("cache_policy is implemented")
+        call_cache_policy::<TtlByType>(&req, &resp, &proposed)
     }
 
     fn proposed() -> CacheDecision {
@@ -169,7 +169,7 @@ mod tests {
     fn other_types_and_missing_type_keep_the_proposed_decision() {
         assert_eq!(decide("/f.css", 200, "text/css", proposed()), proposed());
         let req = request("/robots.txt").build();
-        let d = call_cache_policy::<TtlByType>(&req, &response(200).build(), &proposed()).unwrap();
+        let d = call_cache_policy::<TtlByType>(&req, &response(200).build(), &proposed());
         assert_eq!(d, proposed());
     }
 
@@ -258,10 +258,13 @@ mod tests {
     }
 
     #[test]
-    fn cache_key_is_left_to_the_host() {
+    fn other_hooks_are_left_to_the_host() {
         assert_eq!(
-            call_cache_key::<TtlByType>(&request("/").build(), "k"),
-            None
+            describe::<TtlByType>(),
+            ScriptInfo {
+                hooks: HookSet::CACHE_POLICY,
+                keep_state: false
+            }
         );
     }
 }

@@ -1,4 +1,4 @@
-//! The default primary cache key: host + path + sorted query without tracking parameters.
+//! Cache keys: the default primary key, and keeping unkeyed parameters away from the origin.
 
 /// Query parameters that identify a campaign or click, never content; kept out of keys.
 pub const TRACKING_PARAMS: [&str; 12] = [
@@ -23,7 +23,7 @@ pub fn default_key(authority: &str, path: &str, query: Option<&str>) -> String {
             .filter(|p| !p.is_empty())
             .filter(|p| !is_tracking(p.split('=').next().unwrap_or(p)))
             .collect();
-        // Stable sort on the whole pair keeps repeated names in a canonical order too.
+        // Sorting whole pairs keeps repeated names in a canonical order too.
         pairs.sort_unstable();
         if !pairs.is_empty() {
             key.push('?');
@@ -31,6 +31,32 @@ pub fn default_key(authority: &str, path: &str, query: Option<&str>) -> String {
         }
     }
     key
+}
+
+/// The query to send to the origin, keeping only the parameters the cache key kept.
+///
+/// A parameter is kept when its exact `name=value` text appears as a member of the key's
+/// query part (after the key's first `?`, up to its first `#`, split on `&`). Anything else
+/// was left out of the key, so the origin must not see it either: an origin that reflects a
+/// parameter into the page would otherwise store one visitor's value in the entry everyone
+/// shares. Returns `None` when the query is to be sent unchanged.
+pub fn origin_query(query: Option<&str>, key: &str) -> Option<Option<String>> {
+    let query = query?;
+    let keyed: Vec<&str> = key
+        .split_once('?')
+        .map(|(_, q)| q.split('#').next().unwrap_or(""))
+        .map(|q| q.split('&').filter(|p| !p.is_empty()).collect())
+        .unwrap_or_default();
+    let pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    let kept: Vec<&str> = pairs
+        .iter()
+        .copied()
+        .filter(|p| keyed.contains(p))
+        .collect();
+    if kept.len() == pairs.len() {
+        return None;
+    }
+    Some((!kept.is_empty()).then(|| kept.join("&")))
 }
 
 #[cfg(test)]
@@ -49,5 +75,29 @@ mod tests {
         );
         assert_eq!(default_key("h", "/p", Some("utm_medium=x")), "h/p");
         assert_eq!(default_key("h", "/p", None), "h/p");
+    }
+
+    #[test]
+    fn parameters_left_out_of_the_key_are_left_out_of_the_origin_request() {
+        let key = default_key("h", "/p", Some("b=2&utm_source=mail&a=1"));
+        assert_eq!(
+            origin_query(Some("b=2&utm_source=mail&a=1"), &key),
+            Some(Some("b=2&a=1".into()))
+        );
+        assert_eq!(
+            origin_query(Some("a=1&b=2"), &key),
+            None,
+            "nothing to strip"
+        );
+        assert_eq!(origin_query(None, &key), None);
+        // A script key with the query after `?` and extras after `#`.
+        assert_eq!(
+            origin_query(Some("q=shoes&ref=x"), "h/s?q=shoes#mobile"),
+            Some(Some("q=shoes".into()))
+        );
+        // A key that ignores the query entirely: the origin gets none.
+        assert_eq!(origin_query(Some("q=1"), "h/s#desktop"), Some(None));
+        // Values must match exactly: `q=1` is not kept by a key holding `q=12`.
+        assert_eq!(origin_query(Some("q=1"), "h/s?q=12"), Some(None));
     }
 }

@@ -2,12 +2,17 @@
 
 pub mod coalesce;
 pub mod conditional;
+mod decision;
 pub mod directives;
 pub mod freshness;
+pub mod index;
 pub mod key;
+#[cfg(test)]
+mod props;
 pub mod status;
 pub mod store;
 pub mod vary;
 
+pub use decision::Decision;
 pub use status::{CacheStatus, Fwd};
-pub use store::{Entry, Lookup, Store};
+pub use store::{Entry, Lookup, Store, StoreKey};

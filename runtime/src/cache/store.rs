@@ -1,28 +1,72 @@
-//! The object store: primary key → variants (by `Vary`), bounded by bytes in moka.
+//! The object store: site-namespaced key → variants (by `Vary`), bounded by bytes in moka.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderName, StatusCode};
+use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use moka::Expiry;
 
+use super::index::Index;
 use super::vary::VaryKey;
+use crate::clock::Clock;
 
 /// Extra time an entry is kept past its stale windows (Varnish's "keep"): a later request
-/// can revalidate it with a cheap 304, or accept it stale with `max-stale` (RFC 9111 §5.2.1.2).
-/// The byte bound still applies: kept entries are evicted like any other.
+/// can revalidate it with a cheap 304. The byte bound still applies: kept entries are
+/// evicted like any other.
 pub const KEEP: Duration = Duration::from_secs(3600);
 /// Variants kept per primary key; more means a `Vary` on a high-cardinality header.
 pub const MAX_VARIANTS: usize = 16;
+/// How long a key whose response was not cacheable skips request coalescing
+/// (Varnish's hit-for-miss).
+pub const UNCACHEABLE_MEMORY: Duration = Duration::from_secs(120);
+/// Keys remembered as not cacheable, at most.
+const UNCACHEABLE_CAPACITY: u64 = 100_000;
+/// Bytes charged per entry for the bookkeeping around it.
+const ENTRY_OVERHEAD: usize = 256;
+
+/// A primary cache key within its site's namespace: no site can name another's entries.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StoreKey(Arc<str>);
+
+/// Separates site and key; site names cannot contain it (config validation).
+const SEP: char = '\u{1f}';
+
+impl StoreKey {
+    /// `key` in `site`'s namespace.
+    pub fn new(site: &str, key: &str) -> StoreKey {
+        let mut s = String::with_capacity(site.len() + 1 + key.len());
+        s.push_str(site);
+        s.push(SEP);
+        s.push_str(key);
+        StoreKey(s.into())
+    }
+
+    /// The site part.
+    pub fn site(&self) -> &str {
+        self.0.split_once(SEP).map(|(s, _)| s).unwrap_or("")
+    }
+
+    /// The key as the site (or its script) made it.
+    pub fn key(&self) -> &str {
+        self.0.split_once(SEP).map(|(_, k)| k).unwrap_or(&self.0)
+    }
+
+    /// The namespaced form, e.g. for coalescing maps.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
 
 /// One stored response.
 #[derive(Debug)]
 pub struct Entry {
     /// Status code.
     pub status: StatusCode,
-    /// Headers as stored (hop-by-hop and stripped fields removed).
+    /// Headers as stored (hop-by-hop and per-client fields removed).
     pub headers: HeaderMap,
     /// The complete body.
     pub body: Bytes,
@@ -38,14 +82,17 @@ pub struct Entry {
     pub sie: Duration,
     /// Always revalidate before reuse (`no-cache` without field names).
     pub no_cache: bool,
-    /// Never serve stale (`must-revalidate`, `proxy-revalidate`, `s-maxage`).
+    /// Never serve stale (`must-revalidate`, `proxy-revalidate`, `s-maxage`, or no explicit
+    /// permission to be shared beyond its lifetime: see `admit`).
     pub must_revalidate: bool,
     /// Surrogate keys for purge by tag.
     pub tags: Vec<String>,
     /// Secondary key.
     pub vary: VaryKey,
+    /// The normalised URI (site + default key) of the request that stored it.
+    pub uri: Arc<str>,
     /// Set by a soft purge: the entry is treated as stale from then on.
-    pub invalidated: std::sync::atomic::AtomicBool,
+    pub invalidated: AtomicBool,
 }
 
 impl Entry {
@@ -61,7 +108,7 @@ impl Entry {
 
     /// Freshness lifetime, zero after a soft purge.
     pub fn effective_ttl(&self) -> Duration {
-        if self.invalidated.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.invalidated.load(Ordering::Relaxed) {
             Duration::ZERO
         } else {
             self.ttl
@@ -73,13 +120,19 @@ impl Entry {
         (self.ttl + self.swr.max(self.sie) + KEEP).saturating_sub(self.initial_age)
     }
 
-    fn weight(&self) -> u64 {
+    fn useful_at(&self, now: SystemTime) -> bool {
+        self.response_time + self.useful_for() > now
+    }
+
+    /// Bytes this entry costs: body, every header, tags, Vary data and bookkeeping.
+    fn weight(&self) -> usize {
         let head: usize = self
             .headers
             .iter()
             .map(|(n, v)| n.as_str().len() + v.len() + 4)
             .sum();
-        (self.body.len() + head + 256) as u64
+        let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
+        self.body.len() + head + tags + self.vary.weight() + self.uri.len() + ENTRY_OVERHEAD
     }
 }
 
@@ -88,8 +141,9 @@ impl Entry {
 pub enum Lookup {
     /// A stored response whose `Vary` matches the request.
     Found(Arc<Entry>),
-    /// Responses are stored under the key but none matches this request's `Vary` headers.
-    VaryMiss,
+    /// Responses are stored under the key but none matches this request's `Vary` headers;
+    /// carries the field names they vary on.
+    VaryMiss(Vec<HeaderName>),
     /// Nothing stored under the key.
     UriMiss,
 }
@@ -98,105 +152,268 @@ pub enum Lookup {
 struct Variants {
     list: Vec<Arc<Entry>>,
     until: SystemTime,
+    generation: u64,
 }
 
-impl Variants {
-    fn new(list: Vec<Arc<Entry>>) -> Variants {
-        let until = list
-            .iter()
-            .map(|e| e.response_time + e.useful_for())
-            .max()
-            .unwrap_or(SystemTime::UNIX_EPOCH);
-        Variants { list, until }
+struct UsefulLife(Clock);
+
+impl UsefulLife {
+    fn left(&self, v: &Variants) -> Duration {
+        v.until.duration_since(self.0.now()).unwrap_or_default()
     }
 }
 
-struct UsefulLife;
-
-impl Expiry<String, Arc<Variants>> for UsefulLife {
+impl Expiry<StoreKey, Arc<Variants>> for UsefulLife {
     fn expire_after_create(
         &self,
-        _k: &String,
+        _k: &StoreKey,
         v: &Arc<Variants>,
         _at: Instant,
     ) -> Option<Duration> {
-        Some(
-            v.until
-                .duration_since(SystemTime::now())
-                .unwrap_or_default(),
-        )
+        Some(self.left(v))
     }
     fn expire_after_update(
         &self,
-        _k: &String,
+        _k: &StoreKey,
         v: &Arc<Variants>,
         _at: Instant,
         _d: Option<Duration>,
     ) -> Option<Duration> {
-        Some(
-            v.until
-                .duration_since(SystemTime::now())
-                .unwrap_or_default(),
-        )
+        Some(self.left(v))
     }
 }
 
 /// The shared object store.
 #[derive(Clone)]
 pub struct Store {
-    objects: Cache<String, Arc<Variants>>,
+    objects: Cache<StoreKey, Arc<Variants>>,
+    uris: Arc<Index>,
+    uncacheable: Cache<StoreKey, ()>,
+    generations: Arc<AtomicU64>,
+    clock: Clock,
 }
 
 impl Store {
-    /// A store bounded to `max_bytes` of bodies and heads.
-    pub fn new(max_bytes: u64) -> Store {
+    /// A store bounded to `max_bytes`, reading time from `clock`.
+    pub fn new(max_bytes: u64, clock: Clock) -> Store {
+        let uris = Arc::new(Index::default());
+        let listener_uris = uris.clone();
         let objects = Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|k: &String, v: &Arc<Variants>| {
-                let w: u64 = k.len() as u64 + v.list.iter().map(|e| e.weight()).sum::<u64>();
-                w.min(u32::MAX as u64) as u32
+            .weigher(|k: &StoreKey, v: &Arc<Variants>| {
+                let w = k.0.len() + v.list.iter().map(|e| e.weight()).sum::<usize>();
+                w.min(u32::MAX as usize) as u32
             })
-            .expire_after(UsefulLife)
+            .expire_after(UsefulLife(clock.clone()))
+            .eviction_listener(
+                move |k: Arc<StoreKey>, v: Arc<Variants>, _cause: RemovalCause| {
+                    for e in &v.list {
+                        listener_uris.remove(&e.uri, &k, v.generation);
+                    }
+                },
+            )
             .build();
-        Store { objects }
-    }
-
-    /// Finds the variant stored under `key` that matches the request headers.
-    pub fn lookup(&self, key: &str, req: &HeaderMap) -> Lookup {
-        match self.objects.get(key) {
-            None => Lookup::UriMiss,
-            Some(v) => {
-                let now = SystemTime::now();
-                // Newest first: a fresher response for the same variant wins (RFC 9111 §4).
-                v.list
-                    .iter()
-                    .filter(|e| e.response_time + e.useful_for() > now)
-                    .find(|e| e.vary.matches(req))
-                    .map(|e| Lookup::Found(e.clone()))
-                    .unwrap_or(Lookup::VaryMiss)
-            }
+        let uncacheable = Cache::builder()
+            .max_capacity(UNCACHEABLE_CAPACITY)
+            .time_to_live(UNCACHEABLE_MEMORY)
+            .build();
+        Store {
+            objects,
+            uris,
+            uncacheable,
+            generations: Arc::new(AtomicU64::new(0)),
+            clock,
         }
     }
 
-    /// Stores `entry` under `key`, replacing the variant with the same secondary key.
-    pub fn insert(&self, key: &str, entry: Arc<Entry>) {
-        let now = SystemTime::now();
+    /// The store's clock.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Finds the variant stored under `key` that matches the request headers.
+    pub fn lookup(&self, key: &StoreKey, req: &HeaderMap) -> Lookup {
+        let Some(v) = self.objects.get(key) else {
+            return Lookup::UriMiss;
+        };
+        let now = self.clock.now();
+        let mut live = v.list.iter().filter(|e| e.useful_at(now)).peekable();
+        let names = live.peek().map(|e| e.vary.names());
+        // Newest first: a fresher response for the same variant wins (RFC 9111 §4).
+        match live.find(|e| e.vary.matches(req)) {
+            Some(e) => Lookup::Found(e.clone()),
+            None => match names {
+                Some(n) => Lookup::VaryMiss(n),
+                None => Lookup::UriMiss,
+            },
+        }
+    }
+
+    /// Stores `entry` under `key`, replacing the variant with the same secondary key, and
+    /// forgets that the key was not cacheable.
+    pub fn insert(&self, key: &StoreKey, entry: Arc<Entry>) {
+        let now = self.clock.now();
         let mut list: Vec<Arc<Entry>> = vec![entry.clone()];
         if let Some(old) = self.objects.get(key) {
             list.extend(
                 old.list
                     .iter()
-                    .filter(|e| e.vary != entry.vary && e.response_time + e.useful_for() > now)
+                    .filter(|e| e.vary != entry.vary && e.useful_at(now))
                     .take(MAX_VARIANTS - 1)
                     .cloned(),
             );
         }
-        self.objects
-            .insert(key.to_owned(), Arc::new(Variants::new(list)));
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        // Index before the value exists: the removal of the previous value (same key, older
+        // generation) then leaves these memberships alone.
+        for e in &list {
+            self.uris.add(&e.uri, key, generation);
+        }
+        let until = list
+            .iter()
+            .map(|e| e.response_time + e.useful_for())
+            .max()
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        self.objects.insert(
+            key.clone(),
+            Arc::new(Variants {
+                list,
+                until,
+                generation,
+            }),
+        );
+        self.uncacheable.invalidate(key);
     }
 
-    /// Removes every variant under `key`; returns whether anything was there.
-    pub fn remove(&self, key: &str) -> bool {
-        self.objects.remove(key).is_some()
+    /// Removes every variant under `key`; returns how many there were.
+    pub fn remove(&self, key: &StoreKey) -> usize {
+        self.uncacheable.invalidate(key);
+        self.objects.remove(key).map_or(0, |v| v.list.len())
+    }
+
+    /// Removes every object stored for requests to `uri` (site + default key), whatever
+    /// keys and variants the site's script gave them; returns how many objects went.
+    pub fn remove_uri(&self, uri: &str) -> usize {
+        self.uris.get(uri).iter().map(|k| self.remove(k)).sum()
+    }
+
+    /// Remembers that `key`'s response was not cacheable: for a while its requests go to
+    /// the origin in parallel instead of queueing behind one another.
+    pub fn mark_uncacheable(&self, key: &StoreKey) {
+        self.uncacheable.insert(key.clone(), ());
+    }
+
+    /// Whether `key` was recently found not cacheable.
+    pub fn is_uncacheable(&self, key: &StoreKey) -> bool {
+        self.uncacheable.contains_key(key)
+    }
+
+    /// Objects stored now (approximate, for tests and metrics).
+    pub fn entry_count(&self) -> u64 {
+        self.objects.run_pending_tasks();
+        self.objects.entry_count()
+    }
+
+    /// Bytes charged now (approximate, for tests and metrics).
+    pub fn weighted_size(&self) -> u64 {
+        self.objects.run_pending_tasks();
+        self.objects.weighted_size()
+    }
+
+    /// URIs in the index now (for tests: it must not outgrow the store).
+    pub fn indexed_uris(&self) -> usize {
+        self.objects.run_pending_tasks();
+        self.uris.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(uri: &str, body: &str, ttl: u64) -> Arc<Entry> {
+        Arc::new(Entry {
+            status: StatusCode::OK,
+            headers: HeaderMap::new(),
+            body: Bytes::from(body.to_owned()),
+            response_time: SystemTime::now(),
+            initial_age: Duration::ZERO,
+            ttl: Duration::from_secs(ttl),
+            swr: Duration::ZERO,
+            sie: Duration::ZERO,
+            no_cache: false,
+            must_revalidate: false,
+            tags: vec![],
+            vary: VaryKey::Any,
+            uri: uri.into(),
+            invalidated: AtomicBool::new(false),
+        })
+    }
+
+    #[test]
+    fn sites_cannot_reach_each_others_keys() {
+        let s = Store::new(1 << 20, Clock::system());
+        s.insert(&StoreKey::new("a", "k"), entry("a\u{1f}/p", "A", 60));
+        assert!(matches!(
+            s.lookup(&StoreKey::new("b", "k"), &HeaderMap::new()),
+            Lookup::UriMiss
+        ));
+        assert_eq!(StoreKey::new("a", "k").site(), "a");
+        assert_eq!(StoreKey::new("a", "x\u{1f}y").key(), "x\u{1f}y");
+    }
+
+    #[test]
+    fn a_uri_reaches_every_key_stored_for_it_and_the_index_follows_evictions() {
+        let s = Store::new(1 << 20, Clock::system());
+        let (k1, k2) = (
+            StoreKey::new("a", "p#mobile"),
+            StoreKey::new("a", "p#desktop"),
+        );
+        s.insert(&k1, entry("a\u{1f}/p", "m", 60));
+        s.insert(&k2, entry("a\u{1f}/p", "d", 60));
+        s.insert(&k2, entry("a\u{1f}/p", "d2", 60));
+        assert_eq!(s.remove_uri("a\u{1f}/p"), 2);
+        assert!(matches!(s.lookup(&k1, &HeaderMap::new()), Lookup::UriMiss));
+        assert_eq!(s.indexed_uris(), 0);
+    }
+
+    #[test]
+    fn evictions_by_size_leave_no_index_behind() {
+        let s = Store::new(64 << 10, Clock::system());
+        for i in 0..2000 {
+            let body = "x".repeat(100);
+            s.insert(
+                &StoreKey::new("a", &format!("k{i}")),
+                entry(&format!("a\u{1f}/p{i}"), &body, 60),
+            );
+        }
+        let stored = s.entry_count() as usize;
+        assert!(stored < 2000);
+        assert!(
+            s.indexed_uris() <= stored,
+            "{} > {stored}",
+            s.indexed_uris()
+        );
+    }
+
+    #[test]
+    fn tags_and_vary_data_are_weighed() {
+        let plain = entry("u", "", 60);
+        let mut tagged = Entry {
+            tags: (0..50).map(|i| format!("tag-{i}")).collect(),
+            ..Arc::try_unwrap(entry("u", "", 60)).unwrap()
+        };
+        assert!(tagged.weight() > plain.weight() + 50 * 5);
+        tagged.vary = VaryKey::of(
+            &[("vary", "x-long")]
+                .into_iter()
+                .map(|(k, v)| (HeaderName::from_static(k), v.parse().unwrap()))
+                .collect(),
+            &[("x-long", "y".repeat(1000))]
+                .into_iter()
+                .map(|(k, v)| (HeaderName::from_static(k), v.parse().unwrap()))
+                .collect(),
+        );
+        assert!(tagged.weight() > plain.weight() + 1000);
     }
 }

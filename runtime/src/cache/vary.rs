@@ -48,6 +48,25 @@ impl VaryKey {
         )
     }
 
+    /// The field names this key varies on (`Vary: *` has none that could match).
+    pub fn names(&self) -> Vec<HeaderName> {
+        match self {
+            VaryKey::Fields(f) => f.iter().map(|(n, _)| n.clone()).collect(),
+            VaryKey::Any | VaryKey::Never => Vec::new(),
+        }
+    }
+
+    /// Bytes of request data this key keeps.
+    pub fn weight(&self) -> usize {
+        match self {
+            VaryKey::Fields(f) => f
+                .iter()
+                .map(|(n, v)| n.as_str().len() + v.as_ref().map_or(0, String::len) + 16)
+                .sum(),
+            VaryKey::Any | VaryKey::Never => 0,
+        }
+    }
+
     /// Whether a new request selects the response stored under this key.
     pub fn matches(&self, req: &HeaderMap) -> bool {
         match self {
@@ -56,6 +75,21 @@ impl VaryKey {
             VaryKey::Fields(f) => f.iter().all(|(n, v)| normalized(req, n) == *v),
         }
     }
+}
+
+/// Names the variant a request asks for among responses varying on `names`: requests with
+/// the same id select the same stored response (used to coalesce per variant).
+pub fn variant_id(names: &[HeaderName], req: &HeaderMap) -> String {
+    let mut id = String::new();
+    for n in names {
+        id.push('\n');
+        id.push_str(n.as_str());
+        id.push(':');
+        if let Some(v) = normalized(req, n) {
+            id.push_str(&v);
+        }
+    }
+    id
 }
 
 /// All lines of a field joined as one list, whitespace around elements removed; for

@@ -1,16 +1,27 @@
 //! Host side of the script's imports: log, clock and random (`wit/host.wit`).
+//!
+//! Every call counts against the request's host-call budget; past it the call traps, so a
+//! script cannot turn the host's log or clock into a denial of service.
 
 use super::bindings::tessera::edge::{clock, log, random, types};
 use super::engine::State;
 
+/// Log lines one request's scripts may write; more are dropped silently.
+const MAX_LOG_LINES: u32 = 100;
+/// Longest log line kept, in characters.
+const MAX_LOG_CHARS: usize = 2048;
+
 impl log::Host for State {
-    fn log(&mut self, level: log::Level, message: String) {
-        // Bound what one request can write to the log: a script is not a firehose.
-        if self.log_lines >= MAX_LOG_LINES {
-            return;
+    fn log(&mut self, level: log::Level, message: String) -> anyhow::Result<()> {
+        self.meter.hostcall()?;
+        if !self.meter.log_line(MAX_LOG_LINES) {
+            return Ok(());
         }
-        self.log_lines += 1;
-        let message: String = message.chars().take(MAX_LOG_CHARS).collect();
+        let message: String = message
+            .chars()
+            .take(MAX_LOG_CHARS)
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         let (site, id) = (&*self.site, &*self.request_id);
         match level {
             log::Level::Trace => tracing::trace!(site, request_id = id, "script: {message}"),
@@ -19,24 +30,21 @@ impl log::Host for State {
             log::Level::Warn => tracing::warn!(site, request_id = id, "script: {message}"),
             log::Level::Error => tracing::error!(site, request_id = id, "script: {message}"),
         }
+        Ok(())
     }
 }
 
-const MAX_LOG_LINES: u32 = 100;
-const MAX_LOG_CHARS: usize = 2048;
-
 impl clock::Host for State {
-    fn now_ms(&mut self) -> u64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+    fn now_ms(&mut self) -> anyhow::Result<u64> {
+        self.meter.hostcall()?;
+        Ok(self.clock.now_ms())
     }
 }
 
 impl random::Host for State {
-    fn random_u64(&mut self) -> u64 {
-        rand::random()
+    fn random_u64(&mut self) -> anyhow::Result<u64> {
+        self.meter.hostcall()?;
+        Ok(rand::random())
     }
 }
 

@@ -1,22 +1,32 @@
 //! The shared wasmtime engine: pooling allocator, epoch ticker, per-store state.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits};
 
-/// How often the epoch advances; CPU budgets are counted in these ticks.
+use super::meter::Meter;
+use crate::clock::Clock;
+
+/// How often the epoch advances: a running script is checked against its budget, and
+/// yields to other connections, this often.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Instance slots whose memory is returned to the OS together.
 const DECOMMIT_BATCH: usize = 32;
-/// Bytes of each memory and table reset in place (memset) rather than returned to the OS.
+/// Bytes of each memory, table and fiber stack reset in place (memset) rather than returned
+/// to the OS.
 const KEEP_RESIDENT: usize = 64 << 10;
+/// Host stack for one async call: the guest's own stack (`max_wasm_stack`) plus host frames.
+const ASYNC_STACK: usize = 1 << 20;
+/// Most stack a guest may use.
+const MAX_WASM_STACK: usize = 512 << 10;
 
 /// Sizing of the instance pool.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSize {
-    /// Instances that may be alive at once (one per in-flight scripted request).
+    /// Instances that may be alive at once.
     pub instances: u32,
     /// Largest linear memory any site allows, in bytes.
     pub max_memory: usize,
@@ -31,7 +41,7 @@ impl Default for PoolSize {
     }
 }
 
-/// Data each guest store carries: its limits and what its log lines are tagged with.
+/// Data each guest store carries: its limits, meter, and what its log lines are tagged with.
 pub struct State {
     /// Memory cap enforcement.
     pub limits: StoreLimits,
@@ -39,8 +49,10 @@ pub struct State {
     pub site: Arc<str>,
     /// Request id for log correlation.
     pub request_id: Arc<str>,
-    /// Lines logged so far by this request's script.
-    pub log_lines: u32,
+    /// The request's script time and host-call budget.
+    pub meter: Arc<Meter>,
+    /// The clock scripts read with `now_ms`.
+    pub clock: Clock,
 }
 
 /// A wasmtime engine set up for short-lived, sandboxed per-request instances.
@@ -50,47 +62,59 @@ pub struct GuestEngine {
     _ticker: Arc<Ticker>,
 }
 
-struct Ticker(Arc<std::sync::atomic::AtomicBool>);
+struct Ticker(Arc<AtomicBool>);
 
 impl Drop for Ticker {
     fn drop(&mut self) {
-        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
 impl GuestEngine {
     /// Builds the engine and starts the thread that advances its epoch.
     pub fn new(pool: PoolSize) -> anyhow::Result<GuestEngine> {
+        // Freed slots wait in the decommit batch before they can be reused, so the pool holds
+        // a batch more than the instances admitted at once (`InstancePool` admits at most
+        // `instances`), and a batch is never larger than a quarter of the pool: a batch that
+        // cannot fill would keep its slots forever.
+        let batch = DECOMMIT_BATCH.min(pool.instances as usize / 4).max(1);
+        let slots = pool.instances + batch as u32;
         let mut pooling = PoolingAllocationConfig::new();
         pooling
-            .total_component_instances(pool.instances)
-            .total_core_instances(pool.instances * 4)
-            .total_memories(pool.instances * 2)
-            .total_tables(pool.instances * 4)
+            .total_component_instances(slots)
+            // A component built by wit-bindgen holds a few core instances (the module and
+            // its adapter shims), one memory, and a table or two.
+            .total_core_instances(slots * 4)
+            .total_memories(slots * 2)
+            .total_tables(slots * 4)
+            // One fiber stack per store with a call in progress.
+            .total_stacks(slots)
             .max_memory_size(pool.max_memory)
             // Every dropped instance returns its pages with madvise, and in a multi-threaded
             // server each madvise costs a TLB shootdown across cores; batching the decommits
             // pays that once per batch (measured in bench/cache.rs).
-            .decommit_batch_size(DECOMMIT_BATCH)
+            .decommit_batch_size(batch)
             .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT);
+            .table_keep_resident(KEEP_RESIDENT)
+            .async_stack_keep_resident(KEEP_RESIDENT);
         let mut config = Config::new();
         config
             .epoch_interruption(true)
             .wasm_component_model(true)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
-            .max_wasm_stack(512 << 10);
+            .async_stack_size(ASYNC_STACK)
+            .max_wasm_stack(MAX_WASM_STACK);
         let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
 
         // The ticker holds only a weak handle so a dropped engine is freed, and a flag so the
         // thread ends with the last `GuestEngine` clone.
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
         let weak = engine.weak();
         let flag = stop.clone();
         std::thread::Builder::new()
             .name("tessera-epoch".into())
             .spawn(move || {
-                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                while !flag.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
                     match weak.upgrade() {
                         Some(e) => e.increment_epoch(),

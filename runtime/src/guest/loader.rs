@@ -21,11 +21,70 @@ pub struct LoadError {
 const COMPONENT_MAGIC: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
 const HOW_TO_BUILD: &str = "build it with `tessera build <crate-dir>` (wasm32-unknown-unknown with linker wasm-component-ld)";
 
-/// Reads, checks and compiles a component, using `compiled_dir` as a cache of native code.
+/// The on-disk cache of compiled components: a directory only this user can write.
+///
+/// Compiled code is native code, loaded with `Component::deserialize` without further
+/// checks; a directory another local user could write to would let them run code in the
+/// proxy. So the directory is created `0700`, and one that is writable by group or others,
+/// owned by someone else, or a symbolic link is refused.
+#[derive(Debug, Clone)]
+pub struct CompiledCache {
+    dir: PathBuf,
+}
+
+impl CompiledCache {
+    /// Opens `dir`, creating it (mode 0700) if needed; refuses an unsafe directory.
+    pub fn open(dir: &Path) -> Result<CompiledCache, String> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("{}: cannot create: {e}", dir.display()))?;
+        let meta = std::fs::symlink_metadata(dir)
+            .map_err(|e| format!("{}: cannot inspect: {e}", dir.display()))?;
+        if !meta.is_dir() {
+            return Err(format!(
+                "{}: not a directory (a symbolic link?)",
+                dir.display()
+            ));
+        }
+        if meta.uid() != effective_uid() {
+            return Err(format!(
+                "{}: owned by uid {}, not by this user; compiled code must be private",
+                dir.display(),
+                meta.uid()
+            ));
+        }
+        if meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "{}: writable by group or others (mode {:o}); run `chmod 700 {}`",
+                dir.display(),
+                meta.mode() & 0o777,
+                dir.display()
+            ));
+        }
+        Ok(CompiledCache {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+fn effective_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Reads, checks and compiles a component, using `compiled` as a cache of native code.
 pub fn load_component(
     engine: &GuestEngine,
     path: &Path,
-    compiled_dir: &Path,
+    compiled: Option<&CompiledCache>,
 ) -> Result<Component, LoadError> {
     let fail = |problem: String| LoadError {
         path: path.to_owned(),
@@ -34,24 +93,39 @@ pub fn load_component(
     let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
     check_header(&bytes).map_err(fail)?;
 
-    let cached = compiled_path(engine, &bytes, compiled_dir);
-    if let Ok(native) = std::fs::read(&cached) {
-        // SAFETY: the file was written by `Component::serialize` of an engine with the same
-        // compatibility hash (it is in the file name) and its name carries the wasm's SHA-256.
+    let cached = compiled.map(|c| compiled_path(engine, &bytes, &c.dir));
+    if let Some(native) = cached.as_deref().and_then(read_private) {
+        // SAFETY: the file is in a directory only this user can write (CompiledCache::open),
+        // it is a regular file owned by this user, was written by `Component::serialize`
+        // of an engine with the same compatibility hash (in its name), and its name carries
+        // the wasm's SHA-256.
         match unsafe { Component::deserialize(engine.engine(), &native) } {
             Ok(c) => return Ok(c),
             Err(e) => {
-                tracing::warn!(file = %cached.display(), "ignoring unusable compiled copy: {e}")
+                tracing::warn!(file = %path.display(), "ignoring unusable compiled copy: {e}")
             }
         }
     }
     let component = Component::new(engine.engine(), &bytes)
         .map_err(|e| fail(format!("invalid component: {}", root_cause(&e.into()))))?;
-    if let Err(e) = store_compiled(&component, &cached) {
-        // A read-only cache dir costs only start-up time, never correctness.
-        tracing::warn!(dir = %compiled_dir.display(), "cannot keep compiled component: {e}");
+    if let Some(cached) = &cached {
+        if let Err(e) = store_compiled(&component, cached) {
+            // A read-only cache dir costs only start-up time, never correctness.
+            tracing::warn!(file = %cached.display(), "cannot keep compiled component: {e}");
+        }
     }
     Ok(component)
+}
+
+/// The file's bytes if it is a regular file of ours that nobody else can write.
+fn read_private(path: &Path) -> Option<Vec<u8>> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() || meta.uid() != effective_uid() || meta.mode() & 0o022 != 0 {
+        tracing::warn!(file = %path.display(), "ignoring compiled copy that is not a private file");
+        return None;
+    }
+    std::fs::read(path).ok()
 }
 
 fn check_header(bytes: &[u8]) -> Result<(), String> {
@@ -96,8 +170,9 @@ fn compiled_path(engine: &GuestEngine, wasm: &[u8], dir: &Path) -> PathBuf {
 pub const WASMTIME_VERSION: &str = "48";
 
 fn store_compiled(component: &Component, path: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().expect("compiled path has a parent");
-    std::fs::create_dir_all(dir)?;
     let bytes = component.serialize().map_err(anyhow::Error::from)?;
     // Write then rename so a concurrent reader never sees half a file.
     let tmp = dir.join(format!(
@@ -105,7 +180,13 @@ fn store_compiled(component: &Component, path: &Path) -> anyhow::Result<()> {
         std::process::id(),
         rand::random::<u64>()
     ));
-    std::fs::write(&tmp, bytes)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&bytes)?;
+    f.sync_all()?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
@@ -124,6 +205,25 @@ mod tests {
     fn core_module_is_named_as_such() {
         let e = check_header(&[0, 0x61, 0x73, 0x6d, 1, 0, 0, 0]).unwrap_err();
         assert!(e.contains("core module"), "{e}");
+    }
+
+    #[test]
+    fn a_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let dir = d.path().join("compiled");
+        let c = CompiledCache::open(&dir).unwrap();
+        let mode = std::fs::metadata(c.dir()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = CompiledCache::open(&dir).unwrap_err();
+        assert!(e.contains("writable by group or others"), "{e}");
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert!(CompiledCache::open(&link)
+            .unwrap_err()
+            .contains("not a directory"));
     }
 
     #[test]

@@ -1,17 +1,26 @@
-//! Guest scripts: engine, component loading, per-request instances and their limits.
+//! Guest scripts: engine, loading, the instance pool, per-request chains and their limits.
+//!
+//! WIT types stay inside this module: the rest of the host hands in a [`ClientRequest`]
+//! and gets back host types ([`HeaderEdits`], [`Synthetic`], [`crate::cache::Decision`]),
+//! checked against the caps in [`sanitize`].
+//!
+//! [`ClientRequest`]: crate::request::ClientRequest
 
 mod bindings;
 mod capabilities;
 mod convert;
 mod engine;
 mod loader;
+mod meter;
+mod pool;
+pub mod sanitize;
 mod script;
+mod session;
 
-pub use bindings::types::{
-    CacheDecision, ClientInfo, DeviceClass, HeaderEdits, Request, RequestAction, ResponseHead,
-    SyntheticResponse,
-};
-pub use convert::{device_class, header_list, response_head};
 pub use engine::{GuestEngine, PoolSize};
-pub use loader::{LoadError, WASMTIME_VERSION};
-pub use script::{GuestError, Hook, Script, Session};
+pub use loader::{CompiledCache, LoadError, WASMTIME_VERSION};
+pub use meter::MAX_HOSTCALLS;
+pub use pool::{Busy, InstancePool};
+pub use sanitize::{HeaderEdits, Synthetic};
+pub use script::{GuestError, Hook, Script};
+pub use session::{Chain, HookFailure, OnRequest};

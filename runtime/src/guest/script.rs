@@ -1,16 +1,19 @@
-//! A loaded, linked script and the per-request session that instantiates it lazily.
+//! A loaded, linked script: compiled once, described once, instantiated per request.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Store, StoreLimitsBuilder, Trap};
+use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 
-use super::bindings::{types, EdgeScript, EdgeScriptPre};
-use super::engine::{GuestEngine, State, EPOCH_TICK};
-use super::loader::{load_component, root_cause, LoadError};
+use super::bindings::{EdgeScript, EdgeScriptPre, HookSet};
+use super::engine::{GuestEngine, State};
+use super::loader::{load_component, root_cause, CompiledCache, LoadError};
+use super::meter::{BudgetExceeded, HostcallsExceeded, Meter};
+use super::pool::{Busy, InstancePool};
+use crate::clock::Clock;
 use crate::config::Limits;
 
 /// The hooks of the `tessera:edge/hooks` interface.
@@ -27,7 +30,7 @@ pub enum Hook {
 }
 
 impl Hook {
-    /// The hook's WIT name, for logs.
+    /// The hook's WIT name, for logs and `Cache-Status`.
     pub fn as_str(self) -> &'static str {
         match self {
             Hook::OnRequest => "on-request",
@@ -36,26 +39,56 @@ impl Hook {
             Hook::OnResponse => "on-response",
         }
     }
+
+    fn flag(self) -> HookSet {
+        match self {
+            Hook::OnRequest => HookSet::ON_REQUEST,
+            Hook::CacheKey => HookSet::CACHE_KEY,
+            Hook::CachePolicy => HookSet::CACHE_POLICY,
+            Hook::OnResponse => HookSet::ON_RESPONSE,
+        }
+    }
 }
 
-/// Why a hook produced no answer.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why a hook produced no usable answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GuestError {
-    /// The request's CPU budget ran out (epoch deadline).
-    #[error("exceeded its CPU budget of {0:?}")]
+    /// The request's script time ran out.
+    #[error("exceeded its time budget of {0:?}")]
     Timeout(Duration),
     /// The script asked for more memory than its cap.
     #[error("exceeded its memory cap of {0} MiB")]
     OutOfMemory(usize),
-    /// The script trapped (panic, unreachable, bad access…).
+    /// Too many calls into the host (log, clock, random).
+    #[error("made too many host calls")]
+    Hostcalls,
+    /// The script trapped (panic, unreachable, bad access, invalid canonical ABI value…).
     #[error("trapped: {0}")]
     Trap(String),
-    /// No instance could be made (pool exhausted, start function failed).
+    /// The answer broke a rule or a cap (see `sanitize`).
+    #[error("returned an unusable answer: {0}")]
+    Output(String),
+    /// No instance became free in time.
+    #[error("got no instance: {0}")]
+    Busy(Busy),
+    /// The instance could not be created.
     #[error("could not be instantiated: {0}")]
     Instantiate(String),
-    /// An earlier hook of this request failed; the instance is gone.
-    #[error("skipped after an earlier failure in this request")]
-    Poisoned,
+}
+
+impl GuestError {
+    /// A short token for `Cache-Status` detail and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GuestError::Timeout(_) => "timeout",
+            GuestError::OutOfMemory(_) => "memory",
+            GuestError::Hostcalls => "hostcalls",
+            GuestError::Trap(_) => "trap",
+            GuestError::Output(_) => "output",
+            GuestError::Busy(_) => "busy",
+            GuestError::Instantiate(_) => "instantiate",
+        }
+    }
 }
 
 /// A script ready to serve requests: linked once, instantiated per request.
@@ -65,16 +98,19 @@ pub struct Script {
     _engine: GuestEngine,
     limits: Limits,
     site: Arc<str>,
-    /// Hooks the script left to the host's default; learnt from its first `none`.
-    defaulted: [AtomicBool; 4],
+    name: Arc<str>,
+    hooks: HookSet,
+    keep_state: bool,
+    warnings: LogBudget,
 }
 
 impl Script {
-    /// Loads, compiles and links the wasm at `path` for `site`.
-    pub fn load(
+    /// Loads, compiles, links and describes the wasm at `path` for `site`.
+    pub async fn load(
         engine: &GuestEngine,
+        pool: &InstancePool,
         path: &Path,
-        compiled_dir: &Path,
+        compiled: Option<&CompiledCache>,
         site: &str,
         limits: Limits,
     ) -> Result<Script, LoadError> {
@@ -82,7 +118,7 @@ impl Script {
             path: path.to_owned(),
             problem,
         };
-        let component = load_component(engine, path, compiled_dir)?;
+        let component = load_component(engine, path, compiled)?;
         let mut linker = Linker::<State>::new(engine.engine());
         EdgeScript::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| {
             fail(format!(
@@ -95,205 +131,208 @@ impl Script {
             if msg.contains("wasi:") {
                 fail(format!("imports WASI ({msg}), which scripts cannot use; build for wasm32-unknown-unknown with linker wasm-component-ld"))
             } else {
-                fail(format!("does not fit the tessera:edge world: {msg}"))
+                fail(format!("does not fit the tessera:edge@0.2.0 world (rebuild it with this version of tessera-sdk): {msg}"))
             }
         })?;
         let pre = EdgeScriptPre::new(pre).map_err(|e| {
             fail(format!(
-                "does not export tessera:edge/hooks@0.1.0: {}",
+                "does not export tessera:edge/hooks@0.2.0 (rebuild it with this version of tessera-sdk): {}",
                 root_cause(&e.into())
             ))
         })?;
-        Ok(Script {
+        let name: Arc<str> = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+            .into();
+        let mut script = Script {
             pre,
             _engine: engine.clone(),
             limits,
             site: site.into(),
-            defaulted: Default::default(),
-        })
-    }
-
-    /// Instantiates the script once with no request, proving it links and starts.
-    pub fn smoke_test(self: &Arc<Script>) -> Result<(), GuestError> {
-        let mut s = Session::new(self.clone(), "check".into());
-        s.ensure_instance().map(|_| ())
-    }
-
-    fn defaulted(&self, hook: Hook) -> bool {
-        self.defaulted[hook as usize].load(Ordering::Relaxed)
-    }
-}
-
-struct Live {
-    store: Store<State>,
-    bindings: EdgeScript,
-}
-
-/// One request's use of a script: the instance is made by the first hook that needs it.
-pub struct Session {
-    script: Arc<Script>,
-    request_id: Arc<str>,
-    live: Option<Live>,
-    failed: bool,
-    budget: Duration,
-}
-
-impl Session {
-    /// A session for one request; nothing is instantiated yet.
-    pub fn new(script: Arc<Script>, request_id: Arc<str>) -> Session {
-        let budget = script.limits.cpu;
-        Session {
-            script,
-            request_id,
-            live: None,
-            failed: false,
-            budget,
-        }
-    }
-
-    /// Calls `on-request`.
-    pub fn on_request(
-        &mut self,
-        req: &types::Request,
-    ) -> Result<Option<types::RequestAction>, GuestError> {
-        self.call(Hook::OnRequest, |b, s| {
-            b.tessera_edge_hooks().call_on_request(s, req)
-        })
-    }
-
-    /// Calls `cache-key`.
-    pub fn cache_key(
-        &mut self,
-        req: &types::Request,
-        default_key: &str,
-    ) -> Result<Option<String>, GuestError> {
-        self.call(Hook::CacheKey, |b, s| {
-            b.tessera_edge_hooks().call_cache_key(s, req, default_key)
-        })
-    }
-
-    /// Calls `cache-policy`.
-    pub fn cache_policy(
-        &mut self,
-        req: &types::Request,
-        resp: &types::ResponseHead,
-        proposed: &types::CacheDecision,
-    ) -> Result<Option<types::CacheDecision>, GuestError> {
-        self.call(Hook::CachePolicy, |b, s| {
-            b.tessera_edge_hooks()
-                .call_cache_policy(s, req, resp, proposed)
-        })
-    }
-
-    /// Calls `on-response`.
-    pub fn on_response(
-        &mut self,
-        req: &types::Request,
-        resp: &types::ResponseHead,
-    ) -> Result<Option<types::HeaderEdits>, GuestError> {
-        self.call(Hook::OnResponse, |b, s| {
-            b.tessera_edge_hooks().call_on_response(s, req, resp)
-        })
-    }
-
-    /// Whether the script may still have something to say for `hook`.
-    pub fn implements(&self, hook: Hook) -> bool {
-        !self.script.defaulted(hook)
-    }
-
-    fn ensure_instance(&mut self) -> Result<&mut Live, GuestError> {
-        if self.live.is_none() {
-            let limits = StoreLimitsBuilder::new()
-                .memory_size(self.script.limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .instances(4)
-                .build();
-            let state = State {
-                limits,
-                site: self.script.site.clone(),
-                request_id: self.request_id.clone(),
-                log_lines: 0,
-            };
-            let mut store = Store::new(self.script.pre.engine(), state);
-            store.limiter(|s| &mut s.limits);
-            store.set_epoch_deadline(ticks(self.budget));
-            let bindings = self
-                .script
-                .pre
-                .instantiate(&mut store)
-                .map_err(|e| self.classify(e.into()))?;
-            self.live = Some(Live { store, bindings });
-        }
-        Ok(self.live.as_mut().expect("instance just made"))
-    }
-
-    fn call<R>(
-        &mut self,
-        hook: Hook,
-        f: impl FnOnce(&EdgeScript, &mut Store<State>) -> wasmtime::Result<Option<R>>,
-    ) -> Result<Option<R>, GuestError> {
-        if self.script.defaulted(hook) {
-            return Ok(None);
-        }
-        if self.failed {
-            return Err(GuestError::Poisoned);
-        }
-        let result = self.ensure_instance().map(|_| ());
-        let outcome = match result {
-            Err(e) => Err(e),
-            Ok(()) => {
-                let budget = self.budget;
-                let live = self.live.as_mut().expect("instance exists");
-                live.store.set_epoch_deadline(ticks(budget));
-                let started = Instant::now();
-                let r = f(&live.bindings, &mut live.store);
-                self.budget = budget.saturating_sub(started.elapsed());
-                r.map_err(|e| self.classify(e.into()))
-            }
+            name,
+            hooks: HookSet::empty(),
+            keep_state: false,
+            warnings: LogBudget::default(),
         };
-        match outcome {
-            Ok(None) => {
-                self.script.defaulted[hook as usize].store(true, Ordering::Relaxed);
-                Ok(None)
-            }
-            Ok(some) => Ok(some),
-            Err(e) => {
-                // A trapped instance cannot be entered again; later hooks fall to the policy.
-                self.failed = true;
-                self.live = None;
-                tracing::warn!(
-                    site = &*self.script.site,
-                    hook = hook.as_str(),
-                    request_id = &*self.request_id,
-                    "script {e}"
-                );
-                Err(e)
-            }
-        }
+        // The script says once which hooks it implements; a hook it does not implement is
+        // never called, and one it does is called for every request.
+        let _slot = pool
+            .admit(1)
+            .await
+            .map_err(|e| fail(format!("cannot describe it: {e}")))?;
+        let meter = Arc::new(Meter::new(limits.cpu));
+        let mut instance = script
+            .instantiate("load".into(), meter.clone(), Clock::system())
+            .await
+            .map_err(|e| fail(format!("cannot be instantiated: {e}")))?;
+        let info = meter
+            .run(
+                instance
+                    .bindings
+                    .tessera_edge_hooks()
+                    .call_describe(&mut instance.store),
+            )
+            .await
+            .map_err(|e| {
+                fail(format!(
+                    "`describe` failed: {}",
+                    classify(&script, e.into())
+                ))
+            })?;
+        script.hooks = info.hooks;
+        script.keep_state = info.keep_state;
+        Ok(script)
     }
 
-    fn classify(&self, e: anyhow::Error) -> GuestError {
-        if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
-            return GuestError::Timeout(self.script.limits.cpu);
-        }
-        let msg = root_cause(&e);
-        if msg.contains("growing memory") || msg.contains("memory growth failure") {
-            return GuestError::OutOfMemory(self.script.limits.memory_bytes >> 20);
-        }
-        if let Some(trap) = e.downcast_ref::<Trap>() {
-            return GuestError::Trap(trap.to_string());
-        }
-        if msg.contains("wasm trap") || msg.contains("wasm backtrace") {
-            return GuestError::Trap(first_line(&msg));
-        }
-        GuestError::Instantiate(first_line(&msg))
+    /// Whether the script implements `hook`.
+    pub fn implements(&self, hook: Hook) -> bool {
+        self.hooks.contains(hook.flag())
     }
+
+    /// Whether the script asked to keep one instance for the whole request.
+    pub fn keeps_state(&self) -> bool {
+        self.keep_state
+    }
+
+    /// The file name the script was loaded from.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The names of the hooks the script implements, for `check` and logs.
+    pub fn hook_names(&self) -> Vec<&'static str> {
+        [
+            Hook::OnRequest,
+            Hook::CacheKey,
+            Hook::CachePolicy,
+            Hook::OnResponse,
+        ]
+        .into_iter()
+        .filter(|h| self.implements(*h))
+        .map(Hook::as_str)
+        .collect()
+    }
+
+    /// The site's limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// A fresh instance whose store counts time against `meter`.
+    pub(super) async fn instantiate(
+        &self,
+        request_id: Arc<str>,
+        meter: Arc<Meter>,
+        clock: Clock,
+    ) -> Result<Instance, GuestError> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory_bytes)
+            .trap_on_grow_failure(true)
+            .instances(8)
+            .build();
+        let state = State {
+            limits,
+            site: self.site.clone(),
+            request_id,
+            meter: meter.clone(),
+            clock,
+        };
+        let mut store = Store::new(self.pre.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        // Checked at every tick while guest code runs: past the budget the call traps;
+        // otherwise an async call yields so other connections get the thread.
+        store.epoch_deadline_callback(|ctx| {
+            let m = &ctx.data().meter;
+            if m.exceeded() {
+                return Err(BudgetExceeded(m.budget()).into());
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        store.set_epoch_deadline(1);
+        let bindings = meter
+            .run(self.pre.instantiate_async(&mut store))
+            .await
+            .map_err(|e| classify(self, e.into()))?;
+        Ok(Instance { store, bindings })
+    }
+
+    /// Logs a failed hook, at most a few lines per second per script.
+    pub(super) fn warn(&self, hook: Hook, request_id: &str, e: &GuestError) {
+        if let Some(suppressed) = self.warnings.take() {
+            tracing::warn!(
+                site = &*self.site,
+                script = &*self.name,
+                hook = hook.as_str(),
+                request_id,
+                suppressed,
+                "script {e}"
+            );
+        }
+    }
+}
+
+/// A live instance and its store.
+pub(super) struct Instance {
+    pub store: Store<State>,
+    pub bindings: EdgeScript,
+}
+
+/// Sorts a wasmtime error into what went wrong, in words for the log.
+pub(super) fn classify(script: &Script, e: anyhow::Error) -> GuestError {
+    if e.downcast_ref::<BudgetExceeded>().is_some() {
+        return GuestError::Timeout(script.limits.cpu);
+    }
+    if e.downcast_ref::<HostcallsExceeded>().is_some() {
+        return GuestError::Hostcalls;
+    }
+    if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+        return GuestError::Timeout(script.limits.cpu);
+    }
+    let msg = root_cause(&e);
+    if msg.contains("growing memory") || msg.contains("memory growth failure") {
+        return GuestError::OutOfMemory(script.limits.memory_bytes >> 20);
+    }
+    if let Some(trap) = e.downcast_ref::<Trap>() {
+        return GuestError::Trap(trap.to_string());
+    }
+    GuestError::Trap(first_line(&msg))
 }
 
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").chars().take(300).collect()
 }
 
-fn ticks(budget: Duration) -> u64 {
-    (budget.as_micros() / EPOCH_TICK.as_micros()).max(1) as u64
+/// Lines of warning per second a script's failures may write to the log.
+const WARNINGS_PER_SECOND: u64 = 5;
+
+/// Rate limit for one script's failure warnings: a hostile script must not flood the log.
+#[derive(Default)]
+struct LogBudget {
+    /// Second (since the epoch) and count packed as `second << 16 | count`.
+    window: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogBudget {
+    /// `Some(lines suppressed since the last one)` when a line may be written now.
+    fn take(&self) -> Option<u64> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let w = self.window.load(Ordering::Relaxed);
+        let (sec, count) = (w >> 16, w & 0xffff);
+        let next = if sec == now {
+            if count >= WARNINGS_PER_SECOND {
+                self.suppressed.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            w + 1
+        } else {
+            (now << 16) | 1
+        };
+        self.window.store(next, Ordering::Relaxed);
+        Some(self.suppressed.swap(0, Ordering::Relaxed))
+    }
 }

@@ -119,6 +119,17 @@ pub fn full(bytes: Bytes) -> OutBody {
         .boxed()
 }
 
+/// A response whose body is `prefix` (already read) followed by the rest of `body`.
+pub fn prefixed(head: http::response::Parts, prefix: Bytes, rest: Incoming) -> Response<OutBody> {
+    let first =
+        futures_util::stream::once(
+            async move { Ok::<_, BoxError>(hyper::body::Frame::data(prefix)) },
+        );
+    let rest = http_body_util::BodyStream::new(rest.map_err(|e| Box::new(e) as BoxError));
+    let stream = futures_util::StreamExt::chain(first, rest);
+    Response::from_parts(head, http_body_util::StreamBody::new(stream).boxed())
+}
+
 /// How a body read ended when a size bound applies.
 pub enum Collected {
     /// The whole body, within the bound.

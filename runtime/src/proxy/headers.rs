@@ -1,14 +1,12 @@
-//! Header hygiene: hop-by-hop fields (RFC 9110 §7.6.1), forwarding fields, script edits.
+//! Header hygiene: hop-by-hop fields (RFC 9110 §7.6.1) and the fields a proxy adds.
 
 use std::net::IpAddr;
 
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 
-use crate::guest::HeaderEdits;
-
 /// Fields that describe one connection and never cross a proxy (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
+pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -65,35 +63,6 @@ pub fn append_list(headers: &mut HeaderMap, name: &'static str, value: &str) {
     }
 }
 
-/// Applies a script's header edits: remove, then set, then append. Invalid names or
-/// values are skipped with a warning rather than failing the request.
-pub fn apply_edits(headers: &mut HeaderMap, edits: &HeaderEdits) {
-    for n in &edits.remove {
-        if let Ok(n) = HeaderName::from_bytes(n.as_bytes()) {
-            headers.remove(n);
-        }
-    }
-    for (n, v, append) in edits
-        .set
-        .iter()
-        .map(|(n, v)| (n, v, false))
-        .chain(edits.append.iter().map(|(n, v)| (n, v, true)))
-    {
-        match (
-            HeaderName::from_bytes(n.as_bytes()),
-            HeaderValue::from_str(v),
-        ) {
-            (Ok(n), Ok(v)) if append => {
-                headers.append(n, v);
-            }
-            (Ok(n), Ok(v)) => {
-                headers.insert(n, v);
-            }
-            _ => tracing::warn!(name = %n, "script header edit skipped: invalid name or value"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,24 +77,5 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
-    }
-
-    #[test]
-    fn edits_remove_then_set_then_append() {
-        let mut h = HeaderMap::new();
-        h.insert("a", "1".parse().unwrap());
-        h.insert("b", "1".parse().unwrap());
-        let e = HeaderEdits {
-            set: vec![("a".into(), "2".into())],
-            append: vec![
-                ("set-cookie".into(), "x=1".into()),
-                ("set-cookie".into(), "y=2".into()),
-            ],
-            remove: vec!["b".into()],
-        };
-        apply_edits(&mut h, &e);
-        assert_eq!(h["a"], "2");
-        assert!(!h.contains_key("b"));
-        assert_eq!(h.get_all("set-cookie").iter().count(), 2);
     }
 }

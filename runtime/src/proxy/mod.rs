@@ -1,29 +1,78 @@
-//! The proxy server: listener, connection handling and the request pipeline.
+//! The proxy: the listener, and the request path as phases a newcomer reads in order.
+//!
+//! ```text
+//! server   accept, limits, timeouts, graceful drain            (server.rs, conn.rs)
+//! driver   one request, top to bottom:                          (driver.rs)
+//!   recv     route to a site, the client's view, on_request     (recv.rs)
+//!   hash     the cache key: default, then the site's script     (hash.rs)
+//!   lookup   hit | stale hit | fetch | only-if-cached: pure      (lookup.rs)
+//!   fetch    origin request, coalescing, revalidation           (fetch.rs)
+//!   admit    storable? for how long? what stays personal: pure  (admit.rs)
+//!   pass     not from cache: forward, invalidate on unsafe      (pass.rs)
+//!   deliver  entry → response, on_response, Cache-Status, log   (deliver.rs)
+//! outcome  the named states of all the above → Cache-Status    (outcome.rs)
+//! ```
 
-mod headers;
-mod pipeline;
+mod admit;
+mod conn;
+mod deliver;
+mod driver;
+mod fetch;
+mod hash;
+pub(crate) mod headers;
+mod lookup;
+mod outcome;
+mod pass;
 mod range;
+mod recv;
+mod server;
 mod site;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::Context;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
-
-pub use pipeline::Shared;
+pub use driver::Flight;
+pub use outcome::{NoStore, Outcome, PassReason, Refusal, StaleReason};
+pub use server::{serve, Running};
 pub use site::SiteRuntime;
 
+use crate::cache::coalesce::Coalescer;
 use crate::cache::Store;
+use crate::clock::Clock;
 use crate::config::{Config, MAX_GUEST_MEMORY};
-use crate::guest::{GuestEngine, PoolSize};
+use crate::guest::{CompiledCache, GuestEngine, InstancePool, PoolSize};
+
+/// Everything the request path shares across requests.
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// One runtime per configured site, same order.
+    pub sites: Vec<Arc<SiteRuntime>>,
+    /// The object store.
+    pub store: Store,
+    /// Origin fetches in flight, by key and variant.
+    pub flights: Coalescer<Flight>,
+    /// Script instances, handed out in turn.
+    pub pool: Arc<InstancePool>,
+    /// The cache's clock.
+    pub clock: Clock,
+}
+
+/// Opens the compiled-component cache a config names; an unsafe directory is an error.
+pub fn compiled_cache(config: &Config) -> anyhow::Result<Option<CompiledCache>> {
+    match &config.compiled_dir {
+        None => {
+            tracing::info!("no cache directory (HOME unset): scripts are compiled at every start");
+            Ok(None)
+        }
+        Some(dir) => CompiledCache::open(dir)
+            .map(Some)
+            .map_err(|e| anyhow::anyhow!("key `compiled_dir`: {e}")),
+    }
+}
 
 /// Builds everything a config describes: engine, scripts, origin clients, cache.
-pub fn build(config: Config) -> anyhow::Result<Arc<Shared>> {
+pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Arc<Shared>> {
+    let pool = Arc::new(InstancePool::new(&config.scripts));
     let engine = if config.sites.iter().any(|s| !s.scripts.is_empty()) {
         let max_memory = config
             .sites
@@ -33,94 +82,24 @@ pub fn build(config: Config) -> anyhow::Result<Arc<Shared>> {
             .unwrap_or(0)
             .min(MAX_GUEST_MEMORY);
         Some(GuestEngine::new(PoolSize {
+            instances: config.scripts.instances,
             max_memory,
-            ..PoolSize::default()
         })?)
     } else {
         None
     };
+    let compiled = compiled_cache(&config)?;
     let mut sites = Vec::with_capacity(config.sites.len());
     for s in &config.sites {
-        sites.push(Arc::new(SiteRuntime::new(
-            s.clone(),
-            engine.as_ref(),
-            &config.compiled_dir,
-        )?));
+        let site = SiteRuntime::new(s.clone(), engine.as_ref(), &pool, compiled.as_ref()).await?;
+        sites.push(Arc::new(site));
     }
     Ok(Arc::new(Shared {
-        store: Store::new(config.cache.max_bytes),
+        store: Store::new(config.cache.max_bytes, clock.clone()),
         flights: Default::default(),
         sites,
+        pool,
+        clock,
         config,
     }))
-}
-
-/// A running proxy: its bound address and a handle to stop it.
-pub struct Running {
-    /// The address actually bound (useful with port 0).
-    pub addr: SocketAddr,
-    /// The shared state, for inspection (tests, admin).
-    pub shared: Arc<Shared>,
-    stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Running {
-    /// Stops accepting connections and waits for the accept loop to end.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-    }
-
-    /// Waits until the server stops (it only stops when told to).
-    pub async fn wait(self) {
-        let _ = self.task.await;
-    }
-}
-
-/// Binds the configured address and serves in the background.
-pub async fn serve(shared: Arc<Shared>) -> anyhow::Result<Running> {
-    let listen = shared.config.listen;
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen}"))?;
-    let addr = listener.local_addr()?;
-    let (stop, mut stopped) = watch::channel(false);
-    let state = shared.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let (stream, client) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // EMFILE and friends: back off instead of spinning.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = stopped.changed() => break,
-            };
-            let _ = stream.set_nodelay(true);
-            let state = state.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req| {
-                    let state = state.clone();
-                    async move { Ok::<_, std::convert::Infallible>(state.handle(req, client).await) }
-                });
-                if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await
-                {
-                    tracing::debug!(%client, "connection ended: {e}");
-                }
-            });
-        }
-    });
-    Ok(Running {
-        addr,
-        shared,
-        stop,
-        task,
-    })
 }

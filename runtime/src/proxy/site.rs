@@ -1,4 +1,4 @@
-//! A configured site made ready to serve: its script loaded and its origin client built.
+//! A configured site made ready to serve: its scripts loaded and its origin client built.
 
 use std::sync::Arc;
 
@@ -6,7 +6,7 @@ use http::HeaderName;
 
 use crate::cache::directives::Targets;
 use crate::config::Site;
-use crate::guest::{GuestEngine, LoadError, Script};
+use crate::guest::{CompiledCache, GuestEngine, InstancePool, LoadError, Script};
 use crate::origin::OriginClient;
 
 /// A site with its live parts.
@@ -14,30 +14,30 @@ pub struct SiteRuntime {
     /// The site's configuration.
     pub cfg: Site,
     /// The site's scripts, in the order their hooks run.
-    pub scripts: Vec<Arc<Script>>,
+    pub scripts: Arc<[Arc<Script>]>,
     /// Pooled client for the site's origin.
     pub origin: OriginClient,
     /// Targeted cache-control fields in precedence order.
     pub targets: Targets,
 }
 
+/// Device token this cache answers to in `Surrogate-Control` targeting (`max-age=60;tessera`).
+const SURROGATE_DEVICE: &str = "tessera";
+
 impl SiteRuntime {
-    /// Loads the site's script (if any) and builds its origin client.
-    pub fn new(
+    /// Loads the site's scripts (if any) and builds its origin client.
+    pub async fn new(
         cfg: Site,
         engine: Option<&GuestEngine>,
-        compiled_dir: &std::path::Path,
+        pool: &InstancePool,
+        compiled: Option<&CompiledCache>,
     ) -> Result<SiteRuntime, LoadError> {
         let mut scripts = Vec::with_capacity(cfg.scripts.len());
         if let Some(engine) = engine {
             for path in &cfg.scripts {
-                scripts.push(Arc::new(Script::load(
-                    engine,
-                    path,
-                    compiled_dir,
-                    &cfg.name,
-                    cfg.limits,
-                )?));
+                let script =
+                    Script::load(engine, pool, path, compiled, &cfg.name, cfg.limits).await?;
+                scripts.push(Arc::new(script));
             }
         }
         let targets = Targets::new(
@@ -45,12 +45,12 @@ impl SiteRuntime {
                 .targets
                 .iter()
                 .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()),
-            "tessera",
+            SURROGATE_DEVICE,
         );
         let origin = OriginClient::new(cfg.connect_timeout, cfg.response_timeout);
         Ok(SiteRuntime {
             cfg,
-            scripts,
+            scripts: scripts.into(),
             origin,
             targets,
         })

@@ -7,10 +7,11 @@
 //! | `/trap`       | `cache_key`   | panics, i.e. traps                                |
 //! | `/trap-later` | `on_response` | panics after a normal key (the response is built) |
 //! | `/respond`    | `on_request`  | answers 200 `synthetic\n` itself                  |
+//! | `/work`       | `cache_key`   | [`WORK_ROUNDS`] rounds of arithmetic, then the default key: real work well inside any budget |
 //!
-//! Every other path gets well-behaved answers from the overridden hooks (`Some`, not the
-//! SDK default): a hook that once answered "not implemented" would never be called again,
-//! and the end-to-end tests need each hook live for every request.
+//! Every other path gets well-behaved answers. The three hooks are defined (so the host
+//! calls each of them for every request, as the end-to-end tests need); `cache_policy` is
+//! not, so the host never calls it.
 
 use std::hint::black_box;
 
@@ -21,9 +22,10 @@ use tessera_sdk::{
 /// Size of each chunk `/alloc` grabs.
 pub const CHUNK: usize = 1 << 20;
 
-/// The script: `on_request`, `cache_key` and `on_response` are overridden.
+/// The script: `on_request`, `cache_key` and `on_response` are defined.
 pub struct Misbehave;
 
+#[tessera_sdk::script]
 impl EdgeScript for Misbehave {
     fn on_request(req: &Request) -> RequestAction {
         match req.path.as_str() {
@@ -40,6 +42,10 @@ impl EdgeScript for Misbehave {
             "/loop" => spin(),
             "/alloc" => hoard(),
             "/trap" => panic!("misbehave: trap requested"),
+            "/work" => {
+                work();
+                default_key.to_owned()
+            }
             _ => default_key.to_owned(),
         }
     }
@@ -52,7 +58,17 @@ impl EdgeScript for Misbehave {
     }
 }
 
-tessera_sdk::export!(Misbehave);
+/// Rounds of `/work`: about a millisecond of guest time on this machine's cores.
+pub const WORK_ROUNDS: u64 = 1_000_000;
+
+/// A bounded computation the optimiser cannot remove.
+fn work() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..WORK_ROUNDS {
+        x = black_box(x.rotate_left(5) ^ i).wrapping_mul(0x100_0000_01b3);
+    }
+    black_box(x);
+}
 
 /// Loops forever; `black_box` keeps the optimiser from proving the loop pointless.
 fn spin() -> ! {
@@ -78,35 +94,38 @@ fn hoard() -> ! {
 mod tests {
     use super::*;
     use tessera_sdk::testing::{
-        call_cache_key, call_cache_policy, call_on_request, call_on_response, request, response,
+        call_cache_key, call_on_request, call_on_response, describe, request, response,
     };
-    use tessera_sdk::CacheDecision;
+    use tessera_sdk::{HookSet, ScriptInfo};
 
     #[test]
-    fn ordinary_paths_get_live_answers_from_every_overridden_hook() {
-        let req = request("/anything").build();
+    fn the_host_calls_on_request_cache_key_and_on_response() {
         assert_eq!(
-            call_on_request::<Misbehave>(&req),
-            Some(RequestAction::proceed())
+            describe::<Misbehave>(),
+            ScriptInfo {
+                hooks: HookSet::ON_REQUEST | HookSet::CACHE_KEY | HookSet::ON_RESPONSE,
+                keep_state: false
+            }
         );
+    }
+
+    #[test]
+    fn ordinary_paths_get_harmless_answers() {
+        let req = request("/anything").build();
+        assert_eq!(call_on_request::<Misbehave>(&req), RequestAction::proceed());
         assert_eq!(
-            call_cache_key::<Misbehave>(&req, "example.com/anything").as_deref(),
-            Some("example.com/anything")
+            call_cache_key::<Misbehave>(&req, "example.com/anything"),
+            "example.com/anything"
         );
         assert_eq!(
             call_on_response::<Misbehave>(&req, &response(200).build()),
-            Some(HeaderEdits::new())
-        );
-        let proposed = CacheDecision::cache_for(1);
-        assert_eq!(
-            call_cache_policy::<Misbehave>(&req, &response(200).build(), &proposed),
-            None
+            HeaderEdits::new()
         );
     }
 
     #[test]
     fn respond_path_answers_synthetically() {
-        let Some(RequestAction::Respond(resp)) =
+        let RequestAction::Respond(resp) =
             call_on_request::<Misbehave>(&request("/respond").build())
         else {
             panic!("expected a synthetic response")
@@ -120,7 +139,7 @@ mod tests {
     #[test]
     fn trap_later_keys_normally() {
         let req = request("/trap-later").build();
-        assert_eq!(call_cache_key::<Misbehave>(&req, "k").as_deref(), Some("k"));
+        assert_eq!(call_cache_key::<Misbehave>(&req, "k"), "k");
     }
 
     #[test]

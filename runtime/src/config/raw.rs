@@ -1,0 +1,97 @@
+//! The file as written: serde mirrors of `tessera.toml`, with spans for error messages.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub listen: Option<Spanned<String>>,
+    pub node_name: Option<Spanned<String>>,
+    pub compiled_dir: Option<Spanned<PathBuf>>,
+    pub cache: Option<RawCache>,
+    pub server: Option<RawServer>,
+    pub scripts: Option<RawScripts>,
+    #[serde(default)]
+    pub site: Vec<RawSite>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCache {
+    pub max_size: Option<Spanned<Size>>,
+    pub max_object_size: Option<Spanned<Size>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawServer {
+    pub max_connections: Option<Spanned<u64>>,
+    pub header_read_timeout_ms: Option<Spanned<u64>>,
+    pub keepalive_timeout_ms: Option<Spanned<u64>>,
+    pub max_headers: Option<Spanned<u64>>,
+    pub max_header_bytes: Option<Spanned<Size>>,
+    pub max_request_body: Option<Spanned<Size>>,
+    pub drain_timeout_ms: Option<Spanned<u64>>,
+    pub h2_max_concurrent_streams: Option<Spanned<u64>>,
+    pub client_country_header: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawScripts {
+    pub instances: Option<Spanned<u64>>,
+    pub max_queued: Option<Spanned<u64>>,
+    pub queue_timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSite {
+    pub name: Spanned<String>,
+    pub hosts: Option<Spanned<Vec<String>>>,
+    pub origin: Spanned<String>,
+    pub script: Option<Spanned<OneOrMany>>,
+    pub on_guest_error: Option<Spanned<toml::Value>>,
+    pub connect_timeout_ms: Option<Spanned<u64>>,
+    pub response_timeout_ms: Option<Spanned<u64>>,
+    pub limits: Option<RawLimits>,
+    pub caching: Option<RawCaching>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(super) enum OneOrMany {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub cpu_ms: Option<Spanned<u64>>,
+    pub memory_mib: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCaching {
+    pub targets: Option<Spanned<Vec<String>>>,
+    pub stale_while_revalidate: Option<u64>,
+    pub stale_if_error: Option<u64>,
+    pub refresh_ahead: Option<Spanned<f64>>,
+    pub negative_ttl: Option<Spanned<BTreeMap<String, u64>>>,
+    pub allow_set_cookie: Option<bool>,
+    pub strip_unkeyed_params: Option<bool>,
+    pub debug: Option<bool>,
+}

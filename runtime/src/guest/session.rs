@@ -1,0 +1,275 @@
+//! One request's scripts: a chain of sessions sharing a budget, instances made on demand.
+//!
+//! Instances are taken from the pool when a hook needs one and given back by [`Chain::park`]
+//! when the request is about to wait on something outside the scripts (the origin, another
+//! request's fetch). The next phase then gets a fresh instance, unless a script of the chain
+//! declared `keep-state`: its request keeps its instances from first hook to last.
+
+use std::sync::Arc;
+
+use http::{HeaderMap, StatusCode};
+
+use super::bindings::types;
+use super::convert;
+use super::meter::Meter;
+use super::pool::{InstancePool, Slots};
+use super::sanitize::{self, Direction, Synthetic};
+use super::script::{classify, GuestError, Hook, Instance, Script};
+use crate::cache::Decision;
+use crate::clock::Clock;
+use crate::request::ClientRequest;
+
+/// A hook that failed, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookFailure {
+    /// The hook.
+    pub hook: Hook,
+    /// What went wrong.
+    pub error: GuestError,
+}
+
+impl HookFailure {
+    /// The `Cache-Status` detail for this failure, e.g. `script-error; cache-key; trap`.
+    pub fn detail(&self) -> String {
+        format!(
+            "script-error; {}; {}",
+            self.hook.as_str(),
+            self.error.kind()
+        )
+    }
+}
+
+/// What `on-request` decided.
+#[derive(Debug)]
+pub enum OnRequest {
+    /// Go on (the request's headers carry the scripts' edits).
+    Continue,
+    /// Answer with this response at once.
+    Respond(Synthetic),
+}
+
+/// The scripts of one site, as one request uses them.
+pub struct Chain {
+    scripts: Arc<[Arc<Script>]>,
+    pool: Arc<InstancePool>,
+    request_id: Arc<str>,
+    clock: Clock,
+    meter: Arc<Meter>,
+    live: Vec<Option<Instance>>,
+    slots: Option<Slots>,
+    keep_state: bool,
+    /// The WIT view of the request and the request version it was built from.
+    view: Option<(u64, types::Request)>,
+}
+
+impl Chain {
+    /// A chain for one request; nothing is instantiated until a hook needs it.
+    pub fn new(
+        scripts: Arc<[Arc<Script>]>,
+        pool: Arc<InstancePool>,
+        request_id: Arc<str>,
+        clock: Clock,
+    ) -> Chain {
+        let budget = scripts.first().map(|s| s.limits().cpu).unwrap_or_default();
+        let keep_state = scripts.iter().any(|s| s.keeps_state());
+        Chain {
+            live: (0..scripts.len()).map(|_| None).collect(),
+            scripts,
+            pool,
+            request_id,
+            clock,
+            meter: Arc::new(Meter::new(budget)),
+            slots: None,
+            keep_state,
+            view: None,
+        }
+    }
+
+    /// Whether any script of the chain implements `hook`.
+    pub fn implements(&self, hook: Hook) -> bool {
+        self.scripts.iter().any(|s| s.implements(hook))
+    }
+
+    /// Gives the instances back before a wait, unless a script keeps state.
+    pub fn park(&mut self) {
+        if !self.keep_state {
+            self.live.iter_mut().for_each(|l| *l = None);
+            self.slots = None;
+        }
+    }
+
+    /// `on-request` of each script in order; each sees the previous one's edits.
+    pub async fn on_request(&mut self, req: &mut ClientRequest) -> Result<OnRequest, HookFailure> {
+        for i in self.indices(Hook::OnRequest) {
+            let view = self.view(req);
+            let answer = self
+                .call(i, Hook::OnRequest, async |b, s| {
+                    b.tessera_edge_hooks().call_on_request(s, &view).await
+                })
+                .await;
+            self.view = Some((req.version, view));
+            match answer? {
+                types::RequestAction::Respond(r) => {
+                    let s =
+                        sanitize::synthetic(r).map_err(|v| self.refused(i, Hook::OnRequest, v))?;
+                    return Ok(OnRequest::Respond(s));
+                }
+                types::RequestAction::Continue(edits) => {
+                    let edits = sanitize::edits(edits, Direction::Request)
+                        .map_err(|v| self.refused(i, Hook::OnRequest, v))?;
+                    if !edits.is_empty() {
+                        edits.apply(&mut req.headers);
+                        req.version += 1;
+                    }
+                }
+            }
+        }
+        Ok(OnRequest::Continue)
+    }
+
+    /// `cache-key` through the chain: each script refines the previous key.
+    pub async fn cache_key(
+        &mut self,
+        req: &ClientRequest,
+        default_key: String,
+    ) -> Result<String, HookFailure> {
+        let mut key = default_key;
+        for i in self.indices(Hook::CacheKey) {
+            let view = self.view(req);
+            let answer = self
+                .call(i, Hook::CacheKey, async |b, s| {
+                    b.tessera_edge_hooks().call_cache_key(s, &view, &key).await
+                })
+                .await;
+            self.view = Some((req.version, view));
+            key = sanitize::key(answer?).map_err(|v| self.refused(i, Hook::CacheKey, v))?;
+        }
+        Ok(key)
+    }
+
+    /// `cache-policy` through the chain: each script's decision is the next one's proposal.
+    pub async fn cache_policy(
+        &mut self,
+        req: &ClientRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        proposed: Decision,
+    ) -> Result<Decision, HookFailure> {
+        let mut decision = proposed;
+        let head = convert::response_head(status, headers);
+        for i in self.indices(Hook::CachePolicy) {
+            let view = self.view(req);
+            let wire = convert::decision(&decision);
+            let answer = self
+                .call(i, Hook::CachePolicy, async |b, s| {
+                    b.tessera_edge_hooks()
+                        .call_cache_policy(s, &view, &head, &wire)
+                        .await
+                })
+                .await;
+            self.view = Some((req.version, view));
+            decision =
+                sanitize::decision(answer?).map_err(|v| self.refused(i, Hook::CachePolicy, v))?;
+        }
+        Ok(decision)
+    }
+
+    /// `on-response` of each script in order, applied to the client-facing headers.
+    pub async fn on_response(
+        &mut self,
+        req: &ClientRequest,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+    ) -> Result<(), HookFailure> {
+        for i in self.indices(Hook::OnResponse) {
+            let view = self.view(req);
+            let head = convert::response_head(status, headers);
+            let answer = self
+                .call(i, Hook::OnResponse, async |b, s| {
+                    b.tessera_edge_hooks()
+                        .call_on_response(s, &view, &head)
+                        .await
+                })
+                .await;
+            self.view = Some((req.version, view));
+            let edits = sanitize::edits(answer?, Direction::Response)
+                .map_err(|v| self.refused(i, Hook::OnResponse, v))?;
+            edits.apply(headers);
+        }
+        Ok(())
+    }
+
+    fn indices(&self, hook: Hook) -> Vec<usize> {
+        (0..self.scripts.len())
+            .filter(|i| self.scripts[*i].implements(hook))
+            .collect()
+    }
+
+    /// The WIT view of `req`, rebuilt only when its headers changed.
+    fn view(&mut self, req: &ClientRequest) -> types::Request {
+        match self.view.take() {
+            Some((version, view)) if version == req.version => view,
+            _ => convert::request(req),
+        }
+    }
+
+    /// Calls a hook on script `i`, instantiating it first if needed.
+    async fn call<R>(
+        &mut self,
+        i: usize,
+        hook: Hook,
+        f: impl AsyncFnOnce(
+            &super::bindings::EdgeScript,
+            &mut wasmtime::Store<super::engine::State>,
+        ) -> wasmtime::Result<R>,
+    ) -> Result<R, HookFailure> {
+        // A request whose script time is spent runs no more hooks: checked here, not only at
+        // epoch ticks, so the outcome does not depend on when the next tick happens to fall.
+        if self.meter.exceeded() {
+            let error = GuestError::Timeout(self.meter.budget());
+            return Err(self.failed(i, hook, error));
+        }
+        let result = match self.instance(i).await {
+            Err(e) => Err(e),
+            Ok(()) => {
+                let meter = self.meter.clone();
+                let live = self.live[i].as_mut().expect("instance just made");
+                meter
+                    .run(f(&live.bindings, &mut live.store))
+                    .await
+                    .map_err(|e| classify(&self.scripts[i], e.into()))
+            }
+        };
+        result.map_err(|error| self.failed(i, hook, error))
+    }
+
+    async fn instance(&mut self, i: usize) -> Result<(), GuestError> {
+        if self.slots.is_none() {
+            let n = self.scripts.len() as u32;
+            self.slots = Some(self.pool.admit(n).await.map_err(GuestError::Busy)?);
+        }
+        if self.live[i].is_none() {
+            let instance = self.scripts[i]
+                .instantiate(
+                    self.request_id.clone(),
+                    self.meter.clone(),
+                    self.clock.clone(),
+                )
+                .await?;
+            self.live[i] = Some(instance);
+        }
+        Ok(())
+    }
+
+    fn refused(&mut self, i: usize, hook: Hook, v: sanitize::Violation) -> HookFailure {
+        self.failed(i, hook, GuestError::Output(v.0))
+    }
+
+    /// Records a failure: the instance is dropped (a trapped instance cannot be entered
+    /// again); a later hook of this request gets a fresh one.
+    fn failed(&mut self, i: usize, hook: Hook, error: GuestError) -> HookFailure {
+        self.live[i] = None;
+        self.scripts[i].warn(hook, &self.request_id, &error);
+        HookFailure { hook, error }
+    }
+}

@@ -1,0 +1,241 @@
+//! Phase "deliver": responses built from stored entries, `on_response`, the cache's headers.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::driver::Exchange;
+use super::headers::{append_list, append_via};
+use super::outcome::{Outcome, Refusal};
+use super::range::{self, RangeReply};
+use super::Shared;
+use crate::cache::conditional::{self, Precondition};
+use crate::cache::directives::strip_targeted;
+use crate::cache::{Entry, Fwd};
+use crate::config::GuestErrorPolicy;
+use crate::guest::{GuestError, Hook, Synthetic};
+use crate::origin::{empty, full, BoxError, OriginError, OutBody};
+use crate::request::ClientRequest;
+
+/// A response on its way to the client, with how the cache came to it.
+pub struct Answer {
+    /// The response so far.
+    pub response: Response<OutBody>,
+    /// How the cache answered.
+    pub outcome: Outcome,
+    /// Remaining freshness of the stored response it came from, in seconds.
+    pub ttl: Option<i64>,
+}
+
+impl Answer {
+    fn new(response: Response<OutBody>, outcome: Outcome) -> Answer {
+        Answer {
+            response,
+            outcome,
+            ttl: None,
+        }
+    }
+}
+
+/// A response from a stored entry: preconditions (RFC 9110 §13), ranges (§14), `Age`.
+pub fn from_entry(req: &ClientRequest, entry: &Entry, outcome: Outcome, now: SystemTime) -> Answer {
+    // RFC 9110 §13.2.1: preconditions apply only where the response would be 2xx.
+    let precondition = if entry.status.is_success() {
+        conditional::evaluate(&req.method, &req.headers, &entry.headers)
+    } else {
+        Precondition::Proceed
+    };
+    let mut response = match precondition {
+        Precondition::NotModified => {
+            let mut r = Response::new(empty());
+            *r.status_mut() = StatusCode::NOT_MODIFIED;
+            *r.headers_mut() = conditional::not_modified_headers(&entry.headers);
+            r
+        }
+        Precondition::Failed => text(StatusCode::PRECONDITION_FAILED, ""),
+        Precondition::Proceed => {
+            let mut r = Response::new(empty());
+            *r.status_mut() = entry.status;
+            *r.headers_mut() = entry.headers.clone();
+            // Ranges are cut from complete 200s only (RFC 9110 §14.2).
+            let ranges = if req.method == Method::GET && entry.status == StatusCode::OK {
+                range::evaluate(&req.headers, &entry.headers, entry.body.len() as u64)
+            } else {
+                RangeReply::Full
+            };
+            let body = match ranges {
+                RangeReply::Full => entry.body.clone(),
+                RangeReply::Partial(ranges) => {
+                    *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+                    range::partial(r.headers_mut(), &entry.body, &ranges)
+                }
+                RangeReply::Unsatisfiable => {
+                    *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+                    let v = format!("bytes */{}", entry.body.len());
+                    r.headers_mut().insert(
+                        header::CONTENT_RANGE,
+                        HeaderValue::from_str(&v).expect("ascii"),
+                    );
+                    Bytes::new()
+                }
+            };
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+            *r.body_mut() = full(body);
+            r
+        }
+    };
+    response
+        .headers_mut()
+        .insert(header::AGE, HeaderValue::from(entry.age(now).as_secs()));
+    Answer {
+        response,
+        outcome,
+        ttl: Some(entry.remaining_ttl(now)),
+    }
+}
+
+/// A complete response for this client only (nothing stored).
+pub fn whole(status: StatusCode, mut headers: HeaderMap, body: Bytes, outcome: Outcome) -> Answer {
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    *r.headers_mut() = headers;
+    Answer::new(r, outcome)
+}
+
+/// An origin response passed on as it streams in.
+pub fn streamed(head: http::response::Parts, body: Incoming, outcome: Outcome) -> Answer {
+    let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
+    Answer::new(Response::from_parts(head, body), outcome)
+}
+
+/// A response a script made up.
+pub fn synthetic(s: Synthetic) -> Answer {
+    let mut r = Response::new(full(s.body));
+    *r.status_mut() = s.status;
+    *r.headers_mut() = s.headers;
+    Answer::new(r, Outcome::Synthetic)
+}
+
+/// The proxy's own answer when it will not serve the request.
+pub fn refused(why: Refusal) -> Answer {
+    let (status, body) = match &why {
+        Refusal::NoSite => (
+            StatusCode::NOT_FOUND,
+            "no site is configured for this host\n",
+        ),
+        Refusal::OnlyIfCached(_) => (StatusCode::GATEWAY_TIMEOUT, "not in cache\n"),
+        Refusal::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy, try again\n"),
+        Refusal::ScriptFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "script error\n"),
+        Refusal::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+    };
+    let mut r = text(status, body);
+    if why == Refusal::Busy {
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    Answer::new(r, Outcome::Refused(why))
+}
+
+/// The origin gave no response: 502, or 504 when it was too slow.
+pub fn origin_error(e: &OriginError, fwd: Fwd) -> Answer {
+    let (code, body) = match e {
+        OriginError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "origin timed out\n"),
+        OriginError::Connect(_) => (StatusCode::BAD_GATEWAY, "origin unreachable\n"),
+    };
+    Answer::new(
+        text(code, body),
+        Outcome::OriginFailed {
+            fwd,
+            error: e.detail(),
+        },
+    )
+}
+
+/// Last stop for every routed request: the site's `on_response`, then the cache's headers.
+pub async fn finish(x: &mut Exchange, mut a: Answer) -> Response<OutBody> {
+    let hooks_apply = !matches!(
+        a.outcome,
+        Outcome::Refused(Refusal::Busy | Refusal::ScriptFailed(_))
+    );
+    if hooks_apply && x.chain.implements(Hook::OnResponse) {
+        // Edits go to a copy: a failing hook leaves no half-applied edits behind.
+        let mut headers = a.response.headers().clone();
+        let status = a.response.status();
+        match x.chain.on_response(&x.req, status, &mut headers).await {
+            Ok(()) => *a.response.headers_mut() = headers,
+            Err(f) if matches!(f.error, GuestError::Busy(_)) => a = refused(Refusal::Busy),
+            // on_response may add security headers: dropping them silently needs an opt-in.
+            Err(_) if x.site.cfg.on_guest_error.on_response == GuestErrorPolicy::Fallback => {}
+            Err(f) => a = refused(Refusal::ScriptFailed(f)),
+        }
+    }
+    let key = x
+        .site
+        .cfg
+        .caching
+        .debug
+        .then(|| x.key.as_ref().map(|k| k.key().to_owned()))
+        .flatten();
+    decorate(&x.shared, a, key, &x.id, x.req.method == Method::HEAD)
+}
+
+/// The cache's own fields on every response: `Cache-Status`, `X-Cache`, `Via`, ids.
+pub fn decorate(
+    shared: &Shared,
+    a: Answer,
+    key: Option<String>,
+    request_id: &str,
+    head_only: bool,
+) -> Response<OutBody> {
+    let mut status = a.outcome.cache_status();
+    status.ttl = a.ttl;
+    status.key = key;
+    let mut response = a.response;
+    let node = &shared.config.node_name;
+    let h = response.headers_mut();
+    strip_targeted(h);
+    append_list(h, "cache-status", &status.render(node));
+    append_list(h, "x-cache", status.x_cache());
+    append_list(h, "x-served-by", node);
+    append_via(h, node);
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        h.insert("x-request-id", v);
+    }
+    if head_only {
+        let (parts, _) = response.into_parts();
+        return Response::from_parts(parts, empty());
+    }
+    response
+}
+
+/// Adds the fields held back from the stored copy for the client whose request fetched it.
+pub fn add_personal(response: &mut Response<OutBody>, personal: HeaderMap) {
+    let h = response.headers_mut();
+    let mut last = None;
+    for (name, value) in personal {
+        if let Some(n) = name {
+            last = Some(n);
+        }
+        if let Some(n) = &last {
+            h.append(n.clone(), value);
+        }
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<OutBody> {
+    let mut r = Response::new(full(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}

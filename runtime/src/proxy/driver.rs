@@ -1,0 +1,220 @@
+//! One request, top to bottom: the async glue that moves data between the phases.
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use super::deliver::{self, Answer};
+use super::hash::{self, Keyed};
+use super::lookup::{self, Action, Directives, Stale};
+use super::outcome::{Outcome, PassReason, Refusal};
+use super::recv::{self, ConnInfo};
+use super::site::SiteRuntime;
+use super::{fetch, pass, Shared};
+use crate::cache::coalesce::Role;
+use crate::cache::vary::variant_id;
+use crate::cache::{Entry, Fwd, Lookup, StoreKey};
+use crate::guest::Chain;
+use crate::origin::{OriginError, OutBody};
+use crate::request::ClientRequest;
+
+/// What a finished origin fetch hands to the requests that waited for it.
+#[derive(Clone)]
+pub enum Flight {
+    /// The response was stored (or revalidated); waiters serve this entry.
+    Stored(Arc<Entry>, u16),
+    /// Not shareable (private, too large, not storable): waiters fetch on their own.
+    Pass,
+    /// The origin failed; waiters answer with the same error.
+    Failed(OriginError),
+}
+
+/// One request on its way through the phases.
+pub struct Exchange {
+    /// What all requests share.
+    pub shared: Arc<Shared>,
+    /// The site it was routed to.
+    pub site: Arc<SiteRuntime>,
+    /// The request, with the scripts' edits.
+    pub req: ClientRequest,
+    /// The site's scripts for this request.
+    pub chain: Chain,
+    /// Request id (the client's, or made up).
+    pub id: Arc<str>,
+    /// The normalised URI in the site's namespace (the URI index's name for it).
+    pub uri: Arc<str>,
+    /// The cache key, once hashed.
+    pub key: Option<StoreKey>,
+    /// The query the origin gets on the cache path (`None`: unchanged).
+    pub origin_query: Option<Option<String>>,
+}
+
+/// Bounded: a follower whose leader gave up, or whose shared response is another variant,
+/// looks again; a flapping origin must not make it spin.
+const LOOKUPS: usize = 3;
+
+/// Answers one client request; never fails (errors become 5xx responses).
+pub async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    conn: ConnInfo,
+) -> Response<OutBody> {
+    let id = recv::request_id(req.headers());
+    let (parts, body) = req.into_parts();
+    let head_only = parts.method == Method::HEAD;
+    // recv: which site?
+    let Some((site, req)) = recv::route(&shared, parts, &conn) else {
+        let answer = deliver::refused(Refusal::NoSite);
+        return deliver::decorate(&shared, answer, None, &id, head_only);
+    };
+    let chain = Chain::new(
+        site.scripts.clone(),
+        shared.pool.clone(),
+        id.clone(),
+        shared.clock.clone(),
+    );
+    let mut x = Exchange {
+        shared,
+        site,
+        req,
+        chain,
+        id,
+        uri: Arc::from(""),
+        key: None,
+        origin_query: None,
+    };
+    let answer = x.answer(body).await;
+    // deliver: on_response, the cache's headers.
+    deliver::finish(&mut x, answer).await
+}
+
+impl Exchange {
+    async fn answer(&mut self, body: Incoming) -> Answer {
+        // recv: the site's on_request may answer, edit, or (failing) refuse.
+        if let Err(answer) = recv::hooks(self).await {
+            return answer;
+        }
+        // hash: the key in the site's namespace.
+        let keyed = match hash::key(self).await {
+            Ok(k) => k,
+            Err(answer) => return answer,
+        };
+        let cacheable_method = matches!(self.req.method, Method::GET | Method::HEAD);
+        match keyed {
+            Keyed::Key(key) => {
+                self.key = Some(key.clone());
+                if cacheable_method {
+                    self.cache_path(key).await
+                } else {
+                    pass::forward(self, PassReason::Method, body).await
+                }
+            }
+            Keyed::Failed(f) => pass::forward(self, PassReason::KeyFailed(f), body).await,
+        }
+    }
+
+    /// lookup → hit | stale hit | fetch (coalesced per variant) | only-if-cached.
+    async fn cache_path(&mut self, key: StoreKey) -> Answer {
+        let directives = Directives::of(&self.req.headers);
+        let refresh_ahead = self.site.cfg.caching.refresh_ahead;
+        let mut flight = key.as_str().to_owned();
+        for _ in 0..LOOKUPS {
+            let found = self.shared.store.lookup(&key, &self.req.headers);
+            if let Lookup::VaryMiss(names) = &found {
+                flight = format!("{}{}", key.as_str(), variant_id(names, &self.req.headers));
+            }
+            let now = self.shared.clock.now();
+            let (fwd, stale) = match lookup::decide(&found, &directives, now, refresh_ahead) {
+                Action::Hit { entry, refresh } => {
+                    if refresh {
+                        self.refresh_in_background(&key, &flight, entry.clone());
+                    }
+                    return deliver::from_entry(&self.req, &entry, Outcome::Hit, now);
+                }
+                Action::StaleHit {
+                    entry,
+                    reason,
+                    refresh,
+                } => {
+                    if refresh {
+                        self.refresh_in_background(&key, &flight, entry.clone());
+                    }
+                    return deliver::from_entry(&self.req, &entry, Outcome::StaleHit(reason), now);
+                }
+                Action::OnlyIfCached(fwd) => return deliver::refused(Refusal::OnlyIfCached(fwd)),
+                Action::Fetch { fwd, stale } => (fwd, stale),
+            };
+            // fetch: nothing of the script is needed while waiting on the origin.
+            self.chain.park();
+            if self.shared.store.is_uncacheable(&key) {
+                // Hit-for-miss: this key's responses were not shareable lately, so requests
+                // for it go to the origin side by side instead of queueing.
+                return fetch::fill(self, &key, fwd, stale).await.0;
+            }
+            let follower = match self.shared.flights.join(&flight) {
+                Role::Leader(leader) => {
+                    let (answer, outcome) = fetch::fill(self, &key, fwd, stale).await;
+                    leader.finish(outcome);
+                    return answer;
+                }
+                Role::Follower(f) => f,
+            };
+            match follower.wait().await {
+                Some(Flight::Stored(entry, status)) if entry.vary.matches(&self.req.headers) => {
+                    let now = self.shared.clock.now();
+                    let outcome = Outcome::Collapsed { fwd, status };
+                    return deliver::from_entry(&self.req, &entry, outcome, now);
+                }
+                // Another variant: wait with the requests for ours.
+                Some(Flight::Stored(entry, _)) => {
+                    let names = entry.vary.names();
+                    flight = format!("{}{}", key.as_str(), variant_id(&names, &self.req.headers));
+                }
+                Some(Flight::Failed(e)) => {
+                    return match &stale {
+                        Some(s) if s.serve_on_error => fetch::stale_answer(self, s, e.detail()),
+                        _ => deliver::origin_error(&e, fwd),
+                    };
+                }
+                Some(Flight::Pass) => return fetch::fill(self, &key, fwd, stale).await.0,
+                // The leader went away (its client hung up): look again.
+                None => {}
+            }
+        }
+        fetch::fill(self, &key, Fwd::UriMiss, None).await.0
+    }
+
+    /// Starts one background revalidation of `entry` unless one is already running. It
+    /// runs with a fresh script chain: hooks are per request, and this one may be gone.
+    fn refresh_in_background(&self, key: &StoreKey, flight: &str, entry: Arc<Entry>) {
+        let Role::Leader(leader) = self.shared.flights.join(flight) else {
+            return;
+        };
+        let mut bg = Exchange {
+            shared: self.shared.clone(),
+            site: self.site.clone(),
+            req: self.req.clone(),
+            chain: Chain::new(
+                self.site.scripts.clone(),
+                self.shared.pool.clone(),
+                self.id.clone(),
+                self.shared.clock.clone(),
+            ),
+            id: self.id.clone(),
+            uri: self.uri.clone(),
+            key: self.key.clone(),
+            origin_query: self.origin_query.clone(),
+        };
+        bg.req.method = Method::GET;
+        let key = key.clone();
+        tokio::spawn(async move {
+            let stale = Stale {
+                entry,
+                serve_on_error: true,
+            };
+            let (_, outcome) = fetch::fill(&mut bg, &key, Fwd::Stale, Some(stale)).await;
+            leader.finish(outcome);
+        });
+    }
+}

@@ -1,0 +1,290 @@
+//! Phase "fetch": one origin exchange for the cache path, then admission and storage.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, StatusCode};
+
+use super::admit::{self, Proposal};
+use super::deliver::{self, add_personal, Answer};
+use super::driver::{Exchange, Flight};
+use super::headers::{append_forwarded_for, append_via, strip_hop_by_hop};
+use super::lookup::Stale;
+use super::outcome::{NoStore, Outcome, StaleReason};
+use crate::cache::conditional;
+use crate::cache::freshness::ExchangeTimes;
+use crate::cache::{Decision, Fwd, StoreKey};
+use crate::guest::Hook;
+use crate::origin::{collect_limited, empty, Collected, OutBody};
+
+/// The request to the origin: forwarding fields added, and on the cache path only the
+/// query parameters the key kept.
+pub fn origin_request(
+    x: &Exchange,
+    method: Method,
+    mut headers: HeaderMap,
+    body: OutBody,
+    cache_path: bool,
+) -> Request<OutBody> {
+    let origin = &x.site.cfg.origin;
+    let path = x.req.path();
+    let target = match (&x.origin_query, cache_path) {
+        (Some(Some(q)), true) => format!("{path}?{q}"),
+        (Some(None), true) => path.to_owned(),
+        _ => x
+            .req
+            .uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+    };
+    let url = format!(
+        "{}://{}{}",
+        origin.scheme_str().unwrap_or("http"),
+        origin.authority().map(|a| a.as_str()).unwrap_or_default(),
+        target
+    );
+    append_forwarded_for(&mut headers, x.req.client.ip);
+    append_via(&mut headers, &x.shared.config.node_name);
+    headers.insert(
+        "x-request-id",
+        HeaderValue::from_str(&x.id).unwrap_or(HeaderValue::from_static("-")),
+    );
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = url.parse().unwrap_or_else(|_| origin.clone());
+    *req.headers_mut() = headers;
+    req
+}
+
+/// Fetches for `key` (conditionally when revalidating `stale`), decides admission through
+/// the site's script, stores, and answers this request; the flight tells waiting requests.
+pub async fn fill(
+    x: &mut Exchange,
+    key: &StoreKey,
+    fwd: Fwd,
+    stale: Option<Stale>,
+) -> (Answer, Flight) {
+    let mut headers = x.req.headers.clone();
+    // The cache fills with a complete, unconditional response of its own and then answers
+    // the client's conditions and ranges itself (RFC 9111 §4.3.2).
+    for h in [
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_MATCH,
+        header::IF_UNMODIFIED_SINCE,
+        header::IF_RANGE,
+        header::RANGE,
+    ] {
+        headers.remove(h);
+    }
+    if let Some(s) = &stale {
+        if let Some(etag) = s.entry.headers.get(header::ETAG) {
+            headers.insert(header::IF_NONE_MATCH, etag.clone());
+        }
+        if let Some(lm) = s.entry.headers.get(header::LAST_MODIFIED) {
+            headers.insert(header::IF_MODIFIED_SINCE, lm.clone());
+        }
+    }
+    let clock = x.shared.clock.clone();
+    let request_time = clock.now();
+    let out = origin_request(x, Method::GET, headers, empty(), true);
+    let resp = match x.site.origin.send(out).await {
+        Ok(r) => r,
+        Err(e) => {
+            let answer = match &stale {
+                Some(s) if s.serve_on_error => stale_answer(x, s, e.detail()),
+                _ => deliver::origin_error(&e, fwd),
+            };
+            return (answer, Flight::Failed(e));
+        }
+    };
+    let times = ExchangeTimes {
+        request_time,
+        response_time: clock.now(),
+    };
+    let (mut head, body) = resp.into_parts();
+    strip_hop_by_hop(&mut head.headers);
+    let code = head.status.as_u16();
+
+    if let Some(s) = &stale {
+        if head.status == StatusCode::NOT_MODIFIED {
+            return match revalidated(x, key, s, &head.headers, times, fwd).await {
+                Some(done) => done,
+                // The 304 is about some other response: fetch the real thing.
+                None => Box::pin(fill(x, key, fwd, None)).await,
+            };
+        }
+        if head.status.is_server_error() && s.serve_on_error {
+            // RFC 5861 §4: a good stale copy beats an error.
+            return (
+                stale_answer(x, s, "origin-error"),
+                Flight::Stored(s.entry.clone(), code),
+            );
+        }
+    }
+
+    let tags = admit::surrogate_keys(&head.headers);
+    let cfg = &x.site.cfg.caching;
+    let proposal = admit::propose(
+        cfg,
+        &x.site.targets,
+        &x.req.headers,
+        head.status,
+        head.headers.clone(),
+        times,
+        tags,
+    );
+    let decision = decide(x, head.status, &proposal).await;
+    let decision = match decision {
+        // An error is stored only to shield the origin; it never evicts a good copy that a
+        // later request may still be allowed to serve stale.
+        Ok(_) if stale.is_some() && head.status.is_server_error() => Err(NoStore::KeptStaleCopy),
+        other => other,
+    };
+    let too_large = head
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|len| len > x.shared.config.cache.max_object_bytes);
+    let plan = decision.and_then(|d| {
+        if too_large {
+            return Err(NoStore::TooLarge);
+        }
+        admit::plan(
+            proposal,
+            d,
+            head.status,
+            &x.req.headers,
+            times,
+            x.uri.clone(),
+        )
+    });
+    let plan = match plan {
+        Ok(plan) => plan,
+        Err(why) => {
+            if why.marks_uncacheable() {
+                x.shared.store.mark_uncacheable(key);
+            }
+            let outcome = Outcome::Forwarded {
+                fwd,
+                status: code,
+                stored: Err(why),
+            };
+            return (deliver::streamed(head, body, outcome), Flight::Pass);
+        }
+    };
+    let limit = x.shared.config.cache.max_object_bytes;
+    match collect_limited(body, limit, x.site.origin.response_timeout()).await {
+        Err(e) => (deliver::origin_error(&e, fwd), Flight::Failed(e)),
+        Ok(Collected::TooLarge(prefix, rest)) => {
+            x.shared.store.mark_uncacheable(key);
+            let outcome = Outcome::Forwarded {
+                fwd,
+                status: code,
+                stored: Err(NoStore::TooLarge),
+            };
+            let response = crate::origin::prefixed(head, prefix, rest);
+            let answer = Answer {
+                response,
+                outcome,
+                ttl: None,
+            };
+            (answer, Flight::Pass)
+        }
+        Ok(Collected::Complete(bytes)) => {
+            let (entry, personal) = plan.with_body(bytes);
+            let entry = Arc::new(entry);
+            x.shared.store.insert(key, entry.clone());
+            let outcome = Outcome::Forwarded {
+                fwd,
+                status: code,
+                stored: Ok(()),
+            };
+            let mut answer = deliver::from_entry(&x.req, &entry, outcome, clock.now());
+            add_personal(&mut answer.response, personal);
+            (answer, Flight::Stored(entry, code))
+        }
+    }
+}
+
+/// The proposal, as the site's script amends it; a failing script means "not stored".
+async fn decide(x: &mut Exchange, status: StatusCode, p: &Proposal) -> Result<Decision, NoStore> {
+    if !x.chain.implements(Hook::CachePolicy) {
+        return Ok(p.decision.clone());
+    }
+    x.chain
+        .cache_policy(&x.req, status, &p.headers, p.decision.clone())
+        .await
+        .map_err(NoStore::ScriptFailed)
+}
+
+/// A 304 answered a revalidation (RFC 9111 §4.3.3, §4.3.4). `None` when it does not
+/// identify the stored response, which then cannot be used.
+async fn revalidated(
+    x: &mut Exchange,
+    key: &StoreKey,
+    s: &Stale,
+    not_modified: &HeaderMap,
+    times: ExchangeTimes,
+    fwd: Fwd,
+) -> Option<(Answer, Flight)> {
+    if !conditional::selects_for_update(&s.entry.headers, not_modified) {
+        return None;
+    }
+    let mut stored = s.entry.headers.clone();
+    conditional::update_stored_headers(&mut stored, not_modified);
+    let status = s.entry.status;
+    // The freshened response is judged anew: the origin may now say no-store or private,
+    // and the script may now refuse it.
+    let proposal = admit::propose(
+        &x.site.cfg.caching,
+        &x.site.targets,
+        &x.req.headers,
+        status,
+        stored,
+        times,
+        s.entry.tags.clone(),
+    );
+    let response_headers = proposal.headers.clone();
+    let plan = match decide(x, status, &proposal).await {
+        Ok(d) => admit::plan(proposal, d, status, &x.req.headers, times, x.uri.clone()),
+        Err(why) => Err(why),
+    };
+    let now = x.shared.clock.now();
+    match plan {
+        Ok(plan) => {
+            let (entry, personal) = plan.with_body(s.entry.body.clone());
+            let entry = Arc::new(entry);
+            x.shared.store.insert(key, entry.clone());
+            let outcome = Outcome::Forwarded {
+                fwd,
+                status: 304,
+                stored: Ok(()),
+            };
+            let mut answer = deliver::from_entry(&x.req, &entry, outcome, now);
+            add_personal(&mut answer.response, personal);
+            Some((answer, Flight::Stored(entry, 304)))
+        }
+        Err(why) => {
+            // No longer storable: the old copy goes, and only this client gets the body.
+            x.shared.store.remove(key);
+            let outcome = Outcome::Forwarded {
+                fwd,
+                status: 304,
+                stored: Err(why),
+            };
+            let answer = deliver::whole(status, response_headers, s.entry.body.clone(), outcome);
+            Some((answer, Flight::Pass))
+        }
+    }
+}
+
+/// Serves the stale copy in place of an origin failure.
+pub fn stale_answer(x: &Exchange, s: &Stale, why: &'static str) -> Answer {
+    deliver::from_entry(
+        &x.req,
+        &s.entry,
+        Outcome::StaleHit(StaleReason::IfError(why)),
+        x.shared.clock.now(),
+    )
+}

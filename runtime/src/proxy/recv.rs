@@ -1,0 +1,134 @@
+//! Phase "recv": route the request to a site, build the client's request, run `on_request`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::header::{self, HeaderMap};
+use http::request::Parts;
+use http::Uri;
+
+use super::deliver::{self, Answer};
+use super::driver::Exchange;
+use super::headers::strip_hop_by_hop;
+use super::outcome::Refusal;
+use super::site::SiteRuntime;
+use super::Shared;
+use crate::config::GuestErrorPolicy;
+use crate::guest::{GuestError, Hook, OnRequest};
+use crate::request::{country_from, Client, ClientRequest, DeviceClass};
+
+/// What the listener knows about the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+}
+
+/// The client's `X-Request-Id` if it is a sane token, else a fresh one.
+pub fn request_id(headers: &HeaderMap) -> Arc<str> {
+    headers
+        .get("x-request-id")
+        .map(|v| v.as_bytes())
+        .filter(|v| !v.is_empty() && v.len() <= 200 && v.iter().all(u8::is_ascii_graphic))
+        .map(|v| Arc::from(String::from_utf8_lossy(v).as_ref()))
+        .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().simple().to_string()))
+}
+
+/// The site answering this request, and the request as the rest of the path sees it.
+pub fn route(
+    shared: &Shared,
+    mut parts: Parts,
+    conn: &ConnInfo,
+) -> Option<(Arc<SiteRuntime>, ClientRequest)> {
+    // RFC 9112 §3.2.2: an absolute-form target (and h2's :authority) wins over Host.
+    let authority = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    let host = strip_port(&authority);
+    let site = shared.sites.iter().find(|s| s.cfg.matches(host))?.clone();
+    strip_hop_by_hop(&mut parts.headers);
+    let uri = parts
+        .uri
+        .path_and_query()
+        .and_then(|pq| Uri::try_from(pq.as_str()).ok())
+        .unwrap_or_else(|| Uri::from_static("/"));
+    let client = Client {
+        ip: conn.peer.ip(),
+        country: country_from(
+            &parts.headers,
+            shared.config.server.client_country_header.as_ref(),
+        ),
+        device: DeviceClass::of(parts.headers.get(header::USER_AGENT).map(|v| v.as_bytes())),
+    };
+    let req = ClientRequest {
+        method: parts.method,
+        scheme: conn.scheme,
+        authority,
+        uri,
+        headers: parts.headers,
+        client,
+        version: 0,
+    };
+    Some((site, req))
+}
+
+/// Runs the site's `on_request` hooks: the request goes on (`Ok`), or is answered now.
+pub async fn hooks(x: &mut Exchange) -> Result<(), Answer> {
+    if !x.chain.implements(Hook::OnRequest) {
+        return Ok(());
+    }
+    match x.chain.on_request(&mut x.req).await {
+        Ok(OnRequest::Continue) => Ok(()),
+        Ok(OnRequest::Respond(s)) => Err(deliver::synthetic(s)),
+        Err(f) if matches!(f.error, GuestError::Busy(_)) => Err(deliver::refused(Refusal::Busy)),
+        // Only an explicit opt-in lets a request past a failed on_request: it may have been
+        // the access check.
+        Err(_) if x.site.cfg.on_guest_error.on_request == GuestErrorPolicy::Fallback => Ok(()),
+        Err(f) => Err(deliver::refused(Refusal::ScriptFailed(f))),
+    }
+}
+
+fn strip_port(authority: &str) -> &str {
+    if let Some(rest) = authority.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    authority
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(authority)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_and_brackets_are_removed_from_hosts() {
+        assert_eq!(strip_port("shop.test:8080"), "shop.test");
+        assert_eq!(strip_port("[::1]:80"), "::1");
+        assert_eq!(strip_port("[::1"), "::1");
+        assert_eq!(strip_port("plain"), "plain");
+    }
+
+    #[test]
+    fn only_sane_request_ids_are_kept() {
+        let mut h = HeaderMap::new();
+        h.insert("x-request-id", "abc-123".parse().unwrap());
+        assert_eq!(&*request_id(&h), "abc-123");
+        h.insert("x-request-id", "has space".parse().unwrap());
+        assert_ne!(&*request_id(&h), "has space");
+        h.insert("x-request-id", "x".repeat(201).parse().unwrap());
+        assert_eq!(request_id(&h).len(), 32);
+    }
+}

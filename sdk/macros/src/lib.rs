@@ -1,0 +1,317 @@
+//! The `#[tessera_sdk::script]` attribute; use it through `tessera_sdk`, not from here.
+//!
+//! The attribute goes on a script's `impl EdgeScript for T` block. It re-emits the block
+//! unchanged and adds, from the names of the methods the block defines:
+//!
+//! - `impl tessera_sdk::__private::Described for T`, whose `INFO` lists those hooks and
+//!   the `keep_state` flag (what the host's one `describe` call returns), and
+//! - `tessera_sdk::__export_script!(T)`, the component export glue (the C-ABI exports
+//!   are emitted only when compiling for `wasm32`).
+//!
+//! The generated code names the SDK as `::tessera_sdk`, so a script crate depends on it
+//! under that name.
+
+use proc_macro::TokenStream;
+use proc_macro2::TokenStream as TokenStream2;
+use quote::quote;
+use syn::spanned::Spanned;
+use syn::{Attribute, Error, ImplItem, Item, ItemImpl, Meta, Token};
+
+/// The hook methods of `EdgeScript`, with their `HookSet` flag names.
+const HOOKS: [(&str, &str); 4] = [
+    ("on_request", "ON_REQUEST"),
+    ("cache_key", "CACHE_KEY"),
+    ("cache_policy", "CACHE_POLICY"),
+    ("on_response", "ON_RESPONSE"),
+];
+
+/// Describes and exports a Tessera edge script: put it on `impl EdgeScript for YourType`.
+///
+/// The impl block is kept as written. The hook methods it defines are the hooks the host
+/// will call; for the others the host does what their default bodies do, without calling
+/// the script. There is nothing else to declare: defining a hook method is the declaration.
+///
+/// `#[tessera_sdk::script(keep_state)]` also asks the host to keep one instance for a
+/// request's whole life, so that `thread_local!` state set by an early hook is still there
+/// in later ones even after the request waited on the origin. Prefer carrying values in a
+/// request header set by `on_request` (see "State between hooks, and `keep_state`" in the
+/// crate docs).
+///
+/// ```ignore
+/// use tessera_sdk::{EdgeScript, Request};
+///
+/// struct Shop;
+///
+/// #[tessera_sdk::script]
+/// impl EdgeScript for Shop {
+///     fn cache_key(req: &Request, default_key: &str) -> String {
+///         format!("{default_key}#{}", req.client.device)
+///     }
+/// }
+/// ```
+///
+/// Use it once per script crate: the component exports exactly one script. It is a compile
+/// error to give any argument but `keep_state`, to put the attribute on anything but an
+/// `impl EdgeScript for T` block, to make that impl generic, or to define hooks in it
+/// through a macro (the attribute could not see them).
+#[proc_macro_attribute]
+pub fn script(args: TokenStream, item: TokenStream) -> TokenStream {
+    script_or_error(args.into(), item.into()).into()
+}
+
+/// The expansion, or the error followed by the item as written, so that ours is the only error.
+fn script_or_error(args: TokenStream2, item: TokenStream2) -> TokenStream2 {
+    expand(args, item.clone()).unwrap_or_else(|err| {
+        let mut out = err.into_compile_error();
+        out.extend(item);
+        out
+    })
+}
+
+/// The expansion, as a plain function of token streams so that it can be unit tested.
+fn expand(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
+    let keep_state = parse_args(args)?;
+    let imp = script_impl(syn::parse2(item)?)?;
+    let hooks = implemented_hooks(&imp)?;
+    let self_ty = &imp.self_ty;
+    Ok(quote! {
+        #imp
+
+        #[doc(hidden)]
+        impl ::tessera_sdk::__private::Described for #self_ty {
+            const INFO: ::tessera_sdk::ScriptInfo = ::tessera_sdk::ScriptInfo {
+                hooks: ::tessera_sdk::HookSet::empty() #(.union(#hooks))*,
+                keep_state: #keep_state,
+            };
+        }
+
+        ::tessera_sdk::__export_script!(#self_ty);
+    })
+}
+
+/// Parses the attribute's arguments: nothing, or `keep_state`.
+fn parse_args(args: TokenStream2) -> syn::Result<bool> {
+    let mut keep_state = false;
+    let parser = syn::meta::parser(|meta| {
+        if !meta.path.is_ident("keep_state") {
+            return Err(meta.error("expected `keep_state`"));
+        }
+        if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
+            return Err(meta.error("`keep_state` takes no value: write `script(keep_state)`"));
+        }
+        if keep_state {
+            return Err(meta.error("`keep_state` is given twice"));
+        }
+        keep_state = true;
+        Ok(())
+    });
+    syn::parse::Parser::parse2(parser, args)?;
+    Ok(keep_state)
+}
+
+/// Checks that the item is `impl EdgeScript for T` with a concrete `T`.
+fn script_impl(item: Item) -> syn::Result<ItemImpl> {
+    const USAGE: &str = "#[tessera_sdk::script] goes on an `impl EdgeScript for YourType` block";
+    let Item::Impl(imp) = item else {
+        return Err(Error::new_spanned(item, USAGE));
+    };
+    match &imp.trait_ {
+        None => {
+            return Err(Error::new(
+                imp.self_ty.span(),
+                format!("{USAGE}, not on an inherent impl"),
+            ))
+        }
+        Some((Some(bang), _, _)) => {
+            return Err(Error::new(
+                bang.span(),
+                format!("{USAGE}, not on a negative impl"),
+            ))
+        }
+        Some((None, path, _)) => {
+            let last = path.segments.last().map(|s| &s.ident);
+            if last.is_none_or(|ident| ident != "EdgeScript") {
+                return Err(Error::new_spanned(
+                    path,
+                    format!("{USAGE}, not on another trait's"),
+                ));
+            }
+        }
+    }
+    if !imp.generics.params.is_empty() {
+        return Err(Error::new_spanned(
+            &imp.generics,
+            "a script type must be concrete: the component exports exactly one script, \
+             so #[tessera_sdk::script] cannot go on a generic impl",
+        ));
+    }
+    Ok(imp)
+}
+
+/// One `HookSet` expression per hook method the block defines, honouring `#[cfg]` on them.
+fn implemented_hooks(imp: &ItemImpl) -> syn::Result<Vec<TokenStream2>> {
+    let mut hooks = Vec::new();
+    for item in &imp.items {
+        match item {
+            ImplItem::Fn(f) => {
+                let name = f.sig.ident.to_string();
+                let Some((_, flag)) = HOOKS.iter().find(|(hook, _)| *hook == name) else {
+                    continue; // not a hook: the compiler reports it as no member of the trait
+                };
+                let flag = syn::Ident::new(flag, f.sig.ident.span());
+                let flag = quote!(::tessera_sdk::HookSet::#flag);
+                let cfgs = cfg_predicates(&f.attrs);
+                hooks.push(if cfgs.is_empty() {
+                    flag
+                } else {
+                    quote! {
+                        if cfg!(all(#(#cfgs),*)) { #flag } else { ::tessera_sdk::HookSet::empty() }
+                    }
+                });
+            }
+            ImplItem::Macro(m) => {
+                return Err(Error::new_spanned(
+                    m,
+                    "#[tessera_sdk::script] cannot see which hooks a macro defines: \
+                     write the hook methods out in the impl block",
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(hooks)
+}
+
+/// The predicates of the `#[cfg(..)]` attributes among `attrs`.
+fn cfg_predicates(attrs: &[Attribute]) -> Vec<TokenStream2> {
+    attrs
+        .iter()
+        .filter(|a| a.path().is_ident("cfg"))
+        .filter_map(|a| match &a.meta {
+            Meta::List(list) => Some(list.tokens.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(args: &str, item: &str) -> Result<String, String> {
+        expand(args.parse().unwrap(), item.parse().unwrap())
+            .map(|ts| ts.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    fn flat(s: &str) -> String {
+        s.chars().filter(|c| !c.is_whitespace()).collect()
+    }
+
+    const KEY_ONLY: &str = "impl EdgeScript for Shop {
+        fn cache_key(req: &Request, default_key: &str) -> String { default_key.to_owned() }
+    }";
+
+    #[test]
+    fn lists_the_hooks_the_block_defines_and_keeps_the_block() {
+        let out = flat(&expand_str("", KEY_ONLY).unwrap());
+        assert!(
+            out.starts_with("implEdgeScriptforShop{fncache_key("),
+            "{out}"
+        );
+        assert!(out.contains("impl::tessera_sdk::__private::DescribedforShop"));
+        assert!(out.contains(
+            "hooks:::tessera_sdk::HookSet::empty().union(::tessera_sdk::HookSet::CACHE_KEY),\
+             keep_state:false"
+        ));
+        assert!(
+            out.ends_with("::tessera_sdk::__export_script!(Shop);"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn keep_state_and_every_hook() {
+        let item = "impl tessera_sdk::EdgeScript for crate::S {
+            fn on_request(r: &Request) -> RequestAction { todo!() }
+            fn cache_key(r: &Request, k: &str) -> String { todo!() }
+            fn cache_policy(r: &Request, s: &ResponseHead, p: CacheDecision) -> CacheDecision { p }
+            fn on_response(r: &Request, s: &ResponseHead) -> HeaderEdits { todo!() }
+        }";
+        let out = flat(&expand_str("keep_state", item).unwrap());
+        for flag in ["ON_REQUEST", "CACHE_KEY", "CACHE_POLICY", "ON_RESPONSE"] {
+            assert!(out.contains(&format!(".union(::tessera_sdk::HookSet::{flag})")));
+        }
+        assert!(out.contains("keep_state:true"));
+        assert!(out.contains("__export_script!(crate::S);"));
+    }
+
+    #[test]
+    fn empty_block_implements_nothing_and_cfg_is_honoured() {
+        let out = flat(&expand_str("", "impl EdgeScript for E {}").unwrap());
+        assert!(out.contains("hooks:::tessera_sdk::HookSet::empty(),"));
+        let item = "impl EdgeScript for E {
+            #[cfg(feature = \"x\")]
+            fn on_response(r: &Request, s: &ResponseHead) -> HeaderEdits { todo!() }
+        }";
+        let out = flat(&expand_str("", item).unwrap());
+        assert!(out.contains(
+            ".union(ifcfg!(all(feature=\"x\"))\
+             {::tessera_sdk::HookSet::ON_RESPONSE}else{::tessera_sdk::HookSet::empty()})"
+        ));
+    }
+
+    #[test]
+    fn unknown_or_malformed_arguments_are_rejected() {
+        for args in [
+            "keepstate",
+            "keep_state = true",
+            "keep_state, keep_state",
+            "x(y)",
+        ] {
+            let err = expand_str(args, KEY_ONLY).unwrap_err();
+            assert!(err.contains("keep_state"), "{args}: {err}");
+        }
+        assert_eq!(
+            expand_str("state", KEY_ONLY).unwrap_err(),
+            "expected `keep_state`"
+        );
+    }
+
+    #[test]
+    fn anything_but_a_concrete_edge_script_impl_is_rejected() {
+        for item in [
+            "struct Shop;",
+            "fn main() {}",
+            "impl Shop { fn cache_key() {} }",
+            "impl Display for Shop {}",
+            "impl !EdgeScript for Shop {}",
+        ] {
+            let err = expand_str("", item).unwrap_err();
+            assert!(
+                err.starts_with(
+                    "#[tessera_sdk::script] goes on an `impl EdgeScript for YourType` block"
+                ),
+                "{item}: {err}"
+            );
+        }
+        let err = expand_str("", "impl<T> EdgeScript for Shop<T> {}").unwrap_err();
+        assert!(err.contains("must be concrete"), "{err}");
+        let err = expand_str("", "impl EdgeScript for Shop { hooks!(); }").unwrap_err();
+        assert!(
+            err.contains("cannot see which hooks a macro defines"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn errors_keep_the_item_so_nothing_else_fails() {
+        let out = script_or_error("nope".parse().unwrap(), "struct Shop;".parse().unwrap());
+        let out = flat(&out.to_string());
+        assert!(
+            out.contains("compile_error!{\"expected`keep_state`\"}"),
+            "{out}"
+        );
+        assert!(out.ends_with("structShop;"), "{out}");
+    }
+}
