@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod guest;
+pub mod html;
 pub mod origin;
 pub mod proxy;
 pub mod request;

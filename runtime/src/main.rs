@@ -37,6 +37,9 @@ enum Cmd {
         /// This node's name in Cache-Status, X-Served-By and Via (overrides the config).
         #[arg(long)]
         name: Option<String>,
+        /// Threads serving requests (overrides the config; default: one per core).
+        #[arg(long)]
+        workers: Option<usize>,
     },
     /// Validate a config, load and instantiate every script; non-zero exit lists the errors.
     Check {
@@ -76,7 +79,8 @@ fn main() -> ExitCode {
             script,
             listen,
             name,
-        } => serve(config, origin, script, listen, name),
+            workers,
+        } => serve(config, origin, script, listen, name, workers),
         Cmd::Check { config } => check(&config),
         Cmd::Build { dir, out } => tessera::builder::build_guest(&dir, out.as_deref(), None)
             .map(|p| println!("{}", p.display())),
@@ -91,10 +95,12 @@ fn main() -> ExitCode {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(w) = workers {
+        b.worker_threads(w);
+    }
+    Ok(b.enable_all().build()?)
 }
 
 fn serve(
@@ -103,6 +109,7 @@ fn serve(
     scripts: Vec<PathBuf>,
     listen: Option<SocketAddr>,
     name: Option<String>,
+    workers: Option<usize>,
 ) -> anyhow::Result<()> {
     let mut config = match (config, origin) {
         (Some(path), _) => Config::load(&path)?,
@@ -135,7 +142,12 @@ fn serve(
         );
         config.node_name = n;
     }
-    run_until_signal(runtime()?, config, None)
+    if let Some(w) = workers {
+        anyhow::ensure!((1..=1024).contains(&w), "--workers: between 1 and 1024");
+        config.server.workers = Some(w);
+    }
+    let rt = runtime(config.server.workers)?;
+    run_until_signal(rt, config, None)
 }
 
 /// Lets this process hold as many connections as its hard limit allows (like nginx's
@@ -199,7 +211,7 @@ fn check(path: &Path) -> anyhow::Result<()> {
     });
     let mut errors = Vec::new();
     let mut scripts = 0;
-    runtime()?.block_on(async {
+    runtime(None)?.block_on(async {
         for site in &config.sites {
             for script in &site.scripts {
                 match Script::load(
@@ -260,7 +272,7 @@ fn demo(listen: SocketAddr) -> anyhow::Result<()> {
         )?;
         scripts.push(wasm);
     }
-    let rt = runtime()?;
+    let rt = runtime(None)?;
     let origin = rt.block_on(tessera::demo::start_sample_origin(
         root.join("samples").join("site"),
         "127.0.0.1:0".parse()?,

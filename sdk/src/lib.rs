@@ -1,4 +1,4 @@
-//! Write Tessera edge scripts in Rust: cache keys, cache policy and header edits.
+//! Write Tessera edge scripts in Rust: cache keys, cache policy, header edits and HTML rewriting.
 //!
 //! A script is a type implementing [`EdgeScript`], whose impl block carries the
 //! [`#[tessera_sdk::script]`](script) attribute, built to a WebAssembly component. The
@@ -99,11 +99,72 @@
 //! # assert_eq!(edits.set, [("x-trace-id".to_string(), "00000000000000ff".to_string())]);
 //! ```
 //!
+//! The HTML rewrite is the exception: the [`html`] callbacks of a response always run on
+//! the instance that ran its [`html_handlers`](EdgeScript::html_handlers), so a
+//! `thread_local!` set there is there for them (see [Rewriting HTML](#rewriting-html)).
+//!
 //! When a script really needs in-memory state across a whole request, write
 //! `#[tessera_sdk::script(keep_state)]`: the host then keeps one instance for the request
 //! from its first hook to its last, also while it waits on the origin. That instance holds
 //! a slot of the host's instance pool all that time, so fewer requests can be in flight
 //! at once; prefer the header when it will do.
+//!
+//! # Rewriting HTML
+//!
+//! A script can also rewrite HTML pages as they stream to the client, with an API like
+//! Cloudflare's HTMLRewriter (the host runs lol_html). [`EdgeScript::html_handlers`] says,
+//! per response, which elements the script wants to see, as CSS selectors; the host then
+//! calls [`on_element`](EdgeScript::on_element), [`on_element_end`](EdgeScript::on_element_end),
+//! [`on_text`](EdgeScript::on_text), [`on_comment`](EdgeScript::on_comment) and
+//! [`on_document_end`](EdgeScript::on_document_end) as matching markup goes by, and applies
+//! the changes they record. Defining any of these six methods tells the host the script
+//! rewrites HTML ([`HookSet::HTML`]). So a page can be cached once for everybody and
+//! personalised on the way out:
+//!
+//! ```
+//! use std::cell::RefCell;
+//!
+//! use tessera_sdk::{ContentType, EdgeScript, Element, HtmlHandler, Request, ResponseHead};
+//!
+//! thread_local! {
+//!     /// The visitor's name, read once per response by `html_handlers`.
+//!     static NAME: RefCell<Option<String>> = const { RefCell::new(None) };
+//! }
+//!
+//! struct Greet;
+//!
+//! #[tessera_sdk::script]
+//! impl EdgeScript for Greet {
+//!     fn html_handlers(req: &Request, _resp: &ResponseHead) -> Vec<HtmlHandler> {
+//!         let Some(name) = req.cookie("name") else {
+//!             return Vec::new(); // no rewrite: the cached page as it is
+//!         };
+//!         NAME.with(|n| *n.borrow_mut() = Some(name.to_owned()));
+//!         vec![HtmlHandler::new("#greeting").element()]
+//!     }
+//!
+//!     fn on_element(_handler: u32, el: &mut Element) {
+//!         if let Some(name) = NAME.with(|n| n.borrow().clone()) {
+//!             // Text, not HTML: the host escapes whatever the cookie holds.
+//!             el.set_inner_content(&format!("Hello, {name}"), ContentType::Text);
+//!         }
+//!     }
+//! }
+//! # use tessera_sdk::{testing, Content, ElementMutation};
+//! # let req = testing::request("/").header("cookie", "name=<b>Ann").build();
+//! # let resp = testing::response(200).header("content-type", "text/html").build();
+//! # assert_eq!(testing::call_html_handlers::<Greet>(&req, &resp).len(), 1);
+//! # let el = testing::element("p").attr("id", "greeting").build();
+//! # assert_eq!(
+//! #     testing::call_on_element::<Greet>(0, &el),
+//! #     [ElementMutation::SetInnerContent(Content::new("Hello, <b>Ann", ContentType::Text))]
+//! # );
+//! ```
+//!
+//! Text and attribute values are shown as written in the source (entities not decoded);
+//! content inserted as [`ContentType::Text`] is escaped by the host. The host caps what a
+//! callback may return, and a callback that fails aborts the response; the [`html`]
+//! module has the details.
 //!
 //! # Building
 //!
@@ -135,9 +196,11 @@
 //!
 //! Hooks are plain functions: call them in `#[test]`s with requests from
 //! [`testing::request`]. [`log`], [`now_ms`] and [`random_u64`] are backed by the
-//! [`testing`] seam on native targets. `testing::call_*` run a hook through the same glue
-//! as the component's exports, and [`testing::describe`] returns what the host learns at
-//! load: which hooks it will call, and whether it keeps state.
+//! [`testing`] seam on native targets. `testing::call_*` run a hook or an HTML callback
+//! through the same glue as the component's exports (the callbacks return the changes they
+//! recorded, [`testing::element`] builds a start tag for `call_on_element`), and
+//! [`testing::describe`] returns what the host learns at load: which hooks it will call,
+//! and whether it keeps state.
 //!
 //! # Mistakes the attribute catches
 //!
@@ -171,8 +234,9 @@
 //!
 //! # Failures
 //!
-//! A panic traps the instance; the host then applies the site's `on_guest_error` policy.
-//! Before trapping, the SDK logs the panic message and location at `error` level through
+//! A panic traps the instance; the host then applies the site's `on_guest_error` policy
+//! (in an HTML callback once the body has started, it cuts the stream instead; see
+//! [`html`]). Before trapping, the SDK logs the panic message and location at `error` level through
 //! the host's log, so a failing script says why.
 
 #![warn(missing_docs)]
@@ -184,6 +248,7 @@ extern crate self as tessera_sdk;
 pub mod bindings;
 mod edits;
 mod host;
+pub mod html;
 mod query;
 mod request;
 #[cfg(not(target_arch = "wasm32"))]
@@ -196,11 +261,16 @@ pub use bindings::tessera::edge::types::{
     SyntheticResponse,
 };
 pub use host::{log, now_ms, random_u64};
+pub use html::{
+    Comment, Content, ContentType, DocumentEnd, Element, ElementMutation, EndTag, HtmlHandler,
+    NodeMutation, TextChunk, TextMode,
+};
 pub use query::Query;
 // Documented in its own crate; rustdoc shows those docs here.
 pub use tessera_sdk_macros::script;
 
-/// An edge script: one hook per point on a request's path, each with a default.
+/// An edge script: one hook per point on a request's path, and the HTML rewrite's
+/// callbacks, each with a default.
 ///
 /// Hooks are associated functions, not methods: the host instantiates the script for every
 /// request, so there is no script object to keep state in. Define only the hooks the script
@@ -247,13 +317,74 @@ pub trait EdgeScript {
         let _ = (req, resp);
         HeaderEdits::new()
     }
+
+    /// Called once before delivery of every HTML response, hit or miss (a `GET` answered
+    /// with a whole 2xx `text/html` document, after ESI assembly, before the head is sent):
+    /// the [`HtmlHandler`]s this script wants for the streaming rewrite of its body. The
+    /// `html` callbacks below then run on the same instance while the body streams, so
+    /// values computed here may be kept in a `thread_local!` for them (see [`html`]). The
+    /// cached copy is not changed.
+    ///
+    /// Default, and what the host does when the script defines none of the `html` hooks:
+    /// no handlers, so no rewrite.
+    fn html_handlers(req: &Request, resp: &ResponseHead) -> Vec<HtmlHandler> {
+        let _ = (req, resp);
+        Vec::new()
+    }
+
+    /// Called at the start tag of each element matched by handler number `handler` (its
+    /// index in the list [`html_handlers`](Self::html_handlers) returned) when that handler
+    /// asked for [`element()`](HtmlHandler::element). Read and change `el`; the host applies
+    /// the changes to the output.
+    ///
+    /// Default: no changes.
+    fn on_element(handler: u32, el: &mut Element) {
+        let _ = (handler, el);
+    }
+
+    /// Called at the end tag of each element matched by handler number `handler` when that
+    /// handler asked for [`end_tag()`](HtmlHandler::end_tag).
+    ///
+    /// Default: no changes.
+    fn on_element_end(handler: u32, end: &mut EndTag) {
+        let _ = (handler, end);
+    }
+
+    /// Called for the text inside elements matched by handler number `handler` when that
+    /// handler asked for [`text(..)`](HtmlHandler::text): each chunk, or each whole text
+    /// node, as the handler's [`TextMode`] says. The text is as written in the source.
+    ///
+    /// Default: no changes.
+    fn on_text(handler: u32, text: &mut TextChunk) {
+        let _ = (handler, text);
+    }
+
+    /// Called for each comment inside elements matched by handler number `handler` when
+    /// that handler asked for [`comments()`](HtmlHandler::comments).
+    ///
+    /// Default: no changes.
+    fn on_comment(handler: u32, comment: &mut Comment) {
+        let _ = (handler, comment);
+    }
+
+    /// Called once at the end of an HTML response's body, when
+    /// [`html_handlers`](Self::html_handlers) returned at least one handler for it: append
+    /// content there.
+    ///
+    /// Default: nothing appended.
+    fn on_document_end(doc: &mut DocumentEnd) {
+        let _ = doc;
+    }
 }
 
 /// Glue between `#[script]`, [`EdgeScript`] and the generated `Guest` trait; also used by [`testing`].
 #[doc(hidden)]
 pub mod __private {
+    use crate::html::ElementRecord;
     use crate::{
-        CacheDecision, EdgeScript, HeaderEdits, Request, RequestAction, ResponseHead, ScriptInfo,
+        CacheDecision, Comment, Content, DocumentEnd, EdgeScript, Element, ElementMutation, EndTag,
+        HeaderEdits, HtmlHandler, NodeMutation, Request, RequestAction, ResponseHead, ScriptInfo,
+        TextChunk,
     };
 
     /// What `#[tessera_sdk::script]` read from a script's impl block: the host's `describe` answer.
@@ -296,6 +427,52 @@ pub mod __private {
         S::on_response(&req, &resp)
     }
 
+    /// Runs `S::html_handlers` for the host.
+    pub fn html_handlers<S: EdgeScript>(req: Request, resp: ResponseHead) -> Vec<HtmlHandler> {
+        enter();
+        S::html_handlers(&req, &resp)
+    }
+
+    /// Runs `S::on_element` for the host: the changes it recorded.
+    pub fn on_element<S: EdgeScript>(handler: u32, el: ElementRecord) -> Vec<ElementMutation> {
+        enter();
+        let mut el = Element::from_record(el);
+        S::on_element(handler, &mut el);
+        el.into_mutations()
+    }
+
+    /// Runs `S::on_element_end` for the host: the changes it recorded.
+    pub fn on_element_end<S: EdgeScript>(handler: u32, tag: String) -> Vec<NodeMutation> {
+        enter();
+        let mut end = EndTag::new(tag);
+        S::on_element_end(handler, &mut end);
+        end.into_mutations()
+    }
+
+    /// Runs `S::on_text` for the host: the changes it recorded.
+    pub fn on_text<S: EdgeScript>(handler: u32, text: String, last: bool) -> Vec<NodeMutation> {
+        enter();
+        let mut chunk = TextChunk::new(text, last);
+        S::on_text(handler, &mut chunk);
+        chunk.into_mutations()
+    }
+
+    /// Runs `S::on_comment` for the host: the changes it recorded.
+    pub fn on_comment<S: EdgeScript>(handler: u32, text: String) -> Vec<NodeMutation> {
+        enter();
+        let mut comment = Comment::new(text);
+        S::on_comment(handler, &mut comment);
+        comment.into_mutations()
+    }
+
+    /// Runs `S::on_document_end` for the host: the content it appended.
+    pub fn on_document_end<S: EdgeScript>() -> Vec<Content> {
+        enter();
+        let mut doc = DocumentEnd::new();
+        S::on_document_end(&mut doc);
+        doc.into_contents()
+    }
+
     /// Done on entry to every export.
     fn enter() {
         #[cfg(target_arch = "wasm32")]
@@ -322,7 +499,7 @@ pub mod __private {
     }
 }
 
-/// Exports `$script` as this component's `tessera:edge/hooks`; emitted by `#[tessera_sdk::script]`.
+/// Exports `$script` as this component's `tessera:edge/hooks` and `tessera:edge/html`; emitted by `#[tessera_sdk::script]`.
 ///
 /// Not for direct use: the attribute also generates the [`__private::Described`] impl
 /// this glue needs.
@@ -364,6 +541,48 @@ macro_rules! __export_script {
                 ) -> $crate::HeaderEdits {
                     $crate::__private::on_response::<$script>(req, resp)
                 }
+
+                fn html_handlers(
+                    req: $crate::Request,
+                    resp: $crate::ResponseHead,
+                ) -> ::std::vec::Vec<$crate::HtmlHandler> {
+                    $crate::__private::html_handlers::<$script>(req, resp)
+                }
+            }
+
+            impl $crate::bindings::exports::tessera::edge::html::Guest for __TesseraExport {
+                fn on_element(
+                    handler: u32,
+                    el: $crate::html::ElementRecord,
+                ) -> ::std::vec::Vec<$crate::ElementMutation> {
+                    $crate::__private::on_element::<$script>(handler, el)
+                }
+
+                fn on_element_end(
+                    handler: u32,
+                    tag: ::std::string::String,
+                ) -> ::std::vec::Vec<$crate::NodeMutation> {
+                    $crate::__private::on_element_end::<$script>(handler, tag)
+                }
+
+                fn on_text(
+                    handler: u32,
+                    text: ::std::string::String,
+                    last: bool,
+                ) -> ::std::vec::Vec<$crate::NodeMutation> {
+                    $crate::__private::on_text::<$script>(handler, text, last)
+                }
+
+                fn on_comment(
+                    handler: u32,
+                    text: ::std::string::String,
+                ) -> ::std::vec::Vec<$crate::NodeMutation> {
+                    $crate::__private::on_comment::<$script>(handler, text)
+                }
+
+                fn on_document_end() -> ::std::vec::Vec<$crate::Content> {
+                    $crate::__private::on_document_end::<$script>()
+                }
             }
 
             // Native builds (unit tests) skip the C-ABI exports: their `pkg:iface#fn` symbol
@@ -377,12 +596,14 @@ macro_rules! __export_script {
 #[cfg(test)]
 mod tests {
     use crate::testing::{
-        call_cache_key, call_cache_policy, call_on_request, call_on_response, describe, request,
-        response,
+        call_cache_key, call_cache_policy, call_html_handlers, call_on_comment,
+        call_on_document_end, call_on_element, call_on_element_end, call_on_request,
+        call_on_response, call_on_text, describe, element, request, response,
     };
     use crate::{
-        CacheDecision, EdgeScript, HeaderEdits, HookSet, Request, RequestAction, ResponseHead,
-        ScriptInfo,
+        CacheDecision, Comment, Content, ContentType, DocumentEnd, EdgeScript, Element,
+        ElementMutation, EndTag, HeaderEdits, HookSet, HtmlHandler, NodeMutation, Request,
+        RequestAction, ResponseHead, ScriptInfo, TextChunk, TextMode,
     };
 
     struct Empty;
@@ -412,6 +633,61 @@ mod tests {
         }
         fn on_response(_: &Request, _: &ResponseHead) -> HeaderEdits {
             HeaderEdits::new()
+        }
+        fn html_handlers(_: &Request, _: &ResponseHead) -> Vec<HtmlHandler> {
+            Vec::new()
+        }
+        fn on_element(_: u32, _: &mut Element) {}
+        fn on_element_end(_: u32, _: &mut EndTag) {}
+        fn on_text(_: u32, _: &mut TextChunk) {}
+        fn on_comment(_: u32, _: &mut Comment) {}
+        fn on_document_end(_: &mut DocumentEnd) {}
+    }
+
+    /// Only one HTML callback defined: that alone makes the script an HTML rewriter.
+    struct TextOnly;
+    #[crate::script]
+    impl EdgeScript for TextOnly {
+        fn on_text(handler: u32, text: &mut TextChunk) {
+            let upper = format!("{handler}:{}", text.as_str().to_uppercase());
+            text.replace(&upper, ContentType::Html);
+        }
+    }
+
+    thread_local! {
+        static SEEN_PATH: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+    }
+
+    /// Every HTML hook, using a value `html_handlers` kept for the callbacks.
+    struct Rewriter;
+    #[crate::script]
+    impl EdgeScript for Rewriter {
+        fn html_handlers(req: &Request, _: &ResponseHead) -> Vec<HtmlHandler> {
+            SEEN_PATH.with(|p| req.path.clone_into(&mut p.borrow_mut()));
+            vec![
+                HtmlHandler::new("a").element().end_tag(),
+                HtmlHandler::new("p").text(TextMode::Whole).comments(),
+            ]
+        }
+        fn on_element(handler: u32, el: &mut Element) {
+            let path = SEEN_PATH.with(|p| p.borrow().clone());
+            el.set_attribute("data-path", &path);
+            el.set_attribute("data-handler", &handler.to_string());
+            if el.get_attribute("data-path").is_some() {
+                el.remove_attribute("href");
+            }
+        }
+        fn on_element_end(_: u32, end: &mut EndTag) {
+            let name = end.name().to_owned();
+            end.after(&name, ContentType::Text);
+        }
+        fn on_comment(_: u32, comment: &mut Comment) {
+            if comment.text().contains("secret") {
+                comment.remove();
+            }
+        }
+        fn on_document_end(doc: &mut DocumentEnd) {
+            doc.append("<!--done-->", ContentType::Html);
         }
     }
 
@@ -453,6 +729,78 @@ mod tests {
             }
         );
         assert_eq!(describe::<Configured>().hooks, HookSet::ON_RESPONSE);
+        assert_eq!(describe::<TextOnly>().hooks, HookSet::HTML);
+        assert_eq!(describe::<Rewriter>().hooks, HookSet::HTML);
+    }
+
+    #[test]
+    fn undefined_html_hooks_change_nothing() {
+        let req = request("/").build();
+        let resp = response(200).header("content-type", "text/html").build();
+        assert!(call_html_handlers::<Empty>(&req, &resp).is_empty());
+        assert!(call_on_element::<Empty>(0, &element("div").attr("a", "1").build()).is_empty());
+        assert!(call_on_element_end::<Empty>(0, "div").is_empty());
+        assert!(call_on_text::<Empty>(0, "t", true).is_empty());
+        assert!(call_on_comment::<Empty>(0, "c").is_empty());
+        assert!(call_on_document_end::<Empty>().is_empty());
+        assert!(call_on_comment::<TextOnly>(0, "c").is_empty());
+    }
+
+    #[test]
+    fn html_callbacks_return_what_they_recorded() {
+        let req = request("/shop").build();
+        let resp = response(200).build();
+        let handlers = call_html_handlers::<Rewriter>(&req, &resp);
+        assert_eq!(
+            handlers,
+            [
+                HtmlHandler {
+                    selector: "a".into(),
+                    element: true,
+                    end_tag: true,
+                    text: TextMode::None,
+                    comments: false
+                },
+                HtmlHandler {
+                    selector: "p".into(),
+                    element: false,
+                    end_tag: false,
+                    text: TextMode::Whole,
+                    comments: true
+                },
+            ]
+        );
+        let el = element("a").attr("href", "/x").build();
+        let pair = |n: &str, v: &str| ElementMutation::SetAttribute((n.into(), v.into()));
+        assert_eq!(
+            call_on_element::<Rewriter>(0, &el),
+            [
+                pair("data-path", "/shop"),
+                pair("data-handler", "0"),
+                ElementMutation::RemoveAttribute("href".into()),
+            ]
+        );
+        assert_eq!(
+            call_on_element_end::<Rewriter>(0, "a"),
+            [NodeMutation::After(Content::new("a", ContentType::Text))]
+        );
+        assert_eq!(
+            call_on_comment::<Rewriter>(1, " secret "),
+            [NodeMutation::Remove]
+        );
+        assert!(call_on_comment::<Rewriter>(1, " public ").is_empty());
+        assert!(call_on_text::<Rewriter>(1, "t", true).is_empty());
+        assert_eq!(
+            call_on_document_end::<Rewriter>(),
+            [Content::new("<!--done-->", ContentType::Html)]
+        );
+        assert_eq!(
+            call_on_text::<TextOnly>(7, "a&amp;b", false),
+            [NodeMutation::Replace(Content::new(
+                "7:A&AMP;B",
+                ContentType::Html
+            ))]
+        );
     }
 
     #[test]

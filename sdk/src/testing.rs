@@ -1,4 +1,5 @@
-//! Native test support: fake host capabilities and request/response builders.
+//! Native test support: fake host capabilities, request/response/element builders, and
+//! calls into a script's hooks and HTML callbacks through the export glue.
 //!
 //! This module exists only on non-`wasm32` targets, so that a script's logic can be unit
 //! tested with plain `cargo test`. Inside the proxy, [`crate::log`], [`crate::now_ms`] and
@@ -17,9 +18,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 use crate::__private::Described;
+use crate::html::ElementRecord;
 use crate::{
-    CacheDecision, ClientInfo, DeviceClass, EdgeScript, HeaderEdits, LogLevel, Request,
-    RequestAction, ResponseHead, ScriptInfo,
+    CacheDecision, ClientInfo, Content, DeviceClass, EdgeScript, ElementMutation, HeaderEdits,
+    HtmlHandler, LogLevel, NodeMutation, Request, RequestAction, ResponseHead, ScriptInfo,
 };
 
 thread_local! {
@@ -244,6 +246,93 @@ pub fn call_on_response<S: EdgeScript>(req: &Request, resp: &ResponseHead) -> He
     crate::__private::on_response::<S>(req.clone(), resp.clone())
 }
 
+/// Calls `S::html_handlers` through the export glue; the host calls it only if [`describe`] lists [`HookSet::HTML`](crate::HookSet::HTML).
+///
+/// The host calls it for every HTML response, then the callbacks below on the same
+/// instance; a test may call them in the same order on its thread, so a `thread_local!`
+/// set here is seen by the `call_on_*` that follow.
+pub fn call_html_handlers<S: EdgeScript>(req: &Request, resp: &ResponseHead) -> Vec<HtmlHandler> {
+    crate::__private::html_handlers::<S>(req.clone(), resp.clone())
+}
+
+/// Calls `S::on_element` for handler number `handler` on start tag `el` (see [`element`]):
+/// the changes it recorded, as the host receives them.
+///
+/// ```
+/// use tessera_sdk::{testing, ContentType, EdgeScript, Element, ElementMutation};
+///
+/// struct Strip;
+///
+/// #[tessera_sdk::script]
+/// impl EdgeScript for Strip {
+///     fn on_element(_handler: u32, el: &mut Element) {
+///         if el.get_attribute("data-private").is_some() {
+///             el.remove();
+///         }
+///     }
+/// }
+///
+/// let el = testing::element("div").attr("data-private", "").build();
+/// assert_eq!(testing::call_on_element::<Strip>(0, &el), [ElementMutation::Remove]);
+/// assert!(testing::call_on_element::<Strip>(0, &testing::element("div").build()).is_empty());
+/// ```
+pub fn call_on_element<S: EdgeScript>(handler: u32, el: &ElementRecord) -> Vec<ElementMutation> {
+    crate::__private::on_element::<S>(handler, el.clone())
+}
+
+/// Calls `S::on_element_end` for handler number `handler` at end tag `tag`: the changes it recorded.
+pub fn call_on_element_end<S: EdgeScript>(handler: u32, tag: &str) -> Vec<NodeMutation> {
+    crate::__private::on_element_end::<S>(handler, tag.to_owned())
+}
+
+/// Calls `S::on_text` for handler number `handler` with `text` (as written in the source)
+/// and whether it ends its text node: the changes it recorded.
+pub fn call_on_text<S: EdgeScript>(handler: u32, text: &str, last: bool) -> Vec<NodeMutation> {
+    crate::__private::on_text::<S>(handler, text.to_owned(), last)
+}
+
+/// Calls `S::on_comment` for handler number `handler` with a comment's `text` (without `<!--` `-->`): the changes it recorded.
+pub fn call_on_comment<S: EdgeScript>(handler: u32, text: &str) -> Vec<NodeMutation> {
+    crate::__private::on_comment::<S>(handler, text.to_owned())
+}
+
+/// Calls `S::on_document_end`: the content it appended.
+pub fn call_on_document_end<S: EdgeScript>() -> Vec<Content> {
+    crate::__private::on_document_end::<S>()
+}
+
+/// Starts a test start tag `tag` (lower-cased, as the host sends it) with no attributes.
+pub fn element(tag: &str) -> ElementBuilder {
+    ElementBuilder {
+        el: ElementRecord {
+            tag: tag.to_ascii_lowercase(),
+            attributes: Vec::new(),
+        },
+    }
+}
+
+/// Builds an [`ElementRecord`] for [`call_on_element`]; start with [`element`].
+#[derive(Clone, Debug)]
+pub struct ElementBuilder {
+    el: ElementRecord,
+}
+
+impl ElementBuilder {
+    /// Adds attribute `name` (lower-cased, as the host sends it) with `value`, as written in
+    /// the source; `""` for an attribute without a value (`<p hidden>`).
+    pub fn attr(mut self, name: &str, value: &str) -> Self {
+        self.el
+            .attributes
+            .push((name.to_ascii_lowercase(), value.to_owned()));
+        self
+    }
+
+    /// Finishes the start tag.
+    pub fn build(self) -> ElementRecord {
+        self.el
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,5 +381,21 @@ mod tests {
         assert_eq!(req.headers[0].0, "user-agent");
         assert_eq!(req.client.device, DeviceClass::Mobile);
         assert_eq!(request("/").build().query, None);
+    }
+
+    #[test]
+    fn element_builder_lower_cases_names_and_keeps_values() {
+        let el = element("DIV")
+            .attr("Data-X", "A &amp; B")
+            .attr("hidden", "")
+            .build();
+        assert_eq!(el.tag, "div");
+        assert_eq!(
+            el.attributes,
+            [
+                ("data-x".to_string(), "A &amp; B".to_string()),
+                ("hidden".to_string(), String::new())
+            ]
+        );
     }
 }

@@ -7,6 +7,7 @@ mod concurrency;
 mod conformance;
 mod core;
 mod edges;
+mod esi;
 mod guests;
 mod hostile_clients;
 mod hostile_scripts;

@@ -93,6 +93,8 @@ pub struct Entry {
     pub uri: Arc<str>,
     /// Set by a soft purge: the entry is treated as stale from then on.
     pub invalidated: AtomicBool,
+    /// The body parsed as an ESI page, when it is one (parsed once, when stored).
+    pub esi: Option<Arc<crate::html::esi::Template>>,
 }
 
 impl Entry {
@@ -132,7 +134,8 @@ impl Entry {
             .map(|(n, v)| n.as_str().len() + v.len() + 4)
             .sum();
         let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
-        self.body.len() + head + tags + self.vary.weight() + self.uri.len() + ENTRY_OVERHEAD
+        let esi = self.esi.as_ref().map_or(0, |t| t.weight());
+        self.body.len() + head + tags + self.vary.weight() + self.uri.len() + esi + ENTRY_OVERHEAD
     }
 }
 
@@ -347,6 +350,7 @@ mod tests {
             vary: VaryKey::Any,
             uri: uri.into(),
             invalidated: AtomicBool::new(false),
+            esi: None,
         })
     }
 

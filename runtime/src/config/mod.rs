@@ -106,6 +106,8 @@ pub struct ServerConfig {
     pub h2_max_concurrent_streams: u32,
     /// A request header set by a trusted upstream with the client's country (e.g. `cf-ipcountry`).
     pub client_country_header: Option<HeaderName>,
+    /// Threads serving requests; `None`: one per core.
+    pub workers: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -120,6 +122,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(30),
             h2_max_concurrent_streams: 256,
             client_country_header: None,
+            workers: None,
         }
     }
 }
@@ -222,6 +225,37 @@ pub struct Site {
     pub response_timeout: Duration,
     /// Caching knobs.
     pub caching: CachePolicyConfig,
+    /// ESI processing.
+    pub esi: EsiConfig,
+}
+
+/// ESI assembly (W3C ESI 1.0) for one site.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EsiConfig {
+    /// Path prefixes whose responses are processed even without
+    /// `Surrogate-Control: content="ESI/1.0"` from the origin.
+    pub paths: Vec<String>,
+    /// Hosts other than the page's own that fragments may come from; each must be served
+    /// by a site of this config (fragments never go anywhere else).
+    pub allow_hosts: Vec<String>,
+    /// Deepest nesting of included pages that themselves include.
+    pub max_depth: usize,
+    /// Most `esi:include` fetches for one page, nested ones included.
+    pub max_includes: usize,
+    /// Time one fragment has to arrive whole.
+    pub fragment_timeout: Duration,
+}
+
+impl Default for EsiConfig {
+    fn default() -> Self {
+        EsiConfig {
+            paths: Vec::new(),
+            allow_hosts: Vec::new(),
+            max_depth: 5,
+            max_includes: 256,
+            fragment_timeout: Duration::from_secs(5),
+        }
+    }
 }
 
 impl Site {
@@ -240,6 +274,7 @@ impl Site {
             connect_timeout: Duration::from_millis(DEFAULT_CONNECT_MS),
             response_timeout: Duration::from_millis(DEFAULT_RESPONSE_MS),
             caching: CachePolicyConfig::default(),
+            esi: EsiConfig::default(),
         }
     }
 
@@ -448,6 +483,10 @@ fn server(raw: Option<&raw::RawServer>, e: &units::Errors) -> Result<ServerConfi
             1..=10_000,
         )? as u32,
         client_country_header: country,
+        workers: match &r.workers {
+            None => None,
+            Some(_) => Some(e.number(&r.workers, "key `server.workers`", 1, 1..=1024)? as usize),
+        },
     })
 }
 

@@ -38,6 +38,7 @@ pub(super) struct RawServer {
     pub drain_timeout_ms: Option<Spanned<u64>>,
     pub h2_max_concurrent_streams: Option<Spanned<u64>>,
     pub client_country_header: Option<Spanned<String>>,
+    pub workers: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +68,17 @@ pub(super) struct RawSite {
     pub response_timeout_ms: Option<Spanned<u64>>,
     pub limits: Option<RawLimits>,
     pub caching: Option<RawCaching>,
+    pub esi: Option<RawEsi>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEsi {
+    pub paths: Option<Vec<String>>,
+    pub allow_hosts: Option<Vec<String>>,
+    pub max_depth: Option<Spanned<u64>>,
+    pub max_includes: Option<Spanned<u64>>,
+    pub fragment_timeout_ms: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use http::uri::{Scheme, Uri};
 
-use super::raw::{OneOrMany, RawCaching, RawSite};
+use super::raw::{OneOrMany, RawCaching, RawEsi, RawSite};
 use super::units::Errors;
 use super::{
-    CachePolicyConfig, ConfigError, GuestErrorPolicies, GuestErrorPolicy, Limits, Site,
+    CachePolicyConfig, ConfigError, EsiConfig, GuestErrorPolicies, GuestErrorPolicy, Limits, Site,
     DEFAULT_CONNECT_MS, DEFAULT_CPU_MS, DEFAULT_MEMORY_MIB, DEFAULT_RESPONSE_MS, MAX_GUEST_MEMORY,
 };
 
@@ -107,7 +107,9 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
         Some(v) => guest_error_policies(v, &key("on_guest_error"), e)?,
     };
     let caching = caching(s.caching, &key, e)?;
+    let esi = esi(s.esi.unwrap_or_default(), &key, e)?;
     Ok(Site {
+        esi,
         name,
         hosts,
         origin,
@@ -117,6 +119,44 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
         connect_timeout,
         response_timeout,
         caching,
+    })
+}
+
+fn esi(raw: RawEsi, key: &dyn Fn(&str) -> String, e: &Errors) -> Result<EsiConfig, ConfigError> {
+    let d = EsiConfig::default();
+    let paths = raw.paths.unwrap_or_default();
+    if let Some(p) = paths.iter().find(|p| !p.starts_with('/')) {
+        return Err(e.at(
+            None,
+            format!("{}: `{p}` must start with /", key("esi.paths")),
+        ));
+    }
+    Ok(EsiConfig {
+        paths,
+        allow_hosts: raw
+            .allow_hosts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.to_ascii_lowercase())
+            .collect(),
+        max_depth: e.number(
+            &raw.max_depth,
+            &key("esi.max_depth"),
+            d.max_depth as u64,
+            1..=20,
+        )? as usize,
+        max_includes: e.number(
+            &raw.max_includes,
+            &key("esi.max_includes"),
+            d.max_includes as u64,
+            1..=10_000,
+        )? as usize,
+        fragment_timeout: Duration::from_millis(e.number(
+            &raw.fragment_timeout_ms,
+            &key("esi.fragment_timeout_ms"),
+            d.fragment_timeout.as_millis() as u64,
+            1..=600_000,
+        )?),
     })
 }
 

@@ -3,7 +3,7 @@
 //! Every call counts against the request's host-call budget; past it the call traps, so a
 //! script cannot turn the host's log or clock into a denial of service.
 
-use super::bindings::tessera::edge::{clock, log, random, types};
+use super::bindings::tessera::edge::{clock, html_types, log, random, types};
 use super::engine::State;
 
 /// Log lines one request's scripts may write; more are dropped silently.
@@ -49,3 +49,5 @@ impl random::Host for State {
 }
 
 impl types::Host for State {}
+
+impl html_types::Host for State {}

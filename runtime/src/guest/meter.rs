@@ -28,6 +28,8 @@ pub struct Meter {
     since_cpu: AtomicU64,
     hostcalls: AtomicU32,
     log_lines: AtomicU32,
+    /// A synchronous call is running: the epoch callback must not ask it to yield.
+    sync: std::sync::atomic::AtomicBool,
 }
 
 /// The request ran out of script time.
@@ -51,6 +53,7 @@ impl Meter {
             since_cpu: AtomicU64::new(0),
             hostcalls: AtomicU32::new(0),
             log_lines: AtomicU32::new(0),
+            sync: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -89,6 +92,38 @@ impl Meter {
             0 => 0,
             since => self.now_ns().saturating_sub(since),
         }
+    }
+
+    /// From now on, measures the run in progress in the thread's CPU time. Called at an epoch
+    /// tick (on the thread running the guest): a run that reaches one is long enough that
+    /// the syscall is worth it.
+    pub fn to_cpu(&self) {
+        if self.since_cpu.load(Ordering::Relaxed) != 0 {
+            return;
+        }
+        let since = self.since.load(Ordering::Relaxed);
+        if since != 0 {
+            let now = self.now_ns();
+            self.used
+                .fetch_add(now.saturating_sub(since), Ordering::Relaxed);
+            self.since.store(now, Ordering::Relaxed);
+            self.since_cpu.store(thread_cpu_ns(), Ordering::Relaxed);
+        }
+    }
+
+    /// Runs a synchronous guest call (the HTML callbacks inside lol_html), counting its time.
+    pub fn run_sync<R>(&self, f: impl FnOnce() -> R) -> R {
+        self.sync.store(true, Ordering::Relaxed);
+        self.start(false);
+        let r = f();
+        self.stop();
+        self.sync.store(false, Ordering::Relaxed);
+        r
+    }
+
+    /// Whether the guest code running now was called synchronously (it cannot yield).
+    pub fn in_sync_call(&self) -> bool {
+        self.sync.load(Ordering::Relaxed)
     }
 
     /// Script time used so far, including a run in progress.
@@ -176,6 +211,16 @@ mod tests {
             }
         }))
         .await;
+        assert!(!m.exceeded(), "used {:?}", m.used());
+    }
+
+    #[test]
+    fn a_synchronous_call_switched_to_cpu_time_is_not_charged_for_sleeping() {
+        let m = Meter::new(Duration::from_millis(5));
+        m.run_sync(|| {
+            m.to_cpu();
+            std::thread::sleep(Duration::from_millis(20));
+        });
         assert!(!m.exceeded(), "used {:?}", m.used());
     }
 

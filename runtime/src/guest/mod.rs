@@ -10,6 +10,7 @@ mod bindings;
 mod capabilities;
 mod convert;
 mod engine;
+pub mod html;
 mod loader;
 mod meter;
 mod pool;

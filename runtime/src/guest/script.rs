@@ -27,6 +27,10 @@ pub enum Hook {
     CachePolicy,
     /// `on-response`
     OnResponse,
+    /// `html-handlers`
+    HtmlHandlers,
+    /// `on-element`, `on-element-end`, `on-text`, `on-comment`, `on-document-end`
+    Html,
 }
 
 impl Hook {
@@ -37,6 +41,8 @@ impl Hook {
             Hook::CacheKey => "cache-key",
             Hook::CachePolicy => "cache-policy",
             Hook::OnResponse => "on-response",
+            Hook::HtmlHandlers => "html-handlers",
+            Hook::Html => "html",
         }
     }
 
@@ -46,6 +52,7 @@ impl Hook {
             Hook::CacheKey => HookSet::CACHE_KEY,
             Hook::CachePolicy => HookSet::CACHE_POLICY,
             Hook::OnResponse => HookSet::ON_RESPONSE,
+            Hook::HtmlHandlers | Hook::Html => HookSet::HTML,
         }
     }
 }
@@ -102,6 +109,8 @@ pub struct Script {
     hooks: HookSet,
     keep_state: bool,
     warnings: LogBudget,
+    /// Selectors this script asked for, compiled once.
+    selectors: std::sync::Mutex<std::collections::HashMap<String, lol_html::Selector>>,
 }
 
 impl Script {
@@ -154,6 +163,7 @@ impl Script {
             hooks: HookSet::empty(),
             keep_state: false,
             warnings: LogBudget::default(),
+            selectors: Default::default(),
         };
         // The script says once which hooks it implements; a hook it does not implement is
         // never called, and one it does is called for every request.
@@ -207,11 +217,29 @@ impl Script {
             Hook::CacheKey,
             Hook::CachePolicy,
             Hook::OnResponse,
+            Hook::HtmlHandlers,
         ]
         .into_iter()
         .filter(|h| self.implements(*h))
         .map(Hook::as_str)
         .collect()
+    }
+
+    /// A selector this script asked for, compiled once and then reused.
+    pub fn selector(&self, css: &str) -> Result<lol_html::Selector, String> {
+        /// Distinct selectors kept per script; beyond, they are compiled per request.
+        const KEPT: usize = 256;
+        let mut cache = self.selectors.lock().expect("selector cache lock");
+        if let Some(s) = cache.get(css) {
+            return Ok(s.clone());
+        }
+        let s: lol_html::Selector = css
+            .parse()
+            .map_err(|e| format!("invalid selector {css:?}: {e}"))?;
+        if cache.len() < KEPT {
+            cache.insert(css.to_owned(), s.clone());
+        }
+        Ok(s)
     }
 
     /// The site's limits.
@@ -244,10 +272,15 @@ impl Script {
         // otherwise an async call yields so other connections get the thread.
         store.epoch_deadline_callback(|ctx| {
             let m = &ctx.data().meter;
+            m.to_cpu();
             if m.exceeded() {
                 return Err(BudgetExceeded(m.budget()).into());
             }
-            Ok(UpdateDeadline::Yield(1))
+            Ok(if m.in_sync_call() {
+                UpdateDeadline::Continue(1)
+            } else {
+                UpdateDeadline::Yield(1)
+            })
         });
         store.set_epoch_deadline(1);
         let bindings = meter

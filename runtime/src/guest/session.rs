@@ -9,8 +9,9 @@ use std::sync::Arc;
 
 use http::{HeaderMap, StatusCode};
 
-use super::bindings::types;
+use super::bindings::{html_types, types};
 use super::convert;
+use super::html::{self, Content, ElementMutation, ElementView, Handler, NodeMutation};
 use super::meter::Meter;
 use super::pool::{InstancePool, Slots};
 use super::sanitize::{self, Direction, Synthetic};
@@ -27,6 +28,14 @@ pub struct HookFailure {
     /// What went wrong.
     pub error: GuestError,
 }
+
+impl std::fmt::Display for HookFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.hook.as_str(), self.error)
+    }
+}
+
+impl std::error::Error for HookFailure {}
 
 impl HookFailure {
     /// The `Cache-Status` detail for this failure, e.g. `script-error; cache-key; trap`.
@@ -197,6 +206,135 @@ impl Chain {
             edits.apply(headers);
         }
         Ok(())
+    }
+
+    /// `html-handlers` of each script: `(script index, handler)` for every handler asked for.
+    pub async fn html_handlers(
+        &mut self,
+        req: &ClientRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Result<Vec<(usize, Vec<Handler>)>, HookFailure> {
+        let head = convert::response_head(status, headers);
+        let mut out = Vec::new();
+        for i in self.indices(Hook::HtmlHandlers) {
+            let view = self.view(req);
+            let answer = self
+                .call(i, Hook::HtmlHandlers, async |b, s| {
+                    b.tessera_edge_hooks()
+                        .call_html_handlers(s, &view, &head)
+                        .await
+                })
+                .await;
+            self.view = Some((req.version, view));
+            let script = self.scripts[i].clone();
+            let list = html::handlers(answer?, |css| script.selector(css))
+                .map_err(|v| self.refused(i, Hook::HtmlHandlers, v))?;
+            if !list.is_empty() {
+                out.push((i, list));
+            }
+        }
+        Ok(out)
+    }
+
+    /// `on-element` of script `i`, called synchronously from the rewriter.
+    pub fn on_element(
+        &mut self,
+        i: usize,
+        handler: u32,
+        el: ElementView,
+    ) -> Result<Vec<ElementMutation>, HookFailure> {
+        let el: html_types::Element = el.into();
+        let got = self.call_sync(i, |b, s| {
+            b.tessera_edge_html().call_on_element(s, handler, &el)
+        })?;
+        html::element_mutations(got).map_err(|v| self.refused(i, Hook::Html, v))
+    }
+
+    /// `on-element-end` of script `i`.
+    pub fn on_element_end(
+        &mut self,
+        i: usize,
+        handler: u32,
+        tag: &str,
+    ) -> Result<Vec<NodeMutation>, HookFailure> {
+        let got = self.call_sync(i, |b, s| {
+            b.tessera_edge_html().call_on_element_end(s, handler, tag)
+        })?;
+        html::node_mutations(got).map_err(|v| self.refused(i, Hook::Html, v))
+    }
+
+    /// `on-text` of script `i`.
+    pub fn on_text(
+        &mut self,
+        i: usize,
+        handler: u32,
+        text: &str,
+        last: bool,
+    ) -> Result<Vec<NodeMutation>, HookFailure> {
+        let got = self.call_sync(i, |b, s| {
+            b.tessera_edge_html().call_on_text(s, handler, text, last)
+        })?;
+        html::node_mutations(got).map_err(|v| self.refused(i, Hook::Html, v))
+    }
+
+    /// `on-comment` of script `i`.
+    pub fn on_comment(
+        &mut self,
+        i: usize,
+        handler: u32,
+        text: &str,
+    ) -> Result<Vec<NodeMutation>, HookFailure> {
+        let got = self.call_sync(i, |b, s| {
+            b.tessera_edge_html().call_on_comment(s, handler, text)
+        })?;
+        html::node_mutations(got).map_err(|v| self.refused(i, Hook::Html, v))
+    }
+
+    /// `on-document-end` of script `i`.
+    pub fn on_document_end(&mut self, i: usize) -> Result<Vec<Content>, HookFailure> {
+        let got = self.call_sync(i, |b, s| b.tessera_edge_html().call_on_document_end(s))?;
+        html::contents(got).map_err(|v| self.refused(i, Hook::Html, v))
+    }
+
+    /// Calls an `html` callback synchronously on the instance `html-handlers` ran on.
+    fn call_sync<R>(
+        &mut self,
+        i: usize,
+        f: impl FnOnce(
+            &super::bindings::EdgeScript,
+            &mut wasmtime::Store<super::engine::State>,
+        ) -> wasmtime::Result<R>,
+    ) -> Result<R, HookFailure> {
+        if self.meter.exceeded() {
+            let error = GuestError::Timeout(self.meter.budget());
+            return Err(self.failed(i, Hook::Html, error));
+        }
+        let meter = self.meter.clone();
+        let Some(live) = self.live[i].as_mut() else {
+            let error = GuestError::Instantiate("instance gone after an earlier failure".into());
+            return Err(self.failed(i, Hook::Html, error));
+        };
+        let result = meter
+            .run_sync(|| f(&live.bindings, &mut live.store))
+            .map_err(|e| classify(&self.scripts[i], e.into()));
+        result.map_err(|error| self.failed(i, Hook::Html, error))
+    }
+
+    /// Moves the chain out (to the task that streams a rewrite), leaving an empty one.
+    pub fn take(&mut self) -> Chain {
+        let empty = Chain {
+            scripts: Arc::from(Vec::new()),
+            pool: self.pool.clone(),
+            request_id: self.request_id.clone(),
+            clock: self.clock.clone(),
+            meter: self.meter.clone(),
+            live: Vec::new(),
+            slots: None,
+            keep_state: false,
+            view: None,
+        };
+        std::mem::replace(self, empty)
     }
 
     fn indices(&self, hook: Hook) -> Vec<usize> {

@@ -130,6 +130,21 @@ pub fn prefixed(head: http::response::Parts, prefix: Bytes, rest: Incoming) -> R
     Response::from_parts(head, http_body_util::StreamBody::new(stream).boxed())
 }
 
+/// Reads a whole response body of at most `limit` bytes.
+pub async fn collect_body(mut body: OutBody, limit: u64) -> Result<Bytes, String> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| e.to_string())?;
+        if let Ok(data) = frame.into_data() {
+            buf.extend_from_slice(&data);
+            if buf.len() as u64 > limit {
+                return Err(format!("body larger than {limit} bytes"));
+            }
+        }
+    }
+    Ok(buf.freeze())
+}
+
 /// How a body read ended when a size bound applies.
 pub enum Collected {
     /// The whole body, within the bound.

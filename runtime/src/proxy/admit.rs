@@ -191,6 +191,7 @@ pub fn plan(
         tags: decision.tags,
         uri,
         invalidated: Default::default(),
+        esi: None,
     };
     Ok(Plan { entry, personal })
 }

@@ -1,5 +1,6 @@
 //! Phase "deliver": responses built from stored entries, `on_response`, the cache's headers.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -18,6 +19,8 @@ use crate::cache::directives::strip_targeted;
 use crate::cache::{Entry, Fwd};
 use crate::config::GuestErrorPolicy;
 use crate::guest::{GuestError, Hook, Synthetic};
+use crate::html::esi::Template;
+use crate::html::rewrite::{Plan, Start};
 use crate::origin::{empty, full, BoxError, OriginError, OutBody};
 use crate::request::ClientRequest;
 
@@ -29,22 +32,27 @@ pub struct Answer {
     pub outcome: Outcome,
     /// Remaining freshness of the stored response it came from, in seconds.
     pub ttl: Option<i64>,
+    /// The stored ESI template of the response, for the assembly stage.
+    pub esi: Option<Arc<Template>>,
 }
 
 impl Answer {
-    fn new(response: Response<OutBody>, outcome: Outcome) -> Answer {
+    /// An answer with no stored entry behind it.
+    pub fn new(response: Response<OutBody>, outcome: Outcome) -> Answer {
         Answer {
             response,
             outcome,
             ttl: None,
+            esi: None,
         }
     }
 }
 
 /// A response from a stored entry: preconditions (RFC 9110 §13), ranges (§14), `Age`.
 pub fn from_entry(req: &ClientRequest, entry: &Entry, outcome: Outcome, now: SystemTime) -> Answer {
-    // RFC 9110 §13.2.1: preconditions apply only where the response would be 2xx.
-    let precondition = if entry.status.is_success() {
+    // RFC 9110 §13.2.1: preconditions apply only where the response would be 2xx. An ESI
+    // page's validators describe its template, not what the client will get: none apply.
+    let precondition = if entry.status.is_success() && entry.esi.is_none() {
         conditional::evaluate(&req.method, &req.headers, &entry.headers)
     } else {
         Precondition::Proceed
@@ -62,7 +70,10 @@ pub fn from_entry(req: &ClientRequest, entry: &Entry, outcome: Outcome, now: Sys
             *r.status_mut() = entry.status;
             *r.headers_mut() = entry.headers.clone();
             // Ranges are cut from complete 200s only (RFC 9110 §14.2).
-            let ranges = if req.method == Method::GET && entry.status == StatusCode::OK {
+            let ranges = if req.method == Method::GET
+                && entry.status == StatusCode::OK
+                && entry.esi.is_none()
+            {
                 range::evaluate(&req.headers, &entry.headers, entry.body.len() as u64)
             } else {
                 RangeReply::Full
@@ -96,6 +107,7 @@ pub fn from_entry(req: &ClientRequest, entry: &Entry, outcome: Outcome, now: Sys
         response,
         outcome,
         ttl: Some(entry.remaining_ttl(now)),
+        esi: entry.esi.clone(),
     }
 }
 
@@ -133,6 +145,7 @@ pub fn refused(why: Refusal) -> Answer {
         Refusal::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy, try again\n"),
         Refusal::ScriptFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "script error\n"),
         Refusal::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
+        Refusal::IncludeFailed(_) => (StatusCode::BAD_GATEWAY, "page could not be assembled\n"),
     };
     let mut r = text(status, body);
     if why == Refusal::Busy {
@@ -157,22 +170,45 @@ pub fn origin_error(e: &OriginError, fwd: Fwd) -> Answer {
     )
 }
 
-/// Last stop for every routed request: the site's `on_response`, then the cache's headers.
-pub async fn finish(x: &mut Exchange, mut a: Answer) -> Response<OutBody> {
-    let hooks_apply = !matches!(
+/// Last stop for every routed request: ESI assembly, the site's scripts (`html-handlers`,
+/// `on_response`, then the streaming rewrite), and the cache's own headers.
+pub async fn finish(x: &mut Exchange, a: Answer) -> Response<OutBody> {
+    let mut a = crate::html::esi::stage(x, a).await;
+    let scripts_apply = !matches!(
         a.outcome,
         Outcome::Refused(Refusal::Busy | Refusal::ScriptFailed(_))
     );
-    if hooks_apply && x.chain.implements(Hook::OnResponse) {
+    let mut rewrite = Vec::new();
+    if scripts_apply && x.chain.implements(Hook::HtmlHandlers) && is_html(&x.req, &a) {
+        match x
+            .chain
+            .html_handlers(&x.req, a.response.status(), a.response.headers())
+            .await
+        {
+            Ok(handlers) => rewrite = handlers,
+            Err(f) => a = hook_failed(x, a, f),
+        }
+    }
+    if scripts_apply && x.chain.implements(Hook::OnResponse) && !is_refused(&a) {
         // Edits go to a copy: a failing hook leaves no half-applied edits behind.
         let mut headers = a.response.headers().clone();
         let status = a.response.status();
         match x.chain.on_response(&x.req, status, &mut headers).await {
             Ok(()) => *a.response.headers_mut() = headers,
-            Err(f) if matches!(f.error, GuestError::Busy(_)) => a = refused(Refusal::Busy),
-            // on_response may add security headers: dropping them silently needs an opt-in.
-            Err(_) if x.site.cfg.on_guest_error.on_response == GuestErrorPolicy::Fallback => {}
-            Err(f) => a = refused(Refusal::ScriptFailed(f)),
+            Err(f) => a = hook_failed(x, a, f),
+        }
+    }
+    if !rewrite.is_empty() && !is_refused(&a) {
+        let plan = Plan {
+            handlers: rewrite,
+            chain: x.chain.take(),
+        };
+        let limit = x.shared.config.cache.max_object_bytes;
+        let response = std::mem::replace(&mut a.response, Response::new(empty()));
+        match crate::html::rewrite::start(plan, response, &x.req.headers, limit).await {
+            Start::Rewritten(r) => a.response = r,
+            Start::Failed(f) => a = hook_failed(x, a, f),
+            Start::Broken(why) => a = refused(Refusal::IncludeFailed(why)),
         }
     }
     let key = x
@@ -183,6 +219,40 @@ pub async fn finish(x: &mut Exchange, mut a: Answer) -> Response<OutBody> {
         .then(|| x.key.as_ref().map(|k| k.key().to_owned()))
         .flatten();
     decorate(&x.shared, a, key, &x.id, x.req.method == Method::HEAD)
+}
+
+fn is_refused(a: &Answer) -> bool {
+    matches!(a.outcome, Outcome::Refused(_))
+}
+
+/// Only full HTML documents are rewritten: GET, 2xx but 206, `text/html`.
+fn is_html(req: &ClientRequest, a: &Answer) -> bool {
+    let status = a.response.status();
+    req.method == Method::GET
+        && status.is_success()
+        && status != StatusCode::PARTIAL_CONTENT
+        && status != StatusCode::NO_CONTENT
+        && a.response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"))
+            })
+}
+
+/// A delivery hook failed before the first byte: 503 unless the site falls back (its
+/// edits may be security headers, and its rewrite may hide content from the wrong users).
+fn hook_failed(x: &Exchange, a: Answer, f: crate::guest::HookFailure) -> Answer {
+    if matches!(f.error, GuestError::Busy(_)) {
+        return refused(Refusal::Busy);
+    }
+    if x.site.cfg.on_guest_error.on_response == GuestErrorPolicy::Fallback {
+        return a;
+    }
+    refused(Refusal::ScriptFailed(f))
 }
 
 /// The cache's own fields on every response: `Cache-Status`, `X-Cache`, `Via`, ids.

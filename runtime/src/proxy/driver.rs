@@ -84,13 +84,40 @@ pub async fn handle(
         key: None,
         origin_query: None,
     };
-    let answer = x.answer(body).await;
-    // deliver: on_response, the cache's headers.
+    let answer = x.answer(Some(body)).await;
+    // deliver: ESI assembly, the scripts' rewrite and on_response, the cache's headers.
     deliver::finish(&mut x, answer).await
 }
 
+/// A request the host makes itself (an ESI fragment): through `on_request`, the key, the
+/// cache and the origin like any other, but not through delivery, which is the page's.
+pub async fn subrequest(
+    shared: Arc<Shared>,
+    site: Arc<SiteRuntime>,
+    req: ClientRequest,
+    id: Arc<str>,
+) -> Answer {
+    let chain = Chain::new(
+        site.scripts.clone(),
+        shared.pool.clone(),
+        id.clone(),
+        shared.clock.clone(),
+    );
+    let mut x = Exchange {
+        shared,
+        site,
+        req,
+        chain,
+        id,
+        uri: Arc::from(""),
+        key: None,
+        origin_query: None,
+    };
+    x.answer(None).await
+}
+
 impl Exchange {
-    async fn answer(&mut self, body: Incoming) -> Answer {
+    async fn answer(&mut self, body: Option<Incoming>) -> Answer {
         // recv: the site's on_request may answer, edit, or (failing) refuse.
         if let Err(answer) = recv::hooks(self).await {
             return answer;

@@ -44,6 +44,10 @@ pub fn origin_request(
         target
     );
     append_forwarded_for(&mut headers, x.req.client.ip);
+    headers.insert(
+        "surrogate-capability",
+        HeaderValue::from_static(crate::html::esi::SURROGATE_CAPABILITY),
+    );
     append_via(&mut headers, &x.shared.config.node_name);
     headers.insert(
         "x-request-id",
@@ -146,6 +150,11 @@ pub async fn fill(
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .is_some_and(|len| len > x.shared.config.cache.max_object_bytes);
+    let esi = crate::html::esi::active(
+        &x.site.cfg.esi,
+        proposal.ctl.surrogate_content.as_deref(),
+        x.req.path(),
+    ) && head.status.is_success();
     let plan = decision.and_then(|d| {
         if too_large {
             return Err(NoStore::TooLarge);
@@ -184,15 +193,24 @@ pub async fn fill(
                 stored: Err(NoStore::TooLarge),
             };
             let response = crate::origin::prefixed(head, prefix, rest);
-            let answer = Answer {
-                response,
-                outcome,
-                ttl: None,
-            };
-            (answer, Flight::Pass)
+            (Answer::new(response, outcome), Flight::Pass)
         }
         Ok(Collected::Complete(bytes)) => {
-            let (entry, personal) = plan.with_body(bytes);
+            let (mut entry, personal) = plan.with_body(bytes);
+            if esi {
+                // Parsed once, now: hits only stitch.
+                let body = std::mem::take(&mut entry.body);
+                match crate::html::esi::prepare(body, &mut entry.headers, limit) {
+                    Ok((body, template)) => {
+                        entry.body = body;
+                        entry.esi = Some(Arc::new(template));
+                    }
+                    Err(e) => {
+                        let e = crate::origin::OriginError::Connect(format!("esi page: {e}"));
+                        return (deliver::origin_error(&e, fwd), Flight::Failed(e));
+                    }
+                }
+            }
             let entry = Arc::new(entry);
             x.shared.store.insert(key, entry.clone());
             let outcome = Outcome::Forwarded {
@@ -253,7 +271,8 @@ async fn revalidated(
     let now = x.shared.clock.now();
     match plan {
         Ok(plan) => {
-            let (entry, personal) = plan.with_body(s.entry.body.clone());
+            let (mut entry, personal) = plan.with_body(s.entry.body.clone());
+            entry.esi = s.entry.esi.clone();
             let entry = Arc::new(entry);
             x.shared.store.insert(key, entry.clone());
             let outcome = Outcome::Forwarded {

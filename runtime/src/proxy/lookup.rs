@@ -175,6 +175,7 @@ mod tests {
             vary: VaryKey::Any,
             uri: "u".into(),
             invalidated: Default::default(),
+            esi: None,
         })
     }
 

@@ -16,7 +16,7 @@
 mod admit;
 mod conn;
 mod deliver;
-mod driver;
+pub(crate) mod driver;
 mod fetch;
 mod hash;
 pub(crate) mod headers;
@@ -30,6 +30,8 @@ mod site;
 
 use std::sync::Arc;
 
+pub(crate) use deliver::{refused, Answer};
+pub(crate) use driver::Exchange;
 pub use driver::Flight;
 pub use outcome::{NoStore, Outcome, PassReason, Refusal, StaleReason};
 pub use server::{serve, Running};

@@ -132,6 +132,8 @@ pub enum Refusal {
     ScriptFailed(HookFailure),
     /// The request body is over `max_request_body`.
     BodyTooLarge,
+    /// An ESI page could not be assembled before its first byte was sent.
+    IncludeFailed(String),
 }
 
 impl Outcome {
@@ -196,6 +198,7 @@ impl Outcome {
                 Refusal::Busy => s.detail = Some("busy".into()),
                 Refusal::ScriptFailed(f) => s.detail = Some(f.detail()),
                 Refusal::BodyTooLarge => s.detail = Some("request-body-too-large".into()),
+                Refusal::IncludeFailed(why) => s.detail = Some(format!("esi; {why}")),
             },
         }
         s

@@ -18,7 +18,7 @@ use crate::origin::BoxError;
 
 /// Forwards the request and streams the answer back; a successful unsafe method invalidates
 /// every stored variant of its URI (RFC 9111 §4.4).
-pub async fn forward(x: &mut Exchange, reason: PassReason, body: Incoming) -> Answer {
+pub async fn forward(x: &mut Exchange, reason: PassReason, body: Option<Incoming>) -> Answer {
     let limit = x.shared.config.server.max_request_body;
     let declared = x
         .req
@@ -32,14 +32,17 @@ pub async fn forward(x: &mut Exchange, reason: PassReason, body: Incoming) -> An
     // Bodies stream through; one that grows past the cap mid-way aborts the origin request.
     let overflowed = Arc::new(AtomicBool::new(false));
     let flag = overflowed.clone();
-    let body = http_body_util::Limited::new(body, limit as usize)
-        .map_err(move |e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                flag.store(true, Ordering::Relaxed);
-            }
-            e as BoxError
-        })
-        .boxed();
+    let body = match body {
+        None => crate::origin::empty(),
+        Some(body) => http_body_util::Limited::new(body, limit as usize)
+            .map_err(move |e| {
+                if e.is::<http_body_util::LengthLimitError>() {
+                    flag.store(true, Ordering::Relaxed);
+                }
+                e as BoxError
+            })
+            .boxed(),
+    };
     let out = origin_request(x, x.req.method.clone(), x.req.headers.clone(), body, false);
     let resp = match x.site.origin.send(out).await {
         Ok(r) => r,

@@ -5,8 +5,8 @@
 //!
 //! - `impl tessera_sdk::__private::Described for T`, whose `INFO` lists those hooks and
 //!   the `keep_state` flag (what the host's one `describe` call returns), and
-//! - `tessera_sdk::__export_script!(T)`, the component export glue (the C-ABI exports
-//!   are emitted only when compiling for `wasm32`).
+//! - `tessera_sdk::__export_script!(T)`, the component export glue for the `hooks` and
+//!   `html` interfaces (the C-ABI exports are emitted only when compiling for `wasm32`).
 //!
 //! The generated code names the SDK as `::tessera_sdk`, so a script crate depends on it
 //! under that name.
@@ -17,12 +17,19 @@ use quote::quote;
 use syn::spanned::Spanned;
 use syn::{Attribute, Error, ImplItem, Item, ItemImpl, Meta, Token};
 
-/// The hook methods of `EdgeScript`, with their `HookSet` flag names.
-const HOOKS: [(&str, &str); 4] = [
+/// The hook methods of `EdgeScript`, with their `HookSet` flag names; any of the six HTML
+/// rewrite methods means `HTML` (the host then calls `html-handlers` and the `html` callbacks).
+const HOOKS: [(&str, &str); 10] = [
     ("on_request", "ON_REQUEST"),
     ("cache_key", "CACHE_KEY"),
     ("cache_policy", "CACHE_POLICY"),
     ("on_response", "ON_RESPONSE"),
+    ("html_handlers", "HTML"),
+    ("on_element", "HTML"),
+    ("on_element_end", "HTML"),
+    ("on_text", "HTML"),
+    ("on_comment", "HTML"),
+    ("on_document_end", "HTML"),
 ];
 
 /// Describes and exports a Tessera edge script: put it on `impl EdgeScript for YourType`.
@@ -30,6 +37,9 @@ const HOOKS: [(&str, &str); 4] = [
 /// The impl block is kept as written. The hook methods it defines are the hooks the host
 /// will call; for the others the host does what their default bodies do, without calling
 /// the script. There is nothing else to declare: defining a hook method is the declaration.
+/// Defining any of the HTML rewrite methods (`html_handlers`, `on_element`,
+/// `on_element_end`, `on_text`, `on_comment`, `on_document_end`) makes the host call
+/// `html_handlers` for every HTML response, and the callbacks for what it asks for.
 ///
 /// `#[tessera_sdk::script(keep_state)]` also asks the host to keep one instance for a
 /// request's whole life, so that `thread_local!` state set by an early hook is still there
@@ -148,9 +158,11 @@ fn script_impl(item: Item) -> syn::Result<ItemImpl> {
     Ok(imp)
 }
 
-/// One `HookSet` expression per hook method the block defines, honouring `#[cfg]` on them.
+/// One `HookSet` expression per hook method the block defines, honouring `#[cfg]` on them;
+/// a flag set unconditionally is listed once.
 fn implemented_hooks(imp: &ItemImpl) -> syn::Result<Vec<TokenStream2>> {
     let mut hooks = Vec::new();
+    let mut unconditional = Vec::new();
     for item in &imp.items {
         match item {
             ImplItem::Fn(f) => {
@@ -158,9 +170,15 @@ fn implemented_hooks(imp: &ItemImpl) -> syn::Result<Vec<TokenStream2>> {
                 let Some((_, flag)) = HOOKS.iter().find(|(hook, _)| *hook == name) else {
                     continue; // not a hook: the compiler reports it as no member of the trait
                 };
+                let cfgs = cfg_predicates(&f.attrs);
+                if cfgs.is_empty() {
+                    if unconditional.contains(flag) {
+                        continue;
+                    }
+                    unconditional.push(*flag);
+                }
                 let flag = syn::Ident::new(flag, f.sig.ident.span());
                 let flag = quote!(::tessera_sdk::HookSet::#flag);
-                let cfgs = cfg_predicates(&f.attrs);
                 hooks.push(if cfgs.is_empty() {
                     flag
                 } else {
@@ -237,13 +255,66 @@ mod tests {
             fn cache_key(r: &Request, k: &str) -> String { todo!() }
             fn cache_policy(r: &Request, s: &ResponseHead, p: CacheDecision) -> CacheDecision { p }
             fn on_response(r: &Request, s: &ResponseHead) -> HeaderEdits { todo!() }
+            fn html_handlers(r: &Request, s: &ResponseHead) -> Vec<HtmlHandler> { todo!() }
+            fn on_element(h: u32, e: &mut Element) {}
+            fn on_element_end(h: u32, e: &mut EndTag) {}
+            fn on_text(h: u32, t: &mut TextChunk) {}
+            fn on_comment(h: u32, c: &mut Comment) {}
+            fn on_document_end(d: &mut DocumentEnd) {}
         }";
         let out = flat(&expand_str("keep_state", item).unwrap());
-        for flag in ["ON_REQUEST", "CACHE_KEY", "CACHE_POLICY", "ON_RESPONSE"] {
-            assert!(out.contains(&format!(".union(::tessera_sdk::HookSet::{flag})")));
+        for flag in [
+            "ON_REQUEST",
+            "CACHE_KEY",
+            "CACHE_POLICY",
+            "ON_RESPONSE",
+            "HTML",
+        ] {
+            let union = format!(".union(::tessera_sdk::HookSet::{flag})");
+            assert_eq!(out.matches(&union).count(), 1, "{flag}: {out}");
         }
         assert!(out.contains("keep_state:true"));
         assert!(out.contains("__export_script!(crate::S);"));
+    }
+
+    #[test]
+    fn any_html_method_alone_means_html() {
+        for method in [
+            "fn html_handlers(r: &Request, s: &ResponseHead) -> Vec<HtmlHandler> { vec![] }",
+            "fn on_element(h: u32, e: &mut Element) {}",
+            "fn on_element_end(h: u32, e: &mut EndTag) {}",
+            "fn on_text(h: u32, t: &mut TextChunk) {}",
+            "fn on_comment(h: u32, c: &mut Comment) {}",
+            "fn on_document_end(d: &mut DocumentEnd) {}",
+        ] {
+            let item = format!("impl EdgeScript for S {{ {method} }}");
+            let out = flat(&expand_str("", &item).unwrap());
+            assert!(
+                out.contains(
+                    "hooks:::tessera_sdk::HookSet::empty().union(::tessera_sdk::HookSet::HTML),"
+                ),
+                "{method}: {out}"
+            );
+        }
+    }
+
+    #[test]
+    fn html_methods_under_cfg_each_keep_their_condition() {
+        let item = "impl EdgeScript for S {
+            fn on_text(h: u32, t: &mut TextChunk) {}
+            #[cfg(feature = \"x\")]
+            fn on_element(h: u32, e: &mut Element) {}
+            fn on_comment(h: u32, c: &mut Comment) {}
+        }";
+        let out = flat(&expand_str("", item).unwrap());
+        assert!(
+            out.contains(
+                "HookSet::empty().union(::tessera_sdk::HookSet::HTML)\
+                 .union(ifcfg!(all(feature=\"x\")){::tessera_sdk::HookSet::HTML}\
+                 else{::tessera_sdk::HookSet::empty()}),"
+            ),
+            "{out}"
+        );
     }
 
     #[test]

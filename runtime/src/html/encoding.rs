@@ -1,0 +1,301 @@
+//! `Content-Encoding` around HTML processing: decode gzip, deflate and br bodies, and encode
+//! the output per the client's `Accept-Encoding`, streaming, with a bound on what a small
+//! compressed body may expand to.
+
+use std::io::Write;
+
+use http::header::{HeaderMap, ACCEPT_ENCODING, CONTENT_ENCODING};
+
+/// A content coding this proxy reads and writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// No coding.
+    Identity,
+    /// `gzip` (RFC 9110 §8.4.1.3).
+    Gzip,
+    /// `deflate` (zlib, RFC 9110 §8.4.1.2).
+    Deflate,
+    /// `br` (RFC 7932).
+    Brotli,
+}
+
+impl Coding {
+    /// The coding of a response, or `None` for one this proxy cannot decode (then it leaves
+    /// the body alone).
+    pub fn of(headers: &HeaderMap) -> Option<Coding> {
+        let mut codings = headers
+            .get_all(CONTENT_ENCODING)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty() && c != "identity");
+        let first = codings.next();
+        if codings.next().is_some() {
+            return None; // stacked codings: not ours to unwrap
+        }
+        match first.as_deref() {
+            None => Some(Coding::Identity),
+            Some("gzip" | "x-gzip") => Some(Coding::Gzip),
+            Some("deflate") => Some(Coding::Deflate),
+            Some("br") => Some(Coding::Brotli),
+            Some(_) => None,
+        }
+    }
+
+    /// The best coding the client accepts for output: br, then gzip, else identity.
+    pub fn preferred(req: &HeaderMap) -> Coding {
+        let mut best = (Coding::Identity, 0.0f32);
+        for item in req
+            .get_all(ACCEPT_ENCODING)
+            .iter()
+            .flat_map(|v| v.to_str().unwrap_or("").split(','))
+        {
+            let mut parts = item.split(';');
+            let name = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .filter_map(|q| q.trim().parse::<f32>().ok())
+                .next()
+                .unwrap_or(1.0);
+            let coding = match name.as_str() {
+                "br" => Coding::Brotli,
+                "gzip" | "x-gzip" => Coding::Gzip,
+                _ => continue,
+            };
+            // Prefer br over gzip at equal weight.
+            if q > best.1 || (q == best.1 && q > 0.0 && coding == Coding::Brotli) {
+                best = (coding, q);
+            }
+        }
+        best.0
+    }
+
+    /// The `Content-Encoding` token.
+    pub fn token(self) -> Option<&'static str> {
+        match self {
+            Coding::Identity => None,
+            Coding::Gzip => Some("gzip"),
+            Coding::Deflate => Some("deflate"),
+            Coding::Brotli => Some("br"),
+        }
+    }
+}
+
+/// The body expanded past the configured bound, or was not valid for its coding.
+#[derive(Debug, thiserror::Error)]
+pub enum CodingError {
+    /// Decoded output passed the bound (a decompression bomb, or just too big).
+    #[error("decoded body larger than {0} bytes")]
+    TooLarge(u64),
+    /// Corrupt input.
+    #[error("cannot decode body: {0}")]
+    Corrupt(#[from] std::io::Error),
+}
+
+/// A streaming decoder with an output bound.
+pub struct Decoder {
+    inner: DecoderKind,
+    limit: u64,
+    produced: u64,
+}
+
+enum DecoderKind {
+    Identity(Vec<u8>),
+    Gzip(flate2::write::MultiGzDecoder<Vec<u8>>),
+    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
+    Brotli(Box<brotli::DecompressorWriter<Vec<u8>>>),
+}
+
+impl Decoder {
+    /// A decoder for `coding` that refuses more than `limit` decoded bytes.
+    pub fn new(coding: Coding, limit: u64) -> Decoder {
+        let inner = match coding {
+            Coding::Identity => DecoderKind::Identity(Vec::new()),
+            Coding::Gzip => DecoderKind::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
+            Coding::Deflate => DecoderKind::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
+            Coding::Brotli => {
+                DecoderKind::Brotli(Box::new(brotli::DecompressorWriter::new(Vec::new(), 8192)))
+            }
+        };
+        Decoder {
+            inner,
+            limit,
+            produced: 0,
+        }
+    }
+
+    fn take(&mut self) -> Result<Vec<u8>, CodingError> {
+        let out = match &mut self.inner {
+            DecoderKind::Identity(v) => std::mem::take(v),
+            DecoderKind::Gzip(d) => std::mem::take(d.get_mut()),
+            DecoderKind::Deflate(d) => std::mem::take(d.get_mut()),
+            DecoderKind::Brotli(d) => std::mem::take(d.get_mut()),
+        };
+        self.produced += out.len() as u64;
+        if self.produced > self.limit {
+            return Err(CodingError::TooLarge(self.limit));
+        }
+        Ok(out)
+    }
+
+    /// Feeds encoded bytes; returns what decoded so far. Input is fed in small slices so
+    /// that a bomb is stopped near the bound, not after expanding a whole chunk.
+    pub fn push(&mut self, mut data: &[u8]) -> Result<Vec<u8>, CodingError> {
+        let mut out = Vec::new();
+        while !data.is_empty() {
+            let n = data.len().min(4096);
+            match &mut self.inner {
+                DecoderKind::Identity(v) => v.extend_from_slice(&data[..n]),
+                DecoderKind::Gzip(d) => d.write_all(&data[..n])?,
+                DecoderKind::Deflate(d) => d.write_all(&data[..n])?,
+                DecoderKind::Brotli(d) => d.write_all(&data[..n])?,
+            }
+            data = &data[n..];
+            out.extend(self.take()?);
+        }
+        Ok(out)
+    }
+
+    /// Ends the input; returns the last decoded bytes.
+    pub fn finish(mut self) -> Result<Vec<u8>, CodingError> {
+        match &mut self.inner {
+            DecoderKind::Identity(_) => {}
+            DecoderKind::Gzip(d) => d.try_finish()?,
+            DecoderKind::Deflate(d) => d.try_finish()?,
+            DecoderKind::Brotli(d) => d.flush()?,
+        }
+        let out = self.take()?;
+        if let DecoderKind::Brotli(d) = self.inner {
+            // An incomplete brotli stream reports itself only when closed.
+            d.into_inner().map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "truncated br stream")
+            })?;
+        }
+        Ok(out)
+    }
+}
+
+/// Decodes a whole body within `limit` bytes.
+pub fn decode(body: &[u8], coding: Coding, limit: u64) -> Result<Vec<u8>, CodingError> {
+    let mut d = Decoder::new(coding, limit);
+    let mut out = d.push(body)?;
+    out.extend(d.finish()?);
+    Ok(out)
+}
+
+/// A streaming encoder.
+pub enum Encoder {
+    /// Passes bytes through.
+    Identity,
+    /// gzip.
+    Gzip(flate2::write::GzEncoder<Vec<u8>>),
+    /// br.
+    Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
+}
+
+impl Encoder {
+    /// An encoder for `coding` (deflate output is not offered: browsers disagree on it).
+    pub fn new(coding: Coding) -> Encoder {
+        match coding {
+            Coding::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                Vec::new(),
+                flate2::Compression::new(5),
+            )),
+            Coding::Brotli => Encoder::Brotli(Box::new(brotli::CompressorWriter::new(
+                Vec::new(),
+                8192,
+                5,
+                22,
+            ))),
+            Coding::Identity | Coding::Deflate => Encoder::Identity,
+        }
+    }
+
+    /// Encodes a chunk; returns what is ready.
+    pub fn push(&mut self, data: &[u8]) -> std::io::Result<Vec<u8>> {
+        match self {
+            Encoder::Identity => Ok(data.to_vec()),
+            Encoder::Gzip(e) => {
+                e.write_all(data)?;
+                e.flush()?;
+                Ok(std::mem::take(e.get_mut()))
+            }
+            Encoder::Brotli(e) => {
+                e.write_all(data)?;
+                e.flush()?;
+                Ok(std::mem::take(e.get_mut()))
+            }
+        }
+    }
+
+    /// Ends the stream; returns the trailer.
+    pub fn finish(self) -> std::io::Result<Vec<u8>> {
+        match self {
+            Encoder::Identity => Ok(Vec::new()),
+            Encoder::Gzip(e) => e.finish(),
+            Encoder::Brotli(e) => Ok(e.into_inner()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(data: &[u8], c: Coding) -> Vec<u8> {
+        let mut e = Encoder::new(c);
+        let mut out = e.push(data).unwrap();
+        out.extend(e.finish().unwrap());
+        out
+    }
+
+    #[test]
+    fn gzip_and_br_round_trip_in_any_chunking() {
+        let text = b"<p>hello</p>".repeat(500);
+        for c in [Coding::Gzip, Coding::Brotli] {
+            let enc = encode(&text, c);
+            for split in [1, 7, 100, enc.len()] {
+                let mut d = Decoder::new(c, 1 << 20);
+                let mut out = Vec::new();
+                for chunk in enc.chunks(split) {
+                    out.extend(d.push(chunk).unwrap());
+                }
+                out.extend(d.finish().unwrap());
+                assert_eq!(out, text, "{c:?} split {split}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_decompression_bomb_stops_at_the_bound() {
+        let zeros = vec![0u8; 50 << 20];
+        for c in [Coding::Gzip, Coding::Brotli] {
+            let bomb = encode(&zeros, c);
+            assert!(bomb.len() < 1 << 20);
+            assert!(matches!(
+                decode(&bomb, c, 1 << 20),
+                Err(CodingError::TooLarge(_))
+            ));
+        }
+        assert!(decode(b"not gzip at all", Coding::Gzip, 1 << 20).is_err());
+        let enc = encode(b"hello world", Coding::Brotli);
+        assert!(decode(&enc[..enc.len() - 2], Coding::Brotli, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn the_client_preference_picks_br_then_gzip() {
+        let h = |v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(ACCEPT_ENCODING, v.parse().unwrap());
+            m
+        };
+        assert_eq!(Coding::preferred(&h("gzip, deflate, br")), Coding::Brotli);
+        assert_eq!(Coding::preferred(&h("gzip")), Coding::Gzip);
+        assert_eq!(Coding::preferred(&h("br;q=0, gzip;q=0.5")), Coding::Gzip);
+        assert_eq!(Coding::preferred(&h("identity")), Coding::Identity);
+        assert_eq!(Coding::preferred(&HeaderMap::new()), Coding::Identity);
+        let mut r = HeaderMap::new();
+        r.insert(CONTENT_ENCODING, "gzip, br".parse().unwrap());
+        assert_eq!(Coding::of(&r), None);
+    }
+}
