@@ -263,7 +263,7 @@ fn demo(listen: SocketAddr) -> anyhow::Result<()> {
     let root = repo_root()?;
     let out = root.join("target").join("demo");
     let mut scripts = Vec::new();
-    for name in ["normalize-key", "ttl-by-type"] {
+    for name in ["normalize-key", "ttl-by-type", "personalize"] {
         eprintln!("building guest-examples/{name}…");
         let wasm = tessera::builder::build_guest(
             &root.join("guest-examples").join(name),
@@ -279,6 +279,8 @@ fn demo(listen: SocketAddr) -> anyhow::Result<()> {
     ))?;
     let mut site = Site::quick(format!("http://{origin}").parse()?, scripts);
     site.name = "demo".into();
+    // The sample pages are assembled from fragments (ESI) and personalised per visitor.
+    site.esi.paths = vec!["/news/".into(), "/products/".into()];
     let mut config = Config::quick(listen, site);
     config.node_name = "demo-edge".into();
     let banner = format!(
@@ -288,7 +290,9 @@ fn demo(listen: SocketAddr) -> anyhow::Result<()> {
          curl -i -A 'Mozilla/5.0 (iPhone) Mobile' http://{{addr}}/products/123  # separate mobile entry\n  \
          curl -i http://{{addr}}/api/products/123                   # JSON: ttl 300, stale-while-revalidate 3600\n  \
          curl -sI http://{{addr}}/images/logo.png                   # image: ttl 30 days\n  \
-         curl -i http://{{addr}}/cart                               # never stored\n\nCtrl-C stops."
+         curl -i http://{{addr}}/cart                               # never stored\n  \
+         curl -s http://{{addr}}/news/article                       # one cached article, assembled from fragments\n  \
+         curl -s -b 'user=Ann; segment=pro; cart=2' http://{{addr}}/news/article  # the same copy, personalised for Ann\n\nCtrl-C stops."
     );
     run_until_signal(rt, config, Some(banner))
 }

@@ -11,5 +11,6 @@ mod esi;
 mod guests;
 mod hostile_clients;
 mod hostile_scripts;
+mod rewrite;
 mod sharing;
 mod support;

@@ -256,7 +256,11 @@ impl Proxy {
     async fn spawn(args: Vec<String>, dir: Option<tempfile::TempDir>) -> Proxy {
         let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
             .args(&args)
-            .env("TESSERA_LOG", "warn")
+            // Quiet by default: hostile tests make proxies log on purpose.
+            .env(
+                "TESSERA_LOG",
+                std::env::var("TESSERA_TEST_LOG").unwrap_or_else(|_| "off".into()),
+            )
             .env("HOSTNAME", "tessera")
             .env("XDG_CACHE_HOME", compiled_dir())
             .stdout(Stdio::piped())
@@ -485,6 +489,29 @@ async fn collect(resp: Response<Incoming>) -> Got {
         headers: parts.headers,
         body: String::from_utf8_lossy(&body).into_owned(),
     }
+}
+
+/// A GET's raw body bytes (for compressed bodies), over a fresh connection.
+pub async fn send_bytes(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut req = Request::builder().uri(path).header("host", "shop.test");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = sender
+        .send_request(req.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    resp.into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec()
 }
 
 /// One request over a fresh connection to `addr`.

@@ -138,6 +138,19 @@ impl Decoder {
         Ok(out)
     }
 
+    /// Feeds encoded bytes; returns what decoded so far (plain input is passed on without a
+    /// copy).
+    pub fn push_bytes(&mut self, data: bytes::Bytes) -> Result<bytes::Bytes, CodingError> {
+        if let DecoderKind::Identity(_) = self.inner {
+            self.produced += data.len() as u64;
+            if self.produced > self.limit {
+                return Err(CodingError::TooLarge(self.limit));
+            }
+            return Ok(data);
+        }
+        self.push(&data).map(bytes::Bytes::from)
+    }
+
     /// Feeds encoded bytes; returns what decoded so far. Input is fed in small slices so
     /// that a bomb is stopped near the bound, not after expanding a whole chunk.
     pub fn push(&mut self, mut data: &[u8]) -> Result<Vec<u8>, CodingError> {
@@ -211,17 +224,17 @@ impl Encoder {
         }
     }
 
-    /// Encodes a chunk; returns what is ready.
-    pub fn push(&mut self, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    /// Encodes a chunk; returns what is ready (plain output is passed on without a copy).
+    pub fn push(&mut self, data: Vec<u8>) -> std::io::Result<Vec<u8>> {
         match self {
-            Encoder::Identity => Ok(data.to_vec()),
+            Encoder::Identity => Ok(data),
             Encoder::Gzip(e) => {
-                e.write_all(data)?;
+                e.write_all(&data)?;
                 e.flush()?;
                 Ok(std::mem::take(e.get_mut()))
             }
             Encoder::Brotli(e) => {
-                e.write_all(data)?;
+                e.write_all(&data)?;
                 e.flush()?;
                 Ok(std::mem::take(e.get_mut()))
             }
@@ -244,7 +257,7 @@ mod tests {
 
     fn encode(data: &[u8], c: Coding) -> Vec<u8> {
         let mut e = Encoder::new(c);
-        let mut out = e.push(data).unwrap();
+        let mut out = e.push(data.to_vec()).unwrap();
         out.extend(e.finish().unwrap());
         out
     }

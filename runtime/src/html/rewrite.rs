@@ -261,7 +261,8 @@ pub fn rewrite(
     limit: u64,
 ) -> mpsc::Receiver<Result<Bytes, BoxError>> {
     let (tx, rx) = mpsc::channel::<Result<Bytes, BoxError>>(16);
-    tokio::spawn(async move {
+    // An in-memory page is rewritten in the first poll: no task needed then.
+    let _ = crate::html::run_or_spawn(async move {
         let state: Shared = Arc::new(Mutex::new(State {
             chain: plan.chain,
             failure: None,
@@ -284,7 +285,7 @@ pub fn rewrite(
         };
         let take = |encoder: &mut Encoder| -> Result<Bytes, BoxError> {
             let chunk = std::mem::take(&mut *out.lock().unwrap_or_else(|p| p.into_inner()));
-            Ok(Bytes::from(encoder.push(&chunk)?))
+            Ok(Bytes::from(encoder.push(chunk)?))
         };
         while let Some(frame) = input.frame().await {
             let step = match frame {
@@ -292,7 +293,7 @@ pub fn rewrite(
                 Ok(f) => match f.into_data() {
                     Err(_) => continue,
                     Ok(data) => decoder
-                        .push(&data)
+                        .push_bytes(data)
                         .map_err(|e| -> BoxError { Box::new(e) })
                         .and_then(|plain| rewriter.write(&plain).map_err(|e| fail(e.to_string())))
                         .and_then(|()| take(&mut encoder)),

@@ -130,19 +130,30 @@ pub fn prefixed(head: http::response::Parts, prefix: Bytes, rest: Incoming) -> R
     Response::from_parts(head, http_body_util::StreamBody::new(stream).boxed())
 }
 
-/// Reads a whole response body of at most `limit` bytes.
+/// Reads a whole response body of at most `limit` bytes (a one-piece body without a copy).
 pub async fn collect_body(mut body: OutBody, limit: u64) -> Result<Bytes, String> {
-    let mut buf = bytes::BytesMut::new();
+    let mut first: Option<Bytes> = None;
+    let mut rest = bytes::BytesMut::new();
+    let mut len = 0u64;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| e.to_string())?;
-        if let Ok(data) = frame.into_data() {
-            buf.extend_from_slice(&data);
-            if buf.len() as u64 > limit {
-                return Err(format!("body larger than {limit} bytes"));
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        len += data.len() as u64;
+        if len > limit {
+            return Err(format!("body larger than {limit} bytes"));
+        }
+        match first.take() {
+            None if rest.is_empty() => first = Some(data),
+            None => rest.extend_from_slice(&data),
+            Some(f) => {
+                rest.extend_from_slice(&f);
+                rest.extend_from_slice(&data);
             }
         }
     }
-    Ok(buf.freeze())
+    Ok(first.unwrap_or_else(|| rest.freeze()))
 }
 
 /// How a body read ended when a size bound applies.

@@ -181,6 +181,16 @@ impl Exchange {
             }
             let follower = match self.shared.flights.join(&flight) {
                 Role::Leader(leader) => {
+                    // Another request's fetch may have finished between our lookup and
+                    // our joining: what it stored may serve us without a second fetch.
+                    let now = self.shared.clock.now();
+                    let again = self.shared.store.lookup(&key, &self.req.headers);
+                    if let Action::Hit { entry, .. } =
+                        lookup::decide(&again, &directives, now, None)
+                    {
+                        leader.finish(Flight::Stored(entry.clone(), entry.status.as_u16()));
+                        return deliver::from_entry(&self.req, &entry, Outcome::Hit, now);
+                    }
                     let (answer, outcome) = fetch::fill(self, &key, fwd, stale).await;
                     leader.finish(outcome);
                     return answer;

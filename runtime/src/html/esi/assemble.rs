@@ -81,6 +81,11 @@ struct Part(Bytes);
 
 enum Item {
     Bytes(Bytes),
+    /// A fetch that finished before it had to wait (a cached fragment).
+    Done {
+        result: Result<Part, IncludeError>,
+        continue_on_error: bool,
+    },
     Fetch {
         task: AbortOnDropHandle<Result<Part, IncludeError>>,
         continue_on_error: bool,
@@ -124,8 +129,10 @@ pub async fn stage(x: &Exchange, mut a: Answer) -> Answer {
         ancestors: Arc::new(vec![page]),
         budget: Arc::new(AtomicUsize::new(site.cfg.esi.max_includes)),
     };
-    let (tx, mut rx) = mpsc::channel::<Result<Bytes, BoxError>>(16);
-    let producer = tokio::spawn(async move {
+    // Room for a whole page's segments: a page whose parts are all cached is produced in one
+    // go, without a task of its own.
+    let (tx, mut rx) = mpsc::channel::<Result<Bytes, BoxError>>(256);
+    let producer = crate::html::run_or_spawn(async move {
         let items = plan(&ctx, &template.nodes);
         let mut sink = Sink::streaming(tx.clone());
         let result = match emit(&ctx, items, &mut sink).await {
@@ -145,7 +152,7 @@ pub async fn stage(x: &Exchange, mut a: Answer) -> Answer {
         }
         None => Bytes::new(),
     };
-    let guard = AbortOnDropHandle::new(producer);
+    let guard = producer.err().map(AbortOnDropHandle::new);
     let stream = futures_util::stream::unfold(
         (Some(first), rx, guard),
         |(first, mut rx, guard)| async move {
@@ -259,7 +266,7 @@ fn start(ctx: &Ctx, inc: &Include) -> Item {
     let url = inc.src.as_ref().map(|s| s.render(&src, Escape::Url));
     let alt = inc.alt.as_ref().map(|s| s.render(&src, Escape::Url));
     let ctx = ctx.clone();
-    let task = tokio::spawn(async move {
+    let work = async move {
         let first = match &url {
             Some(u) => fetch(&ctx, u).await,
             None => Err(IncludeError::NoSrc),
@@ -268,10 +275,16 @@ fn start(ctx: &Ctx, inc: &Include) -> Item {
             (Err(_), Some(alt)) => fetch(&ctx, &alt).await,
             (r, _) => r,
         }
-    });
-    Item::Fetch {
-        task: AbortOnDropHandle::new(task),
-        continue_on_error: inc.continue_on_error,
+    };
+    match crate::html::run_or_spawn(work) {
+        Ok(result) => Item::Done {
+            result,
+            continue_on_error: inc.continue_on_error,
+        },
+        Err(task) => Item::Fetch {
+            task: AbortOnDropHandle::new(task),
+            continue_on_error: inc.continue_on_error,
+        },
     }
 }
 
@@ -282,9 +295,10 @@ enum Emit {
 }
 
 /// Where output goes: a bounded channel to the client, or a buffer (for `esi:try` and
-/// nested pages, whose output must be whole before it is used).
+/// nested pages, whose output must be whole before it is used). Segments are kept as the
+/// shared slices they are (literal text of the stored body, fragment bodies): no copies.
 struct Sink {
-    buf: BytesMut,
+    parts: Vec<Bytes>,
     tx: Option<mpsc::Sender<Result<Bytes, BoxError>>>,
     hold: bool,
 }
@@ -292,7 +306,7 @@ struct Sink {
 impl Sink {
     fn streaming(tx: mpsc::Sender<Result<Bytes, BoxError>>) -> Sink {
         Sink {
-            buf: BytesMut::new(),
+            parts: Vec::new(),
             tx: Some(tx),
             hold: true,
         }
@@ -300,19 +314,39 @@ impl Sink {
 
     fn buffer() -> Sink {
         Sink {
-            buf: BytesMut::new(),
+            parts: Vec::new(),
             tx: None,
             hold: true,
         }
     }
 
+    fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.parts.push(b);
+        }
+    }
+
+    /// Everything buffered, as one piece.
+    fn whole(self) -> Bytes {
+        match self.parts.len() {
+            0 => Bytes::new(),
+            1 => self.parts.into_iter().next().expect("one part"),
+            _ => {
+                let mut b = BytesMut::with_capacity(self.parts.iter().map(Bytes::len).sum());
+                self.parts.iter().for_each(|p| b.extend_from_slice(p));
+                b.freeze()
+            }
+        }
+    }
+
     async fn flush(&mut self) -> Result<(), Emit> {
-        if self.hold || self.buf.is_empty() {
+        if self.hold || self.parts.is_empty() {
             return Ok(());
         }
-        if let Some(tx) = &self.tx {
-            let chunk = self.buf.split().freeze();
-            tx.send(Ok(chunk)).await.map_err(|_| Emit::Gone)?;
+        if let Some(tx) = self.tx.clone() {
+            for part in std::mem::take(&mut self.parts) {
+                tx.send(Ok(part)).await.map_err(|_| Emit::Gone)?;
+            }
         }
         Ok(())
     }
@@ -326,7 +360,18 @@ impl Sink {
 async fn emit(ctx: &Ctx, items: Vec<Item>, sink: &mut Sink) -> Result<(), Emit> {
     for item in items {
         match item {
-            Item::Bytes(b) => sink.buf.extend_from_slice(&b),
+            Item::Bytes(b) => sink.push(b),
+            Item::Done {
+                result,
+                continue_on_error,
+            } => {
+                match result {
+                    Ok(Part(b)) => sink.push(b),
+                    Err(_) if continue_on_error => {}
+                    Err(e) => return Err(Emit::Failed(e)),
+                }
+                sink.hold = false;
+            }
             Item::Fetch {
                 task,
                 continue_on_error,
@@ -336,7 +381,7 @@ async fn emit(ctx: &Ctx, items: Vec<Item>, sink: &mut Sink) -> Result<(), Emit> 
                     .await
                     .unwrap_or_else(|e| Err(IncludeError::Body(format!("fetch task: {e}"))));
                 match got {
-                    Ok(Part(b)) => sink.buf.extend_from_slice(&b),
+                    Ok(Part(b)) => sink.push(b),
                     Err(_) if continue_on_error => {}
                     Err(e) => return Err(Emit::Failed(e)),
                 }
@@ -346,7 +391,7 @@ async fn emit(ctx: &Ctx, items: Vec<Item>, sink: &mut Sink) -> Result<(), Emit> 
             Item::Try { attempt, except } => {
                 let mut inner = Sink::buffer();
                 match Box::pin(emit(ctx, attempt, &mut inner)).await {
-                    Ok(()) => sink.buf.extend_from_slice(&inner.buf),
+                    Ok(()) => sink.parts.extend(inner.parts),
                     Err(Emit::Gone) => return Err(Emit::Gone),
                     Err(Emit::Failed(_)) => {
                         let items = plan(ctx, &except);
@@ -432,7 +477,7 @@ async fn fetch(ctx: &Ctx, src: &str) -> Result<Part, IncludeError> {
             // A fragment that is itself an ESI page: assembled whole, then inserted.
             let mut sink = Sink::buffer();
             return match Box::pin(emit(&child, plan(&child, &t.nodes), &mut sink)).await {
-                Ok(()) => Ok(Part(sink.buf.freeze())),
+                Ok(()) => Ok(Part(sink.whole())),
                 Err(Emit::Failed(e)) => Err(e),
                 Err(Emit::Gone) => Err(IncludeError::Timeout),
             };
