@@ -125,6 +125,23 @@ fn serve_file(root: &Path, req: Request<Incoming>, n: u64) -> Response<Full<Byte
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=60"),
         );
+        if let Some(keys) = surrogate_keys(rel) {
+            r.headers_mut().insert("surrogate-key", keys);
+        }
     }
     r
+}
+
+/// Tags for purging, as a CMS would send them: the section (`products`) and the item
+/// (`products-123`), from the path.
+fn surrogate_keys(rel: &str) -> Option<HeaderValue> {
+    let mut segs = rel.split('/').filter(|s| !s.is_empty());
+    let section = segs.next()?;
+    let item: Vec<&str> = segs.collect();
+    let keys = if item.is_empty() {
+        section.to_owned()
+    } else {
+        format!("{section} {section}-{}", item.join("-"))
+    };
+    HeaderValue::from_str(&keys).ok()
 }

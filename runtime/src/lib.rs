@@ -1,5 +1,6 @@
 //! Tessera: a caching reverse proxy scripted by sandboxed WebAssembly components.
 
+pub mod admin;
 pub mod builder;
 pub mod cache;
 pub mod clock;
@@ -7,6 +8,8 @@ pub mod config;
 pub mod demo;
 pub mod guest;
 pub mod html;
+pub mod observe;
 pub mod origin;
 pub mod proxy;
+pub mod reload;
 pub mod request;

@@ -1,14 +1,16 @@
-//! The `tessera` command line: serve, check, build and demo.
+//! The `tessera` command line: serve, check, purge, build and demo.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use tessera::clock::Clock;
 use tessera::config::{Config, ScriptsConfig, Site, DEFAULT_LISTEN};
 use tessera::guest::{GuestEngine, InstancePool, PoolSize, Script};
+use tessera::reload::Loader;
 
 /// A caching reverse proxy scripted by sandboxed WebAssembly components.
 #[derive(Parser)]
@@ -16,6 +18,18 @@ use tessera::guest::{GuestEngine, InstancePool, PoolSize, Script};
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    /// One readable line per event.
+    Human,
+    /// One JSON object per event (tracing-subscriber's JSON layer).
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -40,6 +54,40 @@ enum Cmd {
         /// Threads serving requests (overrides the config; default: one per core).
         #[arg(long)]
         workers: Option<usize>,
+        /// Address of the admin API: purge, events, metrics, status (overrides the config).
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        /// Reload when the config file or a script changes (SIGHUP always reloads).
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Purge cached responses through a running proxy's admin API.
+    #[command(group(ArgGroup::new("target").required(true).args(["url", "prefix", "tag", "site", "all"])))]
+    Purge {
+        /// The admin API, e.g. http://127.0.0.1:9090.
+        #[arg(long)]
+        admin: String,
+        /// The admin token (default: the TESSERA_ADMIN_TOKEN environment variable).
+        #[arg(long)]
+        token: Option<String>,
+        /// An absolute URL: every variant of it.
+        #[arg(long)]
+        url: Option<String>,
+        /// An absolute URL prefix: every stored URL starting with it.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// A surrogate key (Surrogate-Key, Cache-Tag or a script's tags).
+        #[arg(long)]
+        tag: Option<String>,
+        /// A site's name: all of it (with --tag: only that site's).
+        #[arg(long)]
+        site: Option<String>,
+        /// Everything.
+        #[arg(long)]
+        all: bool,
+        /// Mark stale (serve-stale windows still apply) instead of removing.
+        #[arg(long)]
+        soft: bool,
     },
     /// Validate a config, load and instantiate every script; non-zero exit lists the errors.
     Check {
@@ -64,14 +112,17 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+    let cli = Cli::parse();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
                 .unwrap_or_else(|_| "info".into()),
         )
-        .with_writer(std::io::stderr)
-        .init();
-    let cli = Cli::parse();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Human => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let result = match cli.command {
         Cmd::Serve {
             config,
@@ -80,7 +131,46 @@ fn main() -> ExitCode {
             listen,
             name,
             workers,
-        } => serve(config, origin, script, listen, name, workers),
+            admin,
+            watch,
+        } => serve(
+            Source {
+                config,
+                origin,
+                scripts: script,
+                listen,
+                name,
+                workers,
+                admin,
+            },
+            watch,
+        ),
+        Cmd::Purge {
+            admin,
+            token,
+            url,
+            prefix,
+            tag,
+            site,
+            all,
+            soft,
+        } => {
+            let mut body = serde_json::json!({ "soft": soft });
+            for (k, v) in [
+                ("url", url),
+                ("prefix", prefix),
+                ("tag", tag),
+                ("site", site),
+            ] {
+                if let Some(v) = v {
+                    body[k] = v.into();
+                }
+            }
+            if all {
+                body["all"] = true.into();
+            }
+            purge(&admin, token, &body)
+        }
         Cmd::Check { config } => check(&config),
         Cmd::Build { dir, out } => tessera::builder::build_guest(&dir, out.as_deref(), None)
             .map(|p| println!("{}", p.display())),
@@ -103,51 +193,83 @@ fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(b.enable_all().build()?)
 }
 
-fn serve(
+/// Where the configuration comes from, so that a reload reads it the same way.
+struct Source {
     config: Option<PathBuf>,
     origin: Option<String>,
     scripts: Vec<PathBuf>,
     listen: Option<SocketAddr>,
     name: Option<String>,
     workers: Option<usize>,
-) -> anyhow::Result<()> {
-    let mut config = match (config, origin) {
-        (Some(path), _) => Config::load(&path)?,
-        (None, Some(origin)) => {
-            let uri: http::Uri = origin
-                .parse()
-                .with_context(|| format!("--origin: `{origin}` is not a URL"))?;
-            anyhow::ensure!(
-                uri.scheme_str() == Some("http") && uri.host().is_some(),
-                "--origin: `{origin}` must be an http:// URL with a host"
-            );
-            for s in &scripts {
-                anyhow::ensure!(s.is_file(), "--script: file {} not found", s.display());
+    admin: Option<SocketAddr>,
+}
+
+impl Source {
+    /// The config file, or the quick start's, with the command line's overrides.
+    fn load(&self) -> anyhow::Result<Config> {
+        let mut config = match (&self.config, &self.origin) {
+            (Some(path), _) => Config::load(path)?,
+            (None, Some(origin)) => {
+                let uri: http::Uri = origin
+                    .parse()
+                    .with_context(|| format!("--origin: `{origin}` is not a URL"))?;
+                anyhow::ensure!(
+                    uri.scheme_str() == Some("http") && uri.host().is_some(),
+                    "--origin: `{origin}` must be an http:// URL with a host"
+                );
+                for s in &self.scripts {
+                    anyhow::ensure!(s.is_file(), "--script: file {} not found", s.display());
+                }
+                Config::quick(
+                    DEFAULT_LISTEN.parse()?,
+                    Site::quick(uri, self.scripts.clone()),
+                )
             }
-            Config::quick(DEFAULT_LISTEN.parse()?, Site::quick(uri, scripts))
+            (None, None) => anyhow::bail!("give --config FILE or --origin URL"),
+        };
+        if let Some(l) = self.listen {
+            config.listen = l;
         }
-        (None, None) => anyhow::bail!("give --config FILE or --origin URL"),
-    };
-    if let Some(l) = listen {
-        config.listen = l;
+        if let Some(n) = &self.name {
+            anyhow::ensure!(
+                !n.is_empty()
+                    && n.len() <= 64
+                    && n.as_bytes()[0].is_ascii_alphabetic()
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+                "--name: `{n}` must start with a letter and use only A-Z a-z 0-9 - _ ."
+            );
+            config.node_name = n.clone();
+        }
+        if let Some(w) = self.workers {
+            anyhow::ensure!((1..=1024).contains(&w), "--workers: between 1 and 1024");
+            config.server.workers = Some(w);
+        }
+        if let Some(a) = self.admin {
+            config.admin.listen = Some(a);
+        }
+        Ok(config)
     }
-    if let Some(n) = name {
-        anyhow::ensure!(
-            !n.is_empty()
-                && n.len() <= 64
-                && n.as_bytes()[0].is_ascii_alphabetic()
-                && n.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
-            "--name: `{n}` must start with a letter and use only A-Z a-z 0-9 - _ ."
-        );
-        config.node_name = n;
-    }
-    if let Some(w) = workers {
-        anyhow::ensure!((1..=1024).contains(&w), "--workers: between 1 and 1024");
-        config.server.workers = Some(w);
-    }
+}
+
+fn serve(source: Source, watch: bool) -> anyhow::Result<()> {
+    let config = source.load()?;
     let rt = runtime(config.server.workers)?;
-    run_until_signal(rt, config, None)
+    let file = source.config.clone();
+    let load: Loader = Arc::new(move || source.load());
+    run_until_signal(rt, config, load, watch.then_some(file), None)
+}
+
+fn purge(admin: &str, token: Option<String>, body: &serde_json::Value) -> anyhow::Result<()> {
+    let token = token.or_else(|| std::env::var("TESSERA_ADMIN_TOKEN").ok());
+    let answer = runtime(Some(1))?.block_on(tessera::admin::client::post(
+        admin,
+        token.as_deref(),
+        "/purge",
+        body,
+    ))?;
+    println!("{answer}");
+    Ok(())
 }
 
 /// Lets this process hold as many connections as its hard limit allows (like nginx's
@@ -166,18 +288,44 @@ fn raise_fd_limit() {
     }
 }
 
+/// Serves until SIGTERM or Ctrl-C, reloading on SIGHUP and, when `watch` is given (with
+/// the config file, if any), when a watched file changes.
 fn run_until_signal(
     rt: tokio::runtime::Runtime,
     config: Config,
+    load: Loader,
+    watch: Option<Option<PathBuf>>,
     banner: Option<String>,
 ) -> anyhow::Result<()> {
     raise_fd_limit();
     rt.block_on(async move {
+        let admin_cfg = config.admin.clone();
         let shared = tessera::proxy::build(config, Clock::system()).await?;
-        let running = tessera::proxy::serve(shared).await?;
+        let admin = match admin_cfg.listen {
+            Some(addr) => Some(tessera::admin::start(shared.clone(), addr, &admin_cfg).await?),
+            None => None,
+        };
+        let running = tessera::proxy::serve(shared.clone()).await?;
+        // Before the listening line: a supervisor may signal as soon as it reads it, and an
+        // unhandled SIGHUP would end the process.
+        tessera::reload::on_sighup(shared.clone(), load.clone())?;
+        // The admin line first: a supervisor reading up to the listening line has both.
+        if let Some(a) = &admin {
+            println!("tessera admin on http://{}", a.addr);
+        }
         println!("tessera listening on http://{}", running.addr);
         if let Some(b) = banner {
-            println!("{}", b.replace("{addr}", &running.addr.to_string()));
+            let admin_addr = admin
+                .as_ref()
+                .map_or("(no admin)".into(), |a| a.addr.to_string());
+            println!(
+                "{}",
+                b.replace("{addr}", &running.addr.to_string())
+                    .replace("{admin}", &admin_addr)
+            );
+        }
+        if let Some(file) = watch {
+            tessera::reload::watch(shared.clone(), load, file, tessera::reload::WATCH_EVERY);
         }
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
@@ -186,6 +334,9 @@ fn run_until_signal(
         }
         eprintln!("shutting down: draining requests in flight");
         running.shutdown().await;
+        if let Some(a) = admin {
+            a.shutdown().await;
+        }
         eprintln!("stopped");
         Ok(())
     })
@@ -283,6 +434,25 @@ fn demo(listen: SocketAddr) -> anyhow::Result<()> {
     site.esi.paths = vec!["/news/".into(), "/products/".into()];
     let mut config = Config::quick(listen, site);
     config.node_name = "demo-edge".into();
+    // The admin API on loopback next to the proxy (no token: loopback only), and a
+    // publish event a CMS would send when a product changes.
+    let admin_port = if listen.port() == 0 {
+        0
+    } else {
+        listen.port().wrapping_add(1)
+    };
+    config.admin.listen = Some(SocketAddr::new(
+        std::net::Ipv4Addr::LOCALHOST.into(),
+        admin_port,
+    ));
+    config.events = vec![tessera::config::EventRule {
+        event: "publish".into(),
+        kind: Some("product".into()),
+        tags: vec!["products-{id}".into()],
+        urls: Vec::new(),
+        prefixes: Vec::new(),
+        soft: false,
+    }];
     let banner = format!(
         "sample origin on http://{origin} (serving samples/site)\n\ntry:\n  \
          curl -i http://{{addr}}/products/123                       # miss, then hit: see Cache-Status\n  \
@@ -292,9 +462,14 @@ fn demo(listen: SocketAddr) -> anyhow::Result<()> {
          curl -sI http://{{addr}}/images/logo.png                   # image: ttl 30 days\n  \
          curl -i http://{{addr}}/cart                               # never stored\n  \
          curl -s http://{{addr}}/news/article                       # one cached article, assembled from fragments\n  \
-         curl -s -b 'user=Ann; segment=pro; cart=2' http://{{addr}}/news/article  # the same copy, personalised for Ann\n\nCtrl-C stops."
+         curl -s -b 'user=Ann; segment=pro; cart=2' http://{{addr}}/news/article  # the same copy, personalised for Ann\n  \
+         curl -s -X POST http://{{admin}}/events -d '{{\"event\":\"publish\",\"type\":\"product\",\"id\":\"123\"}}'  # a CMS publish purges products-123\n  \
+         curl -s -X POST http://{{admin}}/purge -d '{{\"tag\":\"products\",\"soft\":true}}'  # soft purge by surrogate key\n  \
+         open http://{{admin}}/ for the status page; http://{{admin}}/metrics for Prometheus\n\nCtrl-C stops."
     );
-    run_until_signal(rt, config, Some(banner))
+    let again = config.clone();
+    let load: Loader = Arc::new(move || Ok(again.clone()));
+    run_until_signal(rt, config, load, None, Some(banner))
 }
 
 /// The checkout this binary was built from (for samples and examples), else the working dir.

@@ -1,6 +1,7 @@
 //! End-to-end tests: a real origin and the real `tessera` binary (or the library server, on a
 //! virtual clock) on ephemeral loopback ports.
 
+mod admin;
 mod caching;
 mod cli;
 mod concurrency;
@@ -11,6 +12,8 @@ mod esi;
 mod guests;
 mod hostile_clients;
 mod hostile_scripts;
+mod purge;
+mod reload;
 mod rewrite;
 mod sharing;
 mod support;

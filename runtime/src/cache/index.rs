@@ -48,6 +48,19 @@ impl Index {
             .unwrap_or_default()
     }
 
+    /// The keys reachable under any name starting with `prefix`.
+    pub fn with_prefix(&self, prefix: &str) -> Vec<StoreKey> {
+        let map = self.map.lock().expect("index lock");
+        let mut keys: Vec<StoreKey> = map
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .flat_map(|(_, keys)| keys.keys().cloned())
+            .collect();
+        keys.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        keys.dedup();
+        keys
+    }
+
     /// Number of names indexed (for tests and metrics).
     pub fn len(&self) -> usize {
         self.map.lock().expect("index lock").len()

@@ -15,4 +15,4 @@ pub mod vary;
 
 pub use decision::Decision;
 pub use status::{CacheStatus, Fwd};
-pub use store::{Entry, Lookup, Store, StoreKey};
+pub use store::{Entry, Lookup, Purge, Store, StoreKey};

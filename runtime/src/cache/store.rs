@@ -1,6 +1,6 @@
 //! The object store: site-namespaced key → variants (by `Vary`), bounded by bytes in moka.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -91,8 +91,9 @@ pub struct Entry {
     pub vary: VaryKey,
     /// The normalised URI (site + default key) of the request that stored it.
     pub uri: Arc<str>,
-    /// Set by a soft purge: the entry is treated as stale from then on.
-    pub invalidated: AtomicBool,
+    /// Set by a soft purge: the entry's age then, in milliseconds (`u64::MAX`: never
+    /// purged). Its freshness ends there, so serve-stale windows count from the purge.
+    pub purged_at_age: AtomicU64,
     /// The body parsed as an ESI page, when it is one (parsed once, when stored).
     pub esi: Option<Arc<crate::html::esi::Template>>,
 }
@@ -108,13 +109,19 @@ impl Entry {
         self.effective_ttl().as_secs() as i64 - self.age(now).as_secs() as i64
     }
 
-    /// Freshness lifetime, zero after a soft purge.
+    /// Freshness lifetime, cut short at the age it had when soft-purged.
     pub fn effective_ttl(&self) -> Duration {
-        if self.invalidated.load(Ordering::Relaxed) {
-            Duration::ZERO
-        } else {
-            self.ttl
+        match self.purged_at_age.load(Ordering::Relaxed) {
+            u64::MAX => self.ttl,
+            ms => self.ttl.min(Duration::from_millis(ms)),
         }
+    }
+
+    /// Marks the entry stale from `now` on (a soft purge). The first purge wins: a later
+    /// one never lends it more freshness.
+    pub fn soft_purge(&self, now: SystemTime) {
+        let age = self.age(now).as_millis().min(u128::from(u64::MAX - 1)) as u64;
+        self.purged_at_age.fetch_min(age, Ordering::Relaxed);
     }
 
     /// How long after `response_time` the entry may still be of use.
@@ -137,6 +144,26 @@ impl Entry {
         let esi = self.esi.as_ref().map_or(0, |t| t.weight());
         self.body.len() + head + tags + self.vary.weight() + self.uri.len() + esi + ENTRY_OVERHEAD
     }
+}
+
+/// What a purge reaches. Names are in the store's namespaced form (`site` + `\u{1f}` + …).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Purge {
+    /// Every variant and script key of one URI (site + default key).
+    Uri(String),
+    /// Every URI starting with this (site + default-key prefix).
+    Prefix(String),
+    /// Every response carrying a tag, in one site or all.
+    Tag {
+        /// The tag.
+        tag: String,
+        /// Only this site's.
+        site: Option<String>,
+    },
+    /// Everything of one site.
+    Site(String),
+    /// Everything.
+    All,
 }
 
 /// What a lookup found.
@@ -191,6 +218,7 @@ impl Expiry<StoreKey, Arc<Variants>> for UsefulLife {
 pub struct Store {
     objects: Cache<StoreKey, Arc<Variants>>,
     uris: Arc<Index>,
+    tags: Arc<Index>,
     uncacheable: Cache<StoreKey, ()>,
     generations: Arc<AtomicU64>,
     clock: Clock,
@@ -200,7 +228,9 @@ impl Store {
     /// A store bounded to `max_bytes`, reading time from `clock`.
     pub fn new(max_bytes: u64, clock: Clock) -> Store {
         let uris = Arc::new(Index::default());
+        let tags = Arc::new(Index::default());
         let listener_uris = uris.clone();
+        let listener_tags = tags.clone();
         let objects = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|k: &StoreKey, v: &Arc<Variants>| {
@@ -212,6 +242,9 @@ impl Store {
                 move |k: Arc<StoreKey>, v: Arc<Variants>, _cause: RemovalCause| {
                     for e in &v.list {
                         listener_uris.remove(&e.uri, &k, v.generation);
+                        for t in &e.tags {
+                            listener_tags.remove(t, &k, v.generation);
+                        }
                     }
                 },
             )
@@ -223,6 +256,7 @@ impl Store {
         Store {
             objects,
             uris,
+            tags,
             uncacheable,
             generations: Arc::new(AtomicU64::new(0)),
             clock,
@@ -271,6 +305,9 @@ impl Store {
         // generation) then leaves these memberships alone.
         for e in &list {
             self.uris.add(&e.uri, key, generation);
+            for t in &e.tags {
+                self.tags.add(t, key, generation);
+            }
         }
         let until = list
             .iter()
@@ -298,6 +335,55 @@ impl Store {
     /// keys and variants the site's script gave them; returns how many objects went.
     pub fn remove_uri(&self, uri: &str) -> usize {
         self.uris.get(uri).iter().map(|k| self.remove(k)).sum()
+    }
+
+    /// Purges what `target` names: removes it (hard), or marks it stale so that
+    /// stale-while-revalidate and stale-if-error may still serve it while it is refreshed
+    /// (soft). Returns how many stored responses (variants) it reached.
+    pub fn purge(&self, target: &Purge, soft: bool) -> usize {
+        let now = self.clock.now();
+        let keys: Vec<StoreKey> = match target {
+            Purge::Uri(uri) => self.uris.get(uri),
+            Purge::Prefix(prefix) => self.uris.with_prefix(prefix),
+            Purge::Tag { tag, site } => self
+                .tags
+                .get(tag)
+                .into_iter()
+                .filter(|k| site.as_deref().is_none_or(|s| k.site() == s))
+                .collect(),
+            Purge::Site(site) => self
+                .objects
+                .iter()
+                .map(|(k, _)| (*k).clone())
+                .filter(|k| k.site() == site)
+                .collect(),
+            Purge::All => self.objects.iter().map(|(k, _)| (*k).clone()).collect(),
+        };
+        keys.iter()
+            .map(|k| {
+                if soft {
+                    self.objects.get(k).map_or(0, |v| {
+                        v.list
+                            .iter()
+                            .filter(|e| match target {
+                                // A tag purge reaches only the variants carrying the tag.
+                                Purge::Tag { tag, .. } => e.tags.iter().any(|t| t == tag),
+                                _ => true,
+                            })
+                            .map(|e| e.soft_purge(now))
+                            .count()
+                    })
+                } else {
+                    self.remove(k)
+                }
+            })
+            .sum()
+    }
+
+    /// Tags in the index now (for tests: it must not outgrow the store).
+    pub fn indexed_tags(&self) -> usize {
+        self.objects.run_pending_tasks();
+        self.tags.len()
     }
 
     /// Remembers that `key`'s response was not cacheable: for a while its requests go to
@@ -349,7 +435,7 @@ mod tests {
             tags: vec![],
             vary: VaryKey::Any,
             uri: uri.into(),
-            invalidated: AtomicBool::new(false),
+            purged_at_age: AtomicU64::new(u64::MAX),
             esi: None,
         })
     }
@@ -398,6 +484,86 @@ mod tests {
             "{} > {stored}",
             s.indexed_uris()
         );
+    }
+
+    fn tagged(uri: &str, tags: &[&str]) -> Arc<Entry> {
+        Arc::new(Entry {
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+            ..Arc::try_unwrap(entry(uri, "b", 600)).unwrap()
+        })
+    }
+
+    #[test]
+    fn purges_reach_what_they_name_and_the_tag_index_empties() {
+        let s = Store::new(1 << 20, Clock::system());
+        let put = |site: &str, k: &str, tags: &[&str]| {
+            s.insert(
+                &StoreKey::new(site, k),
+                tagged(StoreKey::new(site, k).as_str(), tags),
+            );
+        };
+        put("a", "h/p/1", &["p", "p-1"]);
+        put("a", "h/p/2", &["p"]);
+        put("a", "h/q", &[]);
+        put("b", "h/p/1", &["p-1"]);
+        let tag = |t: &str, site: Option<&str>| Purge::Tag {
+            tag: t.into(),
+            site: site.map(Into::into),
+        };
+        assert_eq!(s.purge(&tag("p-1", Some("b")), false), 1);
+        assert_eq!(s.purge(&tag("p-1", None), false), 1);
+        assert_eq!(
+            s.purge(
+                &Purge::Prefix(StoreKey::new("a", "h/p/").as_str().into()),
+                false
+            ),
+            1
+        );
+        assert_eq!(
+            s.purge(
+                &Purge::Uri(StoreKey::new("a", "h/q").as_str().into()),
+                false
+            ),
+            1
+        );
+        assert_eq!(s.purge(&Purge::All, false), 0);
+        assert_eq!(s.indexed_tags(), 0);
+        assert_eq!(s.indexed_uris(), 0);
+        put("a", "h/x", &["x"]);
+        put("b", "h/x", &["x"]);
+        assert_eq!(s.purge(&Purge::Site("b".into()), false), 1);
+        assert_eq!(s.purge(&tag("x", None), false), 1);
+    }
+
+    #[test]
+    fn a_soft_purge_ends_freshness_now_and_keeps_the_object() {
+        let clock = Clock::virtual_clock();
+        let s = Store::new(1 << 20, clock.clone());
+        let k = StoreKey::new("a", "h/p");
+        let e = Arc::new(Entry {
+            response_time: clock.now(),
+            ..Arc::try_unwrap(tagged(k.as_str(), &["t"])).unwrap()
+        });
+        s.insert(&k, e.clone());
+        assert!(clock.advance(Duration::from_secs(100)));
+        assert_eq!(
+            s.purge(
+                &Purge::Tag {
+                    tag: "t".into(),
+                    site: None
+                },
+                true
+            ),
+            1
+        );
+        assert_eq!(e.effective_ttl(), Duration::from_secs(100));
+        assert_eq!(e.remaining_ttl(clock.now()), 0);
+        // A second soft purge later does not push the end of freshness back.
+        assert!(clock.advance(Duration::from_secs(50)));
+        assert_eq!(s.purge(&Purge::All, true), 1);
+        assert_eq!(e.effective_ttl(), Duration::from_secs(100));
+        assert!(matches!(s.lookup(&k, &HeaderMap::new()), Lookup::Found(_)));
+        assert_eq!(s.indexed_tags(), 1, "a soft purge keeps the object indexed");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! `tessera.toml` → typed, validated [`Config`]; every error names file, line and key.
 
+mod admin;
 mod raw;
 mod site;
 mod units;
@@ -13,6 +14,7 @@ use std::time::Duration;
 use http::uri::Uri;
 use http::HeaderName;
 
+pub use admin::{AdminConfig, EventRule};
 pub use units::parse_size;
 
 /// A configuration error that points at the offending place in the file.
@@ -72,6 +74,10 @@ pub struct Config {
     pub scripts: ScriptsConfig,
     /// Where compiled components are kept between runs; `None` compiles at every start.
     pub compiled_dir: Option<PathBuf>,
+    /// The admin listener (purge, events, metrics, status).
+    pub admin: AdminConfig,
+    /// How publish events map to purges.
+    pub events: Vec<EventRule>,
     /// Sites, matched by Host in order.
     pub sites: Vec<Site>,
 }
@@ -312,6 +318,8 @@ impl Config {
             server: ServerConfig::default(),
             scripts: ScriptsConfig::default(),
             compiled_dir: default_compiled_dir(),
+            admin: AdminConfig::default(),
+            events: Vec::new(),
             sites: vec![site],
         }
     }
@@ -398,6 +406,8 @@ impl Config {
             Some(d) => Some(base.join(d.into_inner())),
             None => default_compiled_dir(),
         };
+        let admin = admin::admin(raw.admin, base, &e)?;
+        let events = admin::events(raw.event, &e)?;
         Ok(Config {
             listen,
             node_name,
@@ -405,6 +415,8 @@ impl Config {
             server,
             scripts,
             compiled_dir,
+            admin,
+            events,
             sites,
         })
     }
@@ -577,6 +589,64 @@ mod tests {
         assert_eq!(e.line, Some(5), "{e}");
         assert!(e.to_string().starts_with("tessera.toml:5:"), "{e}");
         assert!(e.message.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn admin_and_event_errors_name_line_and_key() {
+        let site = "[[site]]\nname = \"a\"\norigin = \"http://x\"\n";
+        for (text, line, words) in [
+            (
+                "[admin]\nlisten = \"localhost\"\n",
+                2,
+                &["admin.listen", "localhost"][..],
+            ),
+            (
+                "[admin]\ntoken_file = \"nope\"\n",
+                2,
+                &["admin.token_file", "not found"],
+            ),
+            ("[admin]\ntoken = \"x\"\n", 2, &["token"]),
+            (
+                "[[event]]\nevent = \"publish\"\n",
+                2,
+                &["event \"publish\"", "tags"],
+            ),
+            (
+                "[[event]]\nevent = \"p\"\ntags = [\"entry-{id\"]\n",
+                2,
+                &["key `tags`", "unclosed"],
+            ),
+            (
+                "[[event]]\nevent = \"p\"\nurls = [\"/a/{id}\"]\n",
+                2,
+                &["key `urls`", "absolute"],
+            ),
+            (
+                "[[event]]\nevent = \"p\"\nprefixes = [\"http://x/{}\"]\n",
+                2,
+                &["key `prefixes`"],
+            ),
+            (
+                "[[event]]\nevent = \"p\"\ntags = [\"t\"]\ntarget = 1\n",
+                4,
+                &["target"],
+            ),
+        ] {
+            let e = parse(&format!("{text}{site}")).unwrap_err();
+            assert_eq!(e.line, Some(line), "{text}: {e}");
+            for w in words {
+                assert!(e.message.contains(w), "{text}: {e} lacks {w}");
+            }
+        }
+        let ok = parse(&format!(
+            "[admin]\nlisten = \"127.0.0.1:9090\"\ntoken_env = \"T\"\n\
+             [[event]]\nevent = \"publish\"\ntype = \"entry\"\ntags = [\"entry-{{id}}\"]\nsoft = true\n{site}"
+        ))
+        .unwrap();
+        assert_eq!(ok.admin.listen, Some("127.0.0.1:9090".parse().unwrap()));
+        assert_eq!(ok.admin.token_env, "T");
+        assert_eq!(ok.events[0].kind.as_deref(), Some("entry"));
+        assert!(ok.events[0].soft);
     }
 
     #[test]

@@ -15,8 +15,35 @@ pub(super) struct RawConfig {
     pub cache: Option<RawCache>,
     pub server: Option<RawServer>,
     pub scripts: Option<RawScripts>,
+    pub admin: Option<RawAdmin>,
+    #[serde(default)]
+    pub event: Vec<RawEvent>,
     #[serde(default)]
     pub site: Vec<RawSite>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAdmin {
+    pub listen: Option<Spanned<String>>,
+    pub token_env: Option<String>,
+    pub token_file: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEvent {
+    pub event: Spanned<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    #[serde(default)]
+    pub soft: bool,
 }
 
 #[derive(Deserialize)]

@@ -80,18 +80,20 @@ fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// Reads, checks and compiles a component, using `compiled` as a cache of native code.
+/// Reads, checks and compiles a component, using `compiled` as a cache of native code;
+/// returns it with the hex SHA-256 of the wasm (the script's version).
 pub fn load_component(
     engine: &GuestEngine,
     path: &Path,
     compiled: Option<&CompiledCache>,
-) -> Result<Component, LoadError> {
+) -> Result<(Component, String), LoadError> {
     let fail = |problem: String| LoadError {
         path: path.to_owned(),
         problem,
     };
     let bytes = std::fs::read(path).map_err(|e| fail(format!("cannot read: {e}")))?;
     check_header(&bytes).map_err(fail)?;
+    let digest = hex::encode(Sha256::digest(&bytes));
 
     let cached = compiled.map(|c| compiled_path(engine, &bytes, &c.dir));
     if let Some(native) = cached.as_deref().and_then(read_private) {
@@ -100,7 +102,7 @@ pub fn load_component(
         // of an engine with the same compatibility hash (in its name), and its name carries
         // the wasm's SHA-256.
         match unsafe { Component::deserialize(engine.engine(), &native) } {
-            Ok(c) => return Ok(c),
+            Ok(c) => return Ok((c, digest)),
             Err(e) => {
                 tracing::warn!(file = %path.display(), "ignoring unusable compiled copy: {e}")
             }
@@ -114,7 +116,7 @@ pub fn load_component(
             tracing::warn!(file = %cached.display(), "cannot keep compiled component: {e}");
         }
     }
-    Ok(component)
+    Ok((component, digest))
 }
 
 /// The file's bytes if it is a regular file of ours that nobody else can write.

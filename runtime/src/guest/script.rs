@@ -1,7 +1,6 @@
 //! A loaded, linked script: compiled once, described once, instantiated per request.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +14,7 @@ use super::meter::{BudgetExceeded, HostcallsExceeded, Meter};
 use super::pool::{Busy, InstancePool};
 use crate::clock::Clock;
 use crate::config::Limits;
+use crate::observe::LogBudget;
 
 /// The hooks of the `tessera:edge/hooks` interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,8 +106,12 @@ pub struct Script {
     limits: Limits,
     site: Arc<str>,
     name: Arc<str>,
+    digest: String,
+    /// `site/file@version`, short: names this build in metrics and on the status page.
+    id: String,
     hooks: HookSet,
     keep_state: bool,
+    /// Rate limit for failure warnings: a hostile script must not flood the log.
     warnings: LogBudget,
     /// Selectors this script asked for, compiled once.
     selectors: std::sync::Mutex<std::collections::HashMap<String, lol_html::Selector>>,
@@ -127,7 +131,7 @@ impl Script {
             path: path.to_owned(),
             problem,
         };
-        let component = load_component(engine, path, compiled)?;
+        let (component, digest) = load_component(engine, path, compiled)?;
         let mut linker = Linker::<State>::new(engine.engine());
         EdgeScript::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s).map_err(|e| {
             fail(format!(
@@ -158,11 +162,13 @@ impl Script {
             pre,
             _engine: engine.clone(),
             limits,
+            id: format!("{site}/{name}@{}", &digest[..digest.len().min(12)]),
             site: site.into(),
             name,
+            digest,
             hooks: HookSet::empty(),
             keep_state: false,
-            warnings: LogBudget::default(),
+            warnings: LogBudget::new(WARNINGS_PER_SECOND),
             selectors: Default::default(),
         };
         // The script says once which hooks it implements; a hook it does not implement is
@@ -203,6 +209,21 @@ impl Script {
     /// Whether the script asked to keep one instance for the whole request.
     pub fn keeps_state(&self) -> bool {
         self.keep_state
+    }
+
+    /// The SHA-256 of its wasm, hex: which build is running.
+    pub fn version(&self) -> &str {
+        &self.digest
+    }
+
+    /// `site/file@version` (version shortened): which build of which script.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The site the script belongs to.
+    pub fn site(&self) -> &str {
+        &self.site
     }
 
     /// The file name the script was loaded from.
@@ -338,34 +359,3 @@ fn first_line(s: &str) -> String {
 
 /// Lines of warning per second a script's failures may write to the log.
 const WARNINGS_PER_SECOND: u64 = 5;
-
-/// Rate limit for one script's failure warnings: a hostile script must not flood the log.
-#[derive(Default)]
-struct LogBudget {
-    /// Second (since the epoch) and count packed as `second << 16 | count`.
-    window: AtomicU64,
-    suppressed: AtomicU64,
-}
-
-impl LogBudget {
-    /// `Some(lines suppressed since the last one)` when a line may be written now.
-    fn take(&self) -> Option<u64> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let w = self.window.load(Ordering::Relaxed);
-        let (sec, count) = (w >> 16, w & 0xffff);
-        let next = if sec == now {
-            if count >= WARNINGS_PER_SECOND {
-                self.suppressed.fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-            w + 1
-        } else {
-            (now << 16) | 1
-        };
-        self.window.store(next, Ordering::Relaxed);
-        Some(self.suppressed.swap(0, Ordering::Relaxed))
-    }
-}

@@ -20,6 +20,17 @@ use crate::cache::Decision;
 use crate::clock::Clock;
 use crate::request::ClientRequest;
 
+/// Records one call's script time in the metrics and on the status board.
+fn observe(script: &Script, hook: Hook, took: std::time::Duration) {
+    crate::observe::metrics()
+        .guest_seconds
+        .get_or_create(&crate::observe::HookLabel {
+            hook: hook.as_str().to_owned(),
+        })
+        .observe(took.as_secs_f64());
+    crate::observe::board().guest(script.id(), took);
+}
+
 /// A hook that failed, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookFailure {
@@ -315,9 +326,15 @@ impl Chain {
             let error = GuestError::Instantiate("instance gone after an earlier failure".into());
             return Err(self.failed(i, Hook::Html, error));
         };
+        let before = meter.used();
         let result = meter
             .run_sync(|| f(&live.bindings, &mut live.store))
             .map_err(|e| classify(&self.scripts[i], e.into()));
+        observe(
+            &self.scripts[i],
+            Hook::Html,
+            meter.used().saturating_sub(before),
+        );
         result.map_err(|error| self.failed(i, Hook::Html, error))
     }
 
@@ -372,10 +389,13 @@ impl Chain {
             Ok(()) => {
                 let meter = self.meter.clone();
                 let live = self.live[i].as_mut().expect("instance just made");
-                meter
+                let before = meter.used();
+                let r = meter
                     .run(f(&live.bindings, &mut live.store))
                     .await
-                    .map_err(|e| classify(&self.scripts[i], e.into()))
+                    .map_err(|e| classify(&self.scripts[i], e.into()));
+                observe(&self.scripts[i], hook, meter.used().saturating_sub(before));
+                r
             }
         };
         result.map_err(|error| self.failed(i, hook, error))
@@ -407,6 +427,14 @@ impl Chain {
     /// again); a later hook of this request gets a fresh one.
     fn failed(&mut self, i: usize, hook: Hook, error: GuestError) -> HookFailure {
         self.live[i] = None;
+        crate::observe::metrics()
+            .guest_errors
+            .get_or_create(&crate::observe::GuestErrorLabel {
+                site: self.scripts[i].site().to_owned(),
+                hook: hook.as_str().to_owned(),
+                kind: error.kind().to_owned(),
+            })
+            .inc();
         self.scripts[i].warn(hook, &self.request_id, &error);
         HookFailure { hook, error }
     }

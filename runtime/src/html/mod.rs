@@ -23,3 +23,18 @@ where
         Poll::Pending => Err(tokio::spawn(fut)),
     }
 }
+
+/// Appends `v` to `out` with `& < > " '` escaped: safe as HTML text and as a quoted
+/// attribute value.
+pub fn escape_into(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+}

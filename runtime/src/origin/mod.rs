@@ -40,11 +40,54 @@ impl OriginError {
 pub struct OriginClient {
     client: Client<HttpConnector, OutBody>,
     response_timeout: Duration,
+    site: std::sync::Arc<str>,
+}
+
+/// A response body from an origin, counted into the site's `origin_bytes` as it is read.
+pub struct OriginBody {
+    inner: Incoming,
+    site: std::sync::Arc<str>,
+    bytes: u64,
+}
+
+impl Drop for OriginBody {
+    fn drop(&mut self) {
+        crate::observe::metrics()
+            .origin_bytes
+            .get_or_create(&crate::observe::site(&self.site))
+            .inc_by(self.bytes);
+    }
+}
+
+impl http_body::Body for OriginBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(f))) = &r {
+            if let Some(d) = f.data_ref() {
+                self.bytes += d.len() as u64;
+            }
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 impl OriginClient {
-    /// A client with the site's timeouts.
-    pub fn new(connect_timeout: Duration, response_timeout: Duration) -> OriginClient {
+    /// A client for `site`'s origin with the site's timeouts.
+    pub fn new(site: &str, connect_timeout: Duration, response_timeout: Duration) -> OriginClient {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
@@ -55,6 +98,7 @@ impl OriginClient {
         OriginClient {
             client,
             response_timeout,
+            site: site.into(),
         }
     }
 
@@ -64,7 +108,26 @@ impl OriginClient {
     }
 
     /// Sends a request and waits for the response head.
-    pub async fn send(&self, req: Request<OutBody>) -> Result<Response<Incoming>, OriginError> {
+    pub async fn send(&self, req: Request<OutBody>) -> Result<Response<OriginBody>, OriginError> {
+        let m = crate::observe::metrics();
+        let site = crate::observe::site(&self.site);
+        m.origin_requests.get_or_create(&site).inc();
+        crate::observe::board().origin();
+        let started = std::time::Instant::now();
+        let r = self.send_timed(req).await;
+        m.origin_seconds
+            .get_or_create(&site)
+            .observe(started.elapsed().as_secs_f64());
+        r.map(|resp| {
+            resp.map(|inner| OriginBody {
+                inner,
+                site: self.site.clone(),
+                bytes: 0,
+            })
+        })
+    }
+
+    async fn send_timed(&self, req: Request<OutBody>) -> Result<Response<Incoming>, OriginError> {
         match tokio::time::timeout(self.response_timeout, self.client.request(req)).await {
             Err(_) => Err(OriginError::Timeout),
             Ok(Err(e)) => {
@@ -120,7 +183,7 @@ pub fn full(bytes: Bytes) -> OutBody {
 }
 
 /// A response whose body is `prefix` (already read) followed by the rest of `body`.
-pub fn prefixed(head: http::response::Parts, prefix: Bytes, rest: Incoming) -> Response<OutBody> {
+pub fn prefixed(head: http::response::Parts, prefix: Bytes, rest: OriginBody) -> Response<OutBody> {
     let first =
         futures_util::stream::once(
             async move { Ok::<_, BoxError>(hyper::body::Frame::data(prefix)) },
@@ -161,12 +224,12 @@ pub enum Collected {
     /// The whole body, within the bound.
     Complete(Bytes),
     /// The bound was passed: what was read so far and the rest, still streaming.
-    TooLarge(Bytes, Incoming),
+    TooLarge(Bytes, OriginBody),
 }
 
 /// Reads a body up to `limit` bytes within `timeout`.
 pub async fn collect_limited(
-    mut body: Incoming,
+    mut body: OriginBody,
     limit: u64,
     timeout: Duration,
 ) -> Result<Collected, OriginError> {

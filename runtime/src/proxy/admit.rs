@@ -190,7 +190,7 @@ pub fn plan(
         must_revalidate,
         tags: decision.tags,
         uri,
-        invalidated: Default::default(),
+        purged_at_age: std::sync::atomic::AtomicU64::new(u64::MAX),
         esi: None,
     };
     Ok(Plan { entry, personal })

@@ -38,7 +38,7 @@ pub async fn serve<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let cfg = shared.config.server.clone();
+    let cfg = shared.generation().config.server.clone();
     let activity = Arc::new(Activity::new());
     let io = Watched {
         inner: stream,

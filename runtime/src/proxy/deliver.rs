@@ -7,13 +7,12 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::driver::Exchange;
 use super::headers::{append_list, append_via};
 use super::outcome::{Outcome, Refusal};
 use super::range::{self, RangeReply};
-use super::Shared;
+use super::Generation;
 use crate::cache::conditional::{self, Precondition};
 use crate::cache::directives::strip_targeted;
 use crate::cache::{Entry, Fwd};
@@ -21,7 +20,8 @@ use crate::config::GuestErrorPolicy;
 use crate::guest::{GuestError, Hook, Synthetic};
 use crate::html::esi::Template;
 use crate::html::rewrite::{Plan, Start};
-use crate::origin::{empty, full, BoxError, OriginError, OutBody};
+use crate::observe::{Access, Logged};
+use crate::origin::{empty, full, BoxError, OriginBody, OriginError, OutBody};
 use crate::request::ClientRequest;
 
 /// A response on its way to the client, with how the cache came to it.
@@ -121,7 +121,7 @@ pub fn whole(status: StatusCode, mut headers: HeaderMap, body: Bytes, outcome: O
 }
 
 /// An origin response passed on as it streams in.
-pub fn streamed(head: http::response::Parts, body: Incoming, outcome: Outcome) -> Answer {
+pub fn streamed(head: http::response::Parts, body: OriginBody, outcome: Outcome) -> Answer {
     let body = body.map_err(|e| Box::new(e) as BoxError).boxed();
     Answer::new(Response::from_parts(head, body), outcome)
 }
@@ -203,7 +203,7 @@ pub async fn finish(x: &mut Exchange, a: Answer) -> Response<OutBody> {
             handlers: rewrite,
             chain: x.chain.take(),
         };
-        let limit = x.shared.config.cache.max_object_bytes;
+        let limit = x.gen.config.cache.max_object_bytes;
         let response = std::mem::replace(&mut a.response, Response::new(empty()));
         match crate::html::rewrite::start(plan, response, &x.req.headers, limit).await {
             Start::Rewritten(r) => a.response = r,
@@ -211,14 +211,37 @@ pub async fn finish(x: &mut Exchange, a: Answer) -> Response<OutBody> {
             Start::Broken(why) => a = refused(Refusal::IncludeFailed(why)),
         }
     }
-    let key = x
-        .site
-        .cfg
-        .caching
-        .debug
-        .then(|| x.key.as_ref().map(|k| k.key().to_owned()))
-        .flatten();
-    decorate(&x.shared, a, key, &x.id, x.req.method == Method::HEAD)
+    let who = Who {
+        id: x.id.clone(),
+        site: x.site.cfg.name.clone(),
+        method: x.req.method.clone(),
+        target: x.req.uri.to_string(),
+        started: x.started,
+        origin_wait: x.origin_wait,
+        key: x.key.as_ref().map(|k| k.key().to_owned()),
+        debug: x.site.cfg.caching.debug,
+    };
+    decorate(&x.gen, a, who)
+}
+
+/// What the cache's own headers and the access log say about the request.
+pub struct Who {
+    /// Request id.
+    pub id: Arc<str>,
+    /// Site name (`-` when none).
+    pub site: String,
+    /// Method.
+    pub method: Method,
+    /// Path and query.
+    pub target: String,
+    /// When its head arrived.
+    pub started: std::time::Instant,
+    /// Time spent waiting for origins.
+    pub origin_wait: std::time::Duration,
+    /// Its cache key.
+    pub key: Option<String>,
+    /// Whether the site shows keys (`Cache-Status key=`, access log).
+    pub debug: bool,
 }
 
 fn is_refused(a: &Answer) -> bool {
@@ -256,20 +279,20 @@ fn hook_failed(x: &Exchange, a: Answer, f: crate::guest::HookFailure) -> Answer 
 }
 
 /// The cache's own fields on every response: `Cache-Status`, `X-Cache`, `Via`, ids.
-pub fn decorate(
-    shared: &Shared,
-    a: Answer,
-    key: Option<String>,
-    request_id: &str,
-    head_only: bool,
-) -> Response<OutBody> {
+pub fn decorate(gen: &Generation, a: Answer, who: Who) -> Response<OutBody> {
     let mut status = a.outcome.cache_status();
     status.ttl = a.ttl;
-    status.key = key;
+    status.key = who.key.clone().filter(|_| who.debug);
+    let request_id = &*who.id;
+    let head_only = who.method == Method::HEAD;
+    let outcome = a.outcome.as_str();
     let mut response = a.response;
-    let node = &shared.config.node_name;
+    let node = &gen.config.node_name;
     let h = response.headers_mut();
     strip_targeted(h);
+    // Surrogate keys are for this cache (purge by tag), not for clients.
+    h.remove("surrogate-key");
+    h.remove("cache-tag");
     append_list(h, "cache-status", &status.render(node));
     append_list(h, "x-cache", status.x_cache());
     append_list(h, "x-served-by", node);
@@ -279,9 +302,22 @@ pub fn decorate(
     }
     if head_only {
         let (parts, _) = response.into_parts();
-        return Response::from_parts(parts, empty());
+        response = Response::from_parts(parts, empty());
     }
-    response
+    let access = Access {
+        id: who.id.clone(),
+        site: who.site,
+        method: who.method,
+        target: who.target,
+        status: response.status().as_u16(),
+        outcome,
+        key: who.key,
+        log_key: who.debug,
+        started: who.started,
+        head: who.started.elapsed(),
+        origin_wait: who.origin_wait,
+    };
+    response.map(|body| Logged::new(body, access).boxed())
 }
 
 /// Adds the fields held back from the stored copy for the client whose request fetched it.

@@ -11,7 +11,7 @@ use super::lookup::{self, Action, Directives, Stale};
 use super::outcome::{Outcome, PassReason, Refusal};
 use super::recv::{self, ConnInfo};
 use super::site::SiteRuntime;
-use super::{fetch, pass, Shared};
+use super::{fetch, pass, Generation, Shared};
 use crate::cache::coalesce::Role;
 use crate::cache::vary::variant_id;
 use crate::cache::{Entry, Fwd, Lookup, StoreKey};
@@ -34,6 +34,8 @@ pub enum Flight {
 pub struct Exchange {
     /// What all requests share.
     pub shared: Arc<Shared>,
+    /// The configuration this request started with (a reload never changes it midway).
+    pub gen: Arc<Generation>,
     /// The site it was routed to.
     pub site: Arc<SiteRuntime>,
     /// The request, with the scripts' edits.
@@ -46,6 +48,10 @@ pub struct Exchange {
     pub uri: Arc<str>,
     /// The cache key, once hashed.
     pub key: Option<StoreKey>,
+    /// When the request head arrived.
+    pub started: std::time::Instant,
+    /// Time spent waiting for origin response heads (for the access log).
+    pub origin_wait: std::time::Duration,
     /// The query the origin gets on the cache path (`None`: unchanged).
     pub origin_query: Option<Option<String>>,
 }
@@ -60,13 +66,30 @@ pub async fn handle(
     req: Request<Incoming>,
     conn: ConnInfo,
 ) -> Response<OutBody> {
+    let started = std::time::Instant::now();
     let id = recv::request_id(req.headers());
     let (parts, body) = req.into_parts();
-    let head_only = parts.method == Method::HEAD;
+    let gen = shared.generation();
     // recv: which site?
-    let Some((site, req)) = recv::route(&shared, parts, &conn) else {
+    let method = parts.method.clone();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let Some((site, req)) = recv::route(&gen, parts, &conn) else {
         let answer = deliver::refused(Refusal::NoSite);
-        return deliver::decorate(&shared, answer, None, &id, head_only);
+        let who = deliver::Who {
+            id,
+            site: "-".into(),
+            method,
+            target,
+            started,
+            origin_wait: std::time::Duration::ZERO,
+            key: None,
+            debug: false,
+        };
+        return deliver::decorate(&gen, answer, who);
     };
     let chain = Chain::new(
         site.scripts.clone(),
@@ -76,12 +99,15 @@ pub async fn handle(
     );
     let mut x = Exchange {
         shared,
+        gen,
         site,
         req,
         chain,
         id,
         uri: Arc::from(""),
         key: None,
+        started,
+        origin_wait: std::time::Duration::ZERO,
         origin_query: None,
     };
     let answer = x.answer(Some(body)).await;
@@ -93,6 +119,7 @@ pub async fn handle(
 /// cache and the origin like any other, but not through delivery, which is the page's.
 pub async fn subrequest(
     shared: Arc<Shared>,
+    gen: Arc<Generation>,
     site: Arc<SiteRuntime>,
     req: ClientRequest,
     id: Arc<str>,
@@ -105,12 +132,15 @@ pub async fn subrequest(
     );
     let mut x = Exchange {
         shared,
+        gen,
         site,
         req,
         chain,
         id,
         uri: Arc::from(""),
         key: None,
+        started: std::time::Instant::now(),
+        origin_wait: std::time::Duration::ZERO,
         origin_query: None,
     };
     x.answer(None).await
@@ -197,6 +227,10 @@ impl Exchange {
                 }
                 Role::Follower(f) => f,
             };
+            crate::observe::metrics()
+                .coalesced
+                .get_or_create(&crate::observe::site(&self.site.cfg.name))
+                .inc();
             match follower.wait().await {
                 Some(Flight::Stored(entry, status)) if entry.vary.matches(&self.req.headers) => {
                     let now = self.shared.clock.now();
@@ -230,6 +264,7 @@ impl Exchange {
         };
         let mut bg = Exchange {
             shared: self.shared.clone(),
+            gen: self.gen.clone(),
             site: self.site.clone(),
             req: self.req.clone(),
             chain: Chain::new(
@@ -241,6 +276,8 @@ impl Exchange {
             id: self.id.clone(),
             uri: self.uri.clone(),
             key: self.key.clone(),
+            started: std::time::Instant::now(),
+            origin_wait: std::time::Duration::ZERO,
             origin_query: self.origin_query.clone(),
         };
         bg.req.method = Method::GET;

@@ -48,7 +48,7 @@ pub fn origin_request(
         "surrogate-capability",
         HeaderValue::from_static(crate::html::esi::SURROGATE_CAPABILITY),
     );
-    append_via(&mut headers, &x.shared.config.node_name);
+    append_via(&mut headers, &x.gen.config.node_name);
     headers.insert(
         "x-request-id",
         HeaderValue::from_str(&x.id).unwrap_or(HeaderValue::from_static("-")),
@@ -92,7 +92,10 @@ pub async fn fill(
     let clock = x.shared.clock.clone();
     let request_time = clock.now();
     let out = origin_request(x, Method::GET, headers, empty(), true);
-    let resp = match x.site.origin.send(out).await {
+    let asked = std::time::Instant::now();
+    let sent = x.site.origin.send(out).await;
+    x.origin_wait += asked.elapsed();
+    let resp = match sent {
         Ok(r) => r,
         Err(e) => {
             let answer = match &stale {
@@ -149,7 +152,7 @@ pub async fn fill(
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|len| len > x.shared.config.cache.max_object_bytes);
+        .is_some_and(|len| len > x.gen.config.cache.max_object_bytes);
     let esi = crate::html::esi::active(
         &x.site.cfg.esi,
         proposal.ctl.surrogate_content.as_deref(),
@@ -182,7 +185,7 @@ pub async fn fill(
             return (deliver::streamed(head, body, outcome), Flight::Pass);
         }
     };
-    let limit = x.shared.config.cache.max_object_bytes;
+    let limit = x.gen.config.cache.max_object_bytes;
     match collect_limited(body, limit, x.site.origin.response_timeout()).await {
         Err(e) => (deliver::origin_error(&e, fwd), Flight::Failed(e)),
         Ok(Collected::TooLarge(prefix, rest)) => {

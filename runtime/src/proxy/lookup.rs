@@ -174,7 +174,7 @@ mod tests {
             tags: vec![],
             vary: VaryKey::Any,
             uri: "u".into(),
-            invalidated: Default::default(),
+            purged_at_age: std::sync::atomic::AtomicU64::new(u64::MAX),
             esi: None,
         })
     }

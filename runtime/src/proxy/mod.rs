@@ -28,12 +28,15 @@ mod recv;
 mod server;
 mod site;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwap;
 
 pub(crate) use deliver::{refused, Answer};
 pub(crate) use driver::Exchange;
 pub use driver::Flight;
 pub use outcome::{NoStore, Outcome, PassReason, Refusal, StaleReason};
+pub(crate) use server::next_connection;
 pub use server::{serve, Running};
 pub use site::SiteRuntime;
 
@@ -43,13 +46,11 @@ use crate::clock::Clock;
 use crate::config::{Config, MAX_GUEST_MEMORY};
 use crate::guest::{CompiledCache, GuestEngine, InstancePool, PoolSize};
 
-/// Everything the request path shares across requests.
+/// Everything the request path shares across requests, for the life of the process.
 pub struct Shared {
-    /// The validated configuration.
-    pub config: Config,
-    /// One runtime per configured site, same order.
-    pub sites: Vec<Arc<SiteRuntime>>,
-    /// The object store.
+    /// The configuration and sites now in force; swapped whole by a reload.
+    current: ArcSwap<Generation>,
+    /// The object store (it outlives reloads).
     pub store: Store,
     /// Origin fetches in flight, by key and variant.
     pub flights: Coalescer<Flight>,
@@ -57,6 +58,112 @@ pub struct Shared {
     pub pool: Arc<InstancePool>,
     /// The cache's clock.
     pub clock: Clock,
+    /// The wasm engine, made when the first script is loaded.
+    engine: OnceLock<GuestEngine>,
+    /// Largest guest memory the engine was sized for.
+    max_memory: usize,
+    /// The on-disk cache of compiled components.
+    compiled: Option<CompiledCache>,
+    /// Serialises reloads.
+    reloading: tokio::sync::Mutex<()>,
+    /// Set when shutdown begins: `/readyz` then answers 503.
+    draining: std::sync::atomic::AtomicBool,
+}
+
+/// One version of the configuration and the sites built from it. A request holds the
+/// generation it started with to its end, so a reload never changes a request halfway.
+pub struct Generation {
+    /// The validated configuration.
+    pub config: Config,
+    /// One runtime per configured site, same order.
+    pub sites: Vec<Arc<SiteRuntime>>,
+    /// 1 for the configuration the process started with, then one more per reload.
+    pub version: u64,
+}
+
+impl Shared {
+    /// The generation in force now.
+    pub fn generation(&self) -> Arc<Generation> {
+        self.current.load_full()
+    }
+
+    /// Whether shutdown has begun.
+    pub fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Marks the start of shutdown (load balancers polling `/readyz` move away).
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn engine(&self, config: &Config) -> anyhow::Result<Option<&GuestEngine>> {
+        if config.sites.iter().all(|s| s.scripts.is_empty()) {
+            return Ok(self.engine.get());
+        }
+        if let Some(e) = self.engine.get() {
+            return Ok(Some(e));
+        }
+        let e = GuestEngine::new(PoolSize {
+            instances: config.scripts.instances,
+            max_memory: self.max_memory,
+        })?;
+        Ok(Some(self.engine.get_or_init(|| e)))
+    }
+
+    async fn sites(&self, config: &Config) -> anyhow::Result<Vec<Arc<SiteRuntime>>> {
+        let engine = self.engine(config)?;
+        let mut sites = Vec::with_capacity(config.sites.len());
+        for s in &config.sites {
+            let site =
+                SiteRuntime::new(s.clone(), engine, &self.pool, self.compiled.as_ref()).await?;
+            sites.push(Arc::new(site));
+        }
+        Ok(sites)
+    }
+
+    /// Validates `config` and, if it is good, puts it and its scripts in force at once.
+    /// Requests already running finish with the old version; the cache is kept. Settings
+    /// that shape the process itself (`listen`, `[server]`, `[scripts]`, `[cache]`,
+    /// `compiled_dir`, `admin`) need a restart: a config that changes them is refused.
+    pub async fn reload(&self, config: Config) -> anyhow::Result<u64> {
+        let _one = self.reloading.lock().await;
+        let old = self.generation();
+        let c = &old.config;
+        for (key, same) in [
+            ("listen", c.listen == config.listen),
+            ("server", c.server == config.server),
+            ("scripts", c.scripts == config.scripts),
+            ("cache", c.cache == config.cache),
+            ("compiled_dir", c.compiled_dir == config.compiled_dir),
+            ("admin", c.admin == config.admin),
+        ] {
+            anyhow::ensure!(
+                same,
+                "key `{key}` changed: that needs a restart (nothing was reloaded)"
+            );
+        }
+        let wanted = config
+            .sites
+            .iter()
+            .map(|s| s.limits.memory_bytes)
+            .max()
+            .unwrap_or(0);
+        anyhow::ensure!(
+            wanted <= self.max_memory,
+            "key `limits.memory_mib`: more memory than at start ({} MiB) needs a restart",
+            self.max_memory >> 20
+        );
+        let sites = self.sites(&config).await?;
+        let version = old.version + 1;
+        self.current.store(Arc::new(Generation {
+            config,
+            sites,
+            version,
+        }));
+        Ok(version)
+    }
 }
 
 /// Opens the compiled-component cache a config names; an unsafe directory is an error.
@@ -74,34 +181,34 @@ pub fn compiled_cache(config: &Config) -> anyhow::Result<Option<CompiledCache>> 
 
 /// Builds everything a config describes: engine, scripts, origin clients, cache.
 pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Arc<Shared>> {
-    let pool = Arc::new(InstancePool::new(&config.scripts));
-    let engine = if config.sites.iter().any(|s| !s.scripts.is_empty()) {
-        let max_memory = config
-            .sites
-            .iter()
-            .map(|s| s.limits.memory_bytes)
-            .max()
-            .unwrap_or(0)
-            .min(MAX_GUEST_MEMORY);
-        Some(GuestEngine::new(PoolSize {
-            instances: config.scripts.instances,
-            max_memory,
-        })?)
-    } else {
-        None
-    };
-    let compiled = compiled_cache(&config)?;
-    let mut sites = Vec::with_capacity(config.sites.len());
-    for s in &config.sites {
-        let site = SiteRuntime::new(s.clone(), engine.as_ref(), &pool, compiled.as_ref()).await?;
-        sites.push(Arc::new(site));
-    }
-    Ok(Arc::new(Shared {
+    let max_memory = config
+        .sites
+        .iter()
+        .map(|s| s.limits.memory_bytes)
+        .max()
+        .unwrap_or(0)
+        .min(MAX_GUEST_MEMORY);
+    let shared = Shared {
         store: Store::new(config.cache.max_bytes, clock.clone()),
         flights: Default::default(),
-        sites,
-        pool,
+        pool: Arc::new(InstancePool::new(&config.scripts)),
         clock,
+        engine: OnceLock::new(),
+        max_memory,
+        compiled: compiled_cache(&config)?,
+        reloading: Default::default(),
+        draining: Default::default(),
+        current: ArcSwap::from_pointee(Generation {
+            config: config.clone(),
+            sites: Vec::new(),
+            version: 1,
+        }),
+    };
+    let sites = shared.sites(&config).await?;
+    shared.current.store(Arc::new(Generation {
         config,
-    }))
+        sites,
+        version: 1,
+    }));
+    Ok(Arc::new(shared))
 }

@@ -19,7 +19,7 @@ use crate::origin::BoxError;
 /// Forwards the request and streams the answer back; a successful unsafe method invalidates
 /// every stored variant of its URI (RFC 9111 §4.4).
 pub async fn forward(x: &mut Exchange, reason: PassReason, body: Option<Incoming>) -> Answer {
-    let limit = x.shared.config.server.max_request_body;
+    let limit = x.gen.config.server.max_request_body;
     let declared = x
         .req
         .headers
@@ -44,7 +44,10 @@ pub async fn forward(x: &mut Exchange, reason: PassReason, body: Option<Incoming
             .boxed(),
     };
     let out = origin_request(x, x.req.method.clone(), x.req.headers.clone(), body, false);
-    let resp = match x.site.origin.send(out).await {
+    let asked = std::time::Instant::now();
+    let sent = x.site.origin.send(out).await;
+    x.origin_wait += asked.elapsed();
+    let resp = match sent {
         Ok(r) => r,
         Err(_) if overflowed.load(Ordering::Relaxed) => {
             return deliver::refused(Refusal::BodyTooLarge)

@@ -12,7 +12,7 @@ use super::driver::Exchange;
 use super::headers::strip_hop_by_hop;
 use super::outcome::Refusal;
 use super::site::SiteRuntime;
-use super::Shared;
+use super::Generation;
 use crate::config::GuestErrorPolicy;
 use crate::guest::{GuestError, Hook, OnRequest};
 use crate::request::{country_from, Client, ClientRequest, DeviceClass};
@@ -38,7 +38,7 @@ pub fn request_id(headers: &HeaderMap) -> Arc<str> {
 
 /// The site answering this request, and the request as the rest of the path sees it.
 pub fn route(
-    shared: &Shared,
+    gen: &Generation,
     mut parts: Parts,
     conn: &ConnInfo,
 ) -> Option<(Arc<SiteRuntime>, ClientRequest)> {
@@ -56,7 +56,7 @@ pub fn route(
         })
         .unwrap_or_default();
     let host = strip_port(&authority);
-    let site = shared.sites.iter().find(|s| s.cfg.matches(host))?.clone();
+    let site = gen.sites.iter().find(|s| s.cfg.matches(host))?.clone();
     strip_hop_by_hop(&mut parts.headers);
     let uri = parts
         .uri
@@ -67,7 +67,7 @@ pub fn route(
         ip: conn.peer.ip(),
         country: country_from(
             &parts.headers,
-            shared.config.server.client_country_header.as_ref(),
+            gen.config.server.client_country_header.as_ref(),
         ),
         device: DeviceClass::of(parts.headers.get(header::USER_AGENT).map(|v| v.as_bytes())),
     };

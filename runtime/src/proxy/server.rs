@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{watch, Semaphore};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 use super::conn;
@@ -29,6 +29,7 @@ pub struct Running {
 impl Running {
     /// Stops accepting, lets requests in flight finish (up to the drain timeout), returns.
     pub async fn shutdown(self) {
+        self.shared.start_draining();
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
@@ -53,7 +54,7 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Binds the configured address and serves in the background.
 pub async fn serve(shared: Arc<Shared>) -> anyhow::Result<Running> {
-    let listen = shared.config.listen;
+    let listen = shared.generation().config.listen;
     let listener = bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = watch::channel(false);
@@ -72,27 +73,14 @@ async fn accept_loop(
     listener: TcpListener,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let cfg = shared.config.server.clone();
+    let cfg = shared.generation().config.server.clone();
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
     let tracker = TaskTracker::new();
     loop {
-        // At the limit, stop accepting: the kernel queues newcomers (and refuses them once
-        // its backlog is full) instead of this process running out of memory or descriptors.
-        let slot = tokio::select! {
-            s = slots.clone().acquire_owned() => s.expect("never closed"),
-            _ = stopped.changed() => break,
-        };
-        let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = stopped.changed() => break,
+        let Some((slot, stream, peer)) =
+            next_connection(&listener, &slots, &mut stopped, "proxy").await
+        else {
+            break;
         };
         let _ = stream.set_nodelay(true);
         let info = ConnInfo {
@@ -116,5 +104,34 @@ async fn accept_loop(
             "drain timeout: {} connection(s) still open are closed",
             tracker.len()
         );
+    }
+}
+
+/// Waits for a free connection slot, then for a connection; `None` once `stopped` changes.
+///
+/// At the limit no connection is accepted: the kernel queues newcomers (and refuses them once
+/// its backlog is full) instead of this process running out of memory or descriptors.
+/// Accept errors (EMFILE and friends) back off instead of spinning.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+    stopped: &mut watch::Receiver<bool>,
+    what: &str,
+) -> Option<(OwnedSemaphorePermit, TcpStream, SocketAddr)> {
+    let slot = tokio::select! {
+        s = slots.clone().acquire_owned() => s.expect("never closed"),
+        _ = stopped.changed() => return None,
+    };
+    loop {
+        tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => return Some((slot, stream, peer)),
+                Err(e) => {
+                    tracing::warn!("{what}: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stopped.changed() => return None,
+        }
     }
 }

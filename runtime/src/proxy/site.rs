@@ -47,7 +47,7 @@ impl SiteRuntime {
                 .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()),
             SURROGATE_DEVICE,
         );
-        let origin = OriginClient::new(cfg.connect_timeout, cfg.response_timeout);
+        let origin = OriginClient::new(&cfg.name, cfg.connect_timeout, cfg.response_timeout);
         Ok(SiteRuntime {
             cfg,
             scripts: scripts.into(),

@@ -23,7 +23,7 @@ use super::{active, prepare};
 use crate::cache::directives::effective_response_control;
 use crate::html::encoding::{self, Coding};
 use crate::origin::{collect_body, BoxError, OutBody};
-use crate::proxy::{driver, Answer, Exchange, Refusal, Shared, SiteRuntime};
+use crate::proxy::{driver, Answer, Exchange, Generation, Refusal, Shared, SiteRuntime};
 use crate::request::ClientRequest;
 
 /// Why an include produced nothing.
@@ -62,6 +62,7 @@ pub enum IncludeError {
 #[derive(Clone)]
 struct Ctx {
     shared: Arc<Shared>,
+    gen: Arc<Generation>,
     site: Arc<SiteRuntime>,
     req: Arc<ClientRequest>,
     id: Arc<str>,
@@ -99,7 +100,7 @@ enum Item {
 /// The delivery stage: assembles the answer if it is an ESI page, else passes it on.
 pub async fn stage(x: &Exchange, mut a: Answer) -> Answer {
     let site = &x.site;
-    let limit = x.shared.config.cache.max_object_bytes;
+    let limit = x.gen.config.cache.max_object_bytes;
     let template = match template_of(site, &mut a, x.req.path(), limit).await {
         Ok(Some(t)) => t,
         Ok(None) => return a,
@@ -120,6 +121,7 @@ pub async fn stage(x: &Exchange, mut a: Answer) -> Answer {
     let page = format!("{}{}", x.req.authority.to_ascii_lowercase(), x.req.uri);
     let ctx = Ctx {
         shared: x.shared.clone(),
+        gen: x.gen.clone(),
         site: x.site.clone(),
         req: Arc::new(x.req.clone()),
         id: x.id.clone(),
@@ -422,13 +424,7 @@ async fn fetch(ctx: &Ctx, src: &str) -> Result<Part, IncludeError> {
     if host != page_host && !esi.allow_hosts.contains(&host) {
         return Err(IncludeError::Forbidden(host));
     }
-    let Some(site) = ctx
-        .shared
-        .sites
-        .iter()
-        .find(|s| s.cfg.matches(&host))
-        .cloned()
-    else {
+    let Some(site) = ctx.gen.sites.iter().find(|s| s.cfg.matches(&host)).cloned() else {
         return Err(IncludeError::Forbidden(host));
     };
     let key = format!("{}{}", authority.to_ascii_lowercase(), target);
@@ -464,10 +460,16 @@ async fn fetch(ctx: &Ctx, src: &str) -> Result<Part, IncludeError> {
         ..ctx.clone()
     };
     let timeout = esi.fragment_timeout;
-    let limit = ctx.shared.config.cache.max_object_bytes;
+    let limit = ctx.gen.config.cache.max_object_bytes;
     let work = async move {
-        let mut a =
-            driver::subrequest(child.shared.clone(), site.clone(), req, child.id.clone()).await;
+        let mut a = driver::subrequest(
+            child.shared.clone(),
+            child.gen.clone(),
+            site.clone(),
+            req,
+            child.id.clone(),
+        )
+        .await;
         let status = a.response.status();
         if !status.is_success() {
             return Err(IncludeError::Status(status.as_u16()));

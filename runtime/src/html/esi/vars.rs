@@ -160,18 +160,7 @@ fn parse_ref(s: &str) -> Option<(Piece, usize)> {
 fn escape_into(out: &mut String, v: &str, escape: Escape) {
     match escape {
         Escape::None => out.push_str(v),
-        Escape::Html => {
-            for c in v.chars() {
-                match c {
-                    '&' => out.push_str("&amp;"),
-                    '<' => out.push_str("&lt;"),
-                    '>' => out.push_str("&gt;"),
-                    '"' => out.push_str("&quot;"),
-                    '\'' => out.push_str("&#39;"),
-                    c => out.push(c),
-                }
-            }
-        }
+        Escape::Html => crate::html::escape_into(out, v),
         Escape::Url => {
             for b in v.bytes() {
                 if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

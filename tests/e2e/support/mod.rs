@@ -1,5 +1,7 @@
 //! Shared harness: a scriptable origin, the real `tessera` binary, guest builds, an HTTP client.
 
+pub mod admin;
+
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -203,9 +205,14 @@ pub fn guest(rel_dir: &str) -> PathBuf {
 /// A running `tessera` process; killed on drop.
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// The admin listener, when the process started one.
+    pub admin: Option<SocketAddr>,
+    /// The config file, when started from one.
+    pub config: Option<PathBuf>,
     child: tokio::process::Child,
     _dir: Option<tempfile::TempDir>,
     client: KeepAlive,
+    logs: Arc<Mutex<Vec<String>>>,
 }
 
 /// A client that keeps connections alive between requests, as browsers do.
@@ -218,9 +225,18 @@ fn keep_alive() -> KeepAlive {
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http()
 }
 
-impl Proxy {
+/// How to start a `tessera` process: arguments, environment, and whether to keep its logs.
+pub struct Launch {
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    dir: Option<tempfile::TempDir>,
+    config: Option<PathBuf>,
+    capture_logs: bool,
+}
+
+impl Launch {
     /// `tessera serve --origin URL [--script S]…` on an ephemeral port.
-    pub async fn quick(origin: &Origin, scripts: &[PathBuf]) -> Proxy {
+    pub fn quick(origin: &Origin, scripts: &[PathBuf]) -> Launch {
         let mut args: Vec<String> = vec![
             "serve".into(),
             "--origin".into(),
@@ -232,48 +248,121 @@ impl Proxy {
             args.push("--script".into());
             args.push(s.display().to_string());
         }
-        Proxy::spawn(args, None).await
+        Launch {
+            args,
+            env: Vec::new(),
+            dir: None,
+            config: None,
+            capture_logs: false,
+        }
     }
 
-    /// `tessera serve --config FILE` with `toml` written to a temp dir; `{origin}` is replaced.
-    pub async fn with_config(origin: &Origin, toml: &str) -> Proxy {
+    /// `tessera serve --config FILE` with `toml` written to a temp dir; `{origin}`,
+    /// `{compiled}` and `{dir}` (the temp dir) are replaced. The dir also holds
+    /// `admin-token` (0600) with [`admin::TOKEN`].
+    pub fn config(origin: &Origin, toml: &str) -> Launch {
         let dir = tempfile::tempdir().unwrap();
+        admin::write_token_file(dir.path());
         let path = dir.path().join("tessera.toml");
         let text = toml
             .replace("{origin}", &origin.url())
-            .replace("{compiled}", &compiled_dir().display().to_string());
+            .replace("{compiled}", &compiled_dir().display().to_string())
+            .replace("{dir}", &dir.path().display().to_string());
         std::fs::write(&path, text).unwrap();
-        let args = vec![
-            "serve".into(),
-            "--config".into(),
-            path.display().to_string(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-        ];
-        Proxy::spawn(args, Some(dir)).await
+        Launch {
+            args: vec![
+                "serve".into(),
+                "--config".into(),
+                path.display().to_string(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+            ],
+            env: Vec::new(),
+            dir: Some(dir),
+            config: Some(path),
+            capture_logs: false,
+        }
     }
 
-    async fn spawn(args: Vec<String>, dir: Option<tempfile::TempDir>) -> Proxy {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
-            .args(&args)
+    /// The config file this launch writes (with [`Launch::config`]).
+    pub fn config_path(&self) -> &Path {
+        self.config.as_deref().expect("launched from a config")
+    }
+
+    /// One more command-line argument.
+    pub fn arg(mut self, a: &str) -> Launch {
+        self.args.push(a.into());
+        self
+    }
+
+    /// An environment variable for the process.
+    pub fn env(mut self, k: &str, v: &str) -> Launch {
+        self.env.push((k.into(), v.into()));
+        self
+    }
+
+    /// Keeps stderr (info-level logs) for [`Proxy::logs`].
+    pub fn capture_logs(mut self) -> Launch {
+        self.capture_logs = true;
+        self
+    }
+
+    /// Starts the process and waits until it listens.
+    pub async fn start(self) -> Proxy {
+        let Launch {
+            args,
+            env,
+            dir,
+            config,
+            capture_logs,
+        } = self;
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
+        cmd.args(&args)
             // Quiet by default: hostile tests make proxies log on purpose.
             .env(
                 "TESSERA_LOG",
                 std::env::var("TESSERA_TEST_LOG").unwrap_or_else(|_| "off".into()),
             )
+            .env_remove("TESSERA_ADMIN_TOKEN")
             .env("HOSTNAME", "tessera")
             .env("XDG_CACHE_HOME", compiled_dir())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tessera binary starts");
+            .stderr(if capture_logs {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
+            .kill_on_drop(true);
+        if capture_logs {
+            cmd.env("TESSERA_LOG", "info");
+        }
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("tessera binary starts");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let logs = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(l)) = lines.next_line().await {
+                    let mut logs = logs.lock().unwrap();
+                    if logs.len() < 100_000 {
+                        logs.push(l);
+                    }
+                }
+            });
+        }
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let addr = tokio::time::timeout(PATIENCE, async {
+        let (addr, admin) = tokio::time::timeout(PATIENCE, async {
+            let mut admin = None;
             while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(a) = line.strip_prefix("tessera admin on http://") {
+                    admin = Some(a.parse::<SocketAddr>().unwrap());
+                }
                 if let Some(a) = line.strip_prefix("tessera listening on http://") {
-                    return a.parse::<SocketAddr>().unwrap();
+                    return (a.parse::<SocketAddr>().unwrap(), admin);
                 }
             }
             panic!("tessera exited before listening (args {args:?})");
@@ -284,10 +373,30 @@ impl Proxy {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Proxy {
             addr,
+            admin,
+            config,
             child,
             _dir: dir,
             client: keep_alive(),
+            logs,
         }
+    }
+}
+
+impl Proxy {
+    /// `tessera serve --origin URL [--script S]…` on an ephemeral port.
+    pub async fn quick(origin: &Origin, scripts: &[PathBuf]) -> Proxy {
+        Launch::quick(origin, scripts).start().await
+    }
+
+    /// `tessera serve --config FILE` with `toml` written to a temp dir; `{origin}` is replaced.
+    pub async fn with_config(origin: &Origin, toml: &str) -> Proxy {
+        Launch::config(origin, toml).start().await
+    }
+
+    /// Log lines so far (with [`Launch::capture_logs`]).
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
     }
 
     /// Sends a request on a kept-alive connection and reads the whole response.
@@ -336,32 +445,49 @@ pub fn compiled_dir() -> PathBuf {
 /// The real library server in this process, on a virtual clock the test moves forward.
 pub struct Lib {
     pub addr: SocketAddr,
+    /// The admin listener, when the config has `[admin]`.
+    pub admin: Option<SocketAddr>,
     client: KeepAlive,
     pub clock: Clock,
     running: Option<tessera::proxy::Running>,
+    admin_server: Option<tessera::admin::Admin>,
     _dir: tempfile::TempDir,
 }
 
 impl Lib {
-    /// Serves `toml` (with `{origin}` replaced) on an ephemeral port.
+    /// Serves `toml` (with `{origin}` replaced) on an ephemeral port. The config's dir holds
+    /// `admin-token` (0600) with [`admin::TOKEN`]; an `[admin]` table gets its listener on an
+    /// ephemeral port too.
     pub async fn start(origin: &Origin, toml: &str) -> Lib {
         let dir = tempfile::tempdir().unwrap();
+        admin::write_token_file(dir.path());
         let path = dir.path().join("tessera.toml");
         let text = toml.replace("{origin}", &origin.url());
         let mut config = tessera::config::Config::parse(&path, &text).expect("valid config");
         config.listen = "127.0.0.1:0".parse().unwrap();
         config.node_name = "tessera".into();
         config.compiled_dir = Some(compiled_dir().join("tessera").join("compiled"));
+        let admin_cfg = config.admin.clone();
         let clock = Clock::virtual_clock();
         let shared = tessera::proxy::build(config, clock.clone())
             .await
             .expect("proxy builds");
+        let admin_server = match admin_cfg.listen {
+            Some(_) => Some(
+                tessera::admin::start(shared.clone(), "127.0.0.1:0".parse().unwrap(), &admin_cfg)
+                    .await
+                    .expect("admin listens"),
+            ),
+            None => None,
+        };
         let running = tessera::proxy::serve(shared).await.expect("proxy listens");
         Lib {
             addr: running.addr,
+            admin: admin_server.as_ref().map(|a| a.addr),
             client: keep_alive(),
             clock,
             running: Some(running),
+            admin_server,
             _dir: dir,
         }
     }
@@ -381,6 +507,11 @@ impl Lib {
     pub fn advance(&self, secs: u64) {
         assert!(self.clock.advance(Duration::from_secs(secs)));
     }
+
+    /// The server's shared state (store, generation).
+    pub fn shared(&self) -> &tessera::proxy::Shared {
+        &self.running.as_ref().expect("running").shared
+    }
 }
 
 impl Drop for Lib {
@@ -388,6 +519,9 @@ impl Drop for Lib {
         if let Some(r) = self.running.take() {
             // Stop accepting; the test runtime ends the rest.
             drop(tokio::spawn(r.shutdown()));
+        }
+        if let Some(a) = self.admin_server.take() {
+            drop(tokio::spawn(a.shutdown()));
         }
     }
 }
@@ -516,11 +650,6 @@ pub async fn send_bytes(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) 
 
 /// One request over a fresh connection to `addr`.
 pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]) -> Got {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     let mut req = Request::builder().method(method).uri(path);
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
         req = req.header("host", "shop.test");
@@ -528,31 +657,50 @@ pub async fn send(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, 
     for (k, v) in headers {
         req = req.header(*k, *v);
     }
-    let req = req.body(Full::new(Bytes::new())).unwrap();
+    exchange(addr, req.body(Full::new(Bytes::new())).unwrap()).await
+}
+
+/// Sends `req` over a fresh HTTP/1.1 connection to `addr` and reads the whole response.
+pub async fn exchange(addr: SocketAddr, req: Request<Full<Bytes>>) -> Got {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
     let resp = tokio::time::timeout(PATIENCE, sender.send_request(req))
         .await
         .expect("response in time")
         .unwrap();
-    let (parts, body) = resp.into_parts();
-    let body = tokio::time::timeout(PATIENCE, body.collect())
-        .await
-        .expect("body in time")
-        .unwrap()
-        .to_bytes();
-    Got {
-        status: parts.status.as_u16(),
-        headers: parts.headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-    }
+    collect(resp).await
 }
 
 /// Runs the `tessera` binary to completion and returns (success, stdout + stderr).
 pub fn run_cli(args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(args)
+    run_cli_env(args, &[])
+}
+
+/// [`run_cli`] with environment variables; a process still running after [`PATIENCE`] is
+/// killed (and reported as failed), so a command that wrongly starts serving cannot hang.
+pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
+    cmd.args(args)
         .env("XDG_CACHE_HOME", compiled_dir())
-        .output()
-        .unwrap();
+        .env_remove("TESSERA_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
