@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use crate::support::admin::{call, post, purge, TOKEN};
-use crate::support::{guest, origin_reaches, Lib, Origin, Reply, Seen};
+use crate::support::{guest, origin_reaches, send, Lib, Origin, Reply, Seen};
 
 const SITES: &str = r#"
 [admin]
@@ -435,4 +435,26 @@ async fn malformed_purges_are_refused_with_a_reason() {
         401
     );
     assert!(lib.get("/about", &[]).await.hit(), "nothing was purged");
+}
+
+#[tokio::test]
+async fn the_public_listener_knows_no_purge() {
+    // Varnish users try `PURGE` first; here it is just a method the origin refuses, and
+    // the admin paths are the origin's paths.
+    let origin = Origin::start(|seen, n| {
+        if seen.method == http::Method::GET {
+            page(seen, n)
+        } else {
+            Reply::status(405, "no")
+        }
+    })
+    .await;
+    let lib = Lib::start(&origin, SITES).await;
+    lib.get("/about", &[]).await;
+    for (method, path) in [("PURGE", "/about"), ("BAN", "/about"), ("POST", "/purge")] {
+        let got = send(lib.addr, method, path, &[]).await;
+        assert_eq!(got.status, 405, "{method} {path}");
+    }
+    assert!(lib.get("/about", &[]).await.hit());
+    assert_eq!(lib.shared().store.entry_count(), 1);
 }
