@@ -39,7 +39,7 @@ enum Cmd {
         /// Path to tessera.toml.
         #[arg(long, short, conflicts_with = "origin")]
         config: Option<PathBuf>,
-        /// Origin URL for the quick start, e.g. http://127.0.0.1:9000.
+        /// Origin URL for the quick start, e.g. http://127.0.0.1:9000 (https:// is checked against the system's roots).
         #[arg(long, required_unless_present = "config")]
         origin: Option<String>,
         /// Script(s) for the quick start, run in the order given.
@@ -214,8 +214,8 @@ impl Source {
                     .parse()
                     .with_context(|| format!("--origin: `{origin}` is not a URL"))?;
                 anyhow::ensure!(
-                    uri.scheme_str() == Some("http") && uri.host().is_some(),
-                    "--origin: `{origin}` must be an http:// URL with a host"
+                    matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some(),
+                    "--origin: `{origin}` must be an http:// or https:// URL with a host"
                 );
                 for s in &self.scripts {
                     anyhow::ensure!(s.is_file(), "--script: file {} not found", s.display());

@@ -17,3 +17,4 @@ mod reload;
 mod rewrite;
 mod sharing;
 mod support;
+mod tls_origin;

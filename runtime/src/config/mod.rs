@@ -217,8 +217,10 @@ pub struct Site {
     pub name: String,
     /// Host names (without port) this site answers; `*` matches any.
     pub hosts: Vec<String>,
-    /// Origin base URL (`http://host:port`).
+    /// Origin base URL (`http://host:port` or `https://host:port`).
     pub origin: Uri,
+    /// CA certificates (PEM) an https origin is checked against instead of the system's.
+    pub origin_ca: Option<PathBuf>,
     /// Scripts to run, in chain order (each refines the previous one's key and decision).
     pub scripts: Vec<PathBuf>,
     /// Sandbox limits.
@@ -271,6 +273,7 @@ impl Site {
             name: "default".into(),
             hosts: vec!["*".into()],
             origin,
+            origin_ca: None,
             scripts,
             limits: Limits {
                 cpu: Duration::from_millis(DEFAULT_CPU_MS),

@@ -89,6 +89,7 @@ pub(super) struct RawSite {
     pub name: Spanned<String>,
     pub hosts: Option<Spanned<Vec<String>>>,
     pub origin: Spanned<String>,
+    pub origin_ca: Option<Spanned<PathBuf>>,
     pub script: Option<Spanned<OneOrMany>>,
     pub on_guest_error: Option<Spanned<toml::Value>>,
     pub connect_timeout_ms: Option<Spanned<u64>>,

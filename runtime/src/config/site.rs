@@ -34,15 +34,34 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
             format!("{}: `{origin_text}` is not a URL", key("origin")),
         )
     })?;
-    if origin.scheme() != Some(&Scheme::HTTP) || origin.host().is_none() {
+    let https = origin.scheme() == Some(&Scheme::HTTPS);
+    if !(https || origin.scheme() == Some(&Scheme::HTTP)) || origin.host().is_none() {
         return Err(e.at(
             Some(s.origin.span()),
             format!(
-                "{}: `{origin_text}` must be an http:// URL with a host (https origins are not supported yet)",
+                "{}: `{origin_text}` must be an http:// or https:// URL with a host",
                 key("origin")
             ),
         ));
     }
+    let origin_ca = match &s.origin_ca {
+        None => None,
+        Some(_) if !https => {
+            return Err(e.at(
+                s.origin_ca.as_ref().map(|c| c.span()),
+                format!(
+                    "{}: only an https:// origin has certificates to check",
+                    key("origin_ca")
+                ),
+            ))
+        }
+        Some(ca) => {
+            let path = base.join(ca.get_ref());
+            crate::origin::tls::read_ca_file(&path)
+                .map_err(|why| e.at(Some(ca.span()), format!("{}: {why}", key("origin_ca"))))?;
+            Some(path)
+        }
+    };
     let mut scripts = Vec::new();
     if let Some(p) = &s.script {
         let paths: Vec<&std::path::PathBuf> = match p.get_ref() {
@@ -113,6 +132,7 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
         name,
         hosts,
         origin,
+        origin_ca,
         scripts,
         limits,
         on_guest_error,

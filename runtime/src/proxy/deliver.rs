@@ -160,6 +160,7 @@ pub fn origin_error(e: &OriginError, fwd: Fwd) -> Answer {
     let (code, body) = match e {
         OriginError::Timeout => (StatusCode::GATEWAY_TIMEOUT, "origin timed out\n"),
         OriginError::Connect(_) => (StatusCode::BAD_GATEWAY, "origin unreachable\n"),
+        OriginError::Tls(_) => (StatusCode::BAD_GATEWAY, "origin TLS failed\n"),
     };
     Answer::new(
         text(code, body),

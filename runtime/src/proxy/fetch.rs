@@ -8,7 +8,7 @@ use http::{Method, Request, StatusCode};
 use super::admit::{self, Proposal};
 use super::deliver::{self, add_personal, Answer};
 use super::driver::{Exchange, Flight};
-use super::headers::{append_forwarded_for, append_via, strip_hop_by_hop};
+use super::headers::{append_forwarded, append_forwarded_for, append_via, strip_hop_by_hop};
 use super::lookup::Stale;
 use super::outcome::{NoStore, Outcome, StaleReason};
 use crate::cache::conditional;
@@ -44,6 +44,12 @@ pub fn origin_request(
         target
     );
     append_forwarded_for(&mut headers, x.req.client.ip);
+    append_forwarded(
+        &mut headers,
+        x.req.client.ip,
+        x.req.scheme,
+        &x.req.authority,
+    );
     headers.insert(
         "surrogate-capability",
         HeaderValue::from_static(crate::html::esi::SURROGATE_CAPABILITY),

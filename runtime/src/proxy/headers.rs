@@ -45,6 +45,26 @@ pub fn append_forwarded_for(headers: &mut HeaderMap, client: IpAddr) {
     }
 }
 
+/// Appends this hop to `Forwarded` (RFC 7239 §4) and sets `X-Forwarded-Proto`. A client's
+/// own `X-Forwarded-Proto` is replaced: only this node knows how the client reached it.
+pub fn append_forwarded(headers: &mut HeaderMap, client: IpAddr, proto: &'static str, host: &str) {
+    // §6: IPv6 nodes are bracketed and quoted; a host with a port is quoted.
+    let node = match client {
+        IpAddr::V4(a) => a.to_string(),
+        IpAddr::V6(a) => format!("\"[{a}]\""),
+    };
+    let mut element = format!("for={node};proto={proto}");
+    if !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+    {
+        element.push_str(&format!(";host=\"{host}\""));
+    }
+    append_list(headers, "forwarded", &element);
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
+}
+
 /// Appends this node to `Via` (RFC 9110 §7.6.3).
 pub fn append_via(headers: &mut HeaderMap, node: &str) {
     if let Ok(v) = HeaderValue::from_str(&format!("1.1 {node} (tessera)")) {
@@ -77,5 +97,26 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn forwarded_appends_a_hop_and_x_forwarded_proto_is_ours_rfc7239() {
+        let mut h = HeaderMap::new();
+        h.insert("forwarded", "for=192.0.2.60;proto=https".parse().unwrap());
+        h.insert("x-forwarded-proto", "https".parse().unwrap());
+        append_forwarded(
+            &mut h,
+            "10.0.0.1".parse().unwrap(),
+            "http",
+            "shop.test:8080",
+        );
+        assert_eq!(
+            h["forwarded"],
+            "for=192.0.2.60;proto=https, for=10.0.0.1;proto=http;host=\"shop.test:8080\""
+        );
+        assert_eq!(h["x-forwarded-proto"], "http");
+        let mut h = HeaderMap::new();
+        append_forwarded(&mut h, "2001:db8::1".parse().unwrap(), "https", "a\"b");
+        assert_eq!(h["forwarded"], "for=\"[2001:db8::1]\";proto=https");
     }
 }

@@ -47,7 +47,22 @@ impl SiteRuntime {
                 .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()),
             SURROGATE_DEVICE,
         );
-        let origin = OriginClient::new(&cfg.name, cfg.connect_timeout, cfg.response_timeout);
+        let tls = if cfg.origin.scheme() == Some(&http::uri::Scheme::HTTPS) {
+            Some(
+                crate::origin::tls::client_config(cfg.origin_ca.as_deref()).map_err(|e| {
+                    LoadError {
+                        path: cfg
+                            .origin_ca
+                            .clone()
+                            .unwrap_or_else(|| "the system's CA certificates".into()),
+                        problem: format!("site {:?}: https origin: {e}", cfg.name),
+                    }
+                })?,
+            )
+        } else {
+            None
+        };
+        let origin = OriginClient::new(&cfg.name, cfg.connect_timeout, cfg.response_timeout, tls);
         Ok(SiteRuntime {
             cfg,
             scripts: scripts.into(),

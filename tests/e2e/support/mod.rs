@@ -261,11 +261,16 @@ impl Launch {
     /// `{compiled}` and `{dir}` (the temp dir) are replaced. The dir also holds
     /// `admin-token` (0600) with [`admin::TOKEN`].
     pub fn config(origin: &Origin, toml: &str) -> Launch {
+        Launch::config_for(&origin.url(), toml)
+    }
+
+    /// [`Launch::config`] with `{origin}` replaced by `origin_url`.
+    pub fn config_for(origin_url: &str, toml: &str) -> Launch {
         let dir = tempfile::tempdir().unwrap();
         admin::write_token_file(dir.path());
         let path = dir.path().join("tessera.toml");
         let text = toml
-            .replace("{origin}", &origin.url())
+            .replace("{origin}", origin_url)
             .replace("{compiled}", &compiled_dir().display().to_string())
             .replace("{dir}", &dir.path().display().to_string());
         std::fs::write(&path, text).unwrap();
