@@ -12,6 +12,7 @@ mod esi;
 mod guests;
 mod hostile_clients;
 mod hostile_scripts;
+mod http2;
 mod purge;
 mod reload;
 mod rewrite;
