@@ -13,3 +13,4 @@ pub mod origin;
 pub mod proxy;
 pub mod reload;
 pub mod request;
+pub mod tls;

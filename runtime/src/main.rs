@@ -311,9 +311,13 @@ fn run_until_signal(
         // Before the listening line: a supervisor may signal as soon as it reads it, and an
         // unhandled SIGHUP would end the process.
         tessera::reload::on_sighup(shared.clone(), load.clone())?;
-        // The admin line first: a supervisor reading up to the listening line has both.
+        // The admin and extra listeners first: a supervisor reading up to the listening line
+        // has them all.
         if let Some(a) = &admin {
             println!("tessera admin on http://{}", a.addr);
+        }
+        for (addr, scheme) in &running.listeners {
+            println!("tessera also listening on {scheme}://{addr}");
         }
         println!("tessera listening on http://{}", running.addr);
         if let Some(b) = banner {

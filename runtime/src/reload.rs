@@ -1,5 +1,5 @@
 //! What puts a new configuration in force while serving: SIGHUP, and with `serve --watch`
-//! a change to the config file or to a script. A bad new version is logged and refused;
+//! a change to the config file, a script or a certificate. A bad new version is logged and refused;
 //! the old one keeps serving.
 
 use std::path::PathBuf;
@@ -73,10 +73,19 @@ fn stamp(path: &PathBuf) -> Stamp {
     Some((m.ino(), m.len(), m.modified().ok()?))
 }
 
-/// The files a generation depends on: its config file, if any, and every script.
+/// The files a generation depends on: its config file, if any, every script and every
+/// listener certificate and key.
 fn watched(config_file: &Option<PathBuf>, config: &Config) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = config_file.iter().cloned().collect();
     files.extend(config.sites.iter().flat_map(|s| s.scripts.iter().cloned()));
+    for tls in config.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+        files.extend([tls.certificate.clone(), tls.key.clone()]);
+        files.extend(
+            tls.sni
+                .iter()
+                .flat_map(|s| [s.certificate.clone(), s.key.clone()]),
+        );
+    }
     files.sort();
     files.dedup();
     files

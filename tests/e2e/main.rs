@@ -18,4 +18,5 @@ mod reload;
 mod rewrite;
 mod sharing;
 mod support;
+mod tls_listener;
 mod tls_origin;

@@ -12,34 +12,21 @@ use http::{HeaderMap, Response};
 use http_body_util::Full;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
+use crate::support::tls::{Ca, Leaf};
 use crate::support::{run_cli, Launch};
 
-/// A certificate authority made for one test, and a leaf certificate it signed.
+/// A CA and a leaf it signed for `names`.
 struct Pki {
     ca_pem: String,
-    leaf: CertificateDer<'static>,
-    key: PrivateKeyDer<'static>,
+    leaf: Leaf,
 }
 
 fn pki(names: &[&str]) -> Pki {
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(rcgen::DnType::CommonName, "Tessera test CA");
-    let ca_cert = ca.self_signed(&ca_key).unwrap();
-    let key = rcgen::KeyPair::generate().unwrap();
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let leaf = rcgen::CertificateParams::new(names)
-        .unwrap()
-        .signed_by(&key, &ca_cert, &ca_key)
-        .unwrap();
+    let ca = Ca::new();
     Pki {
-        ca_pem: ca_cert.pem(),
-        leaf: leaf.der().clone(),
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        leaf: ca.issue(names),
+        ca_pem: ca.pem,
     }
 }
 
@@ -63,7 +50,7 @@ async fn tls_origin(pki: &Pki) -> (SocketAddr, Arc<Seen>) {
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
-        .with_single_cert(vec![pki.leaf.clone()], pki.key.clone_key())
+        .with_single_cert(vec![pki.leaf.der.clone()], pki.leaf.key.clone_key())
         .unwrap();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));

@@ -1,6 +1,7 @@
 //! `tessera.toml` → typed, validated [`Config`]; every error names file, line and key.
 
 mod admin;
+mod listener;
 mod raw;
 mod site;
 mod units;
@@ -15,6 +16,7 @@ use http::uri::Uri;
 use http::HeaderName;
 
 pub use admin::{AdminConfig, EventRule};
+pub use listener::{ListenerConfig, SniCert, TlsConfig};
 pub use units::parse_size;
 
 /// A configuration error that points at the offending place in the file.
@@ -62,8 +64,10 @@ pub struct GuestErrorPolicies {
 /// The whole, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// Address the proxy listens on.
+    /// Address the proxy listens on (cleartext HTTP/1.1 and h2c).
     pub listen: SocketAddr,
+    /// More addresses, cleartext or TLS.
+    pub listeners: Vec<ListenerConfig>,
     /// Name of this node, sent in `X-Served-By`, `Via` and `Cache-Status`.
     pub node_name: String,
     /// Cache-wide bounds.
@@ -313,6 +317,7 @@ impl Config {
     pub fn quick(listen: SocketAddr, site: Site) -> Config {
         Config {
             listen,
+            listeners: Vec::new(),
             node_name: default_node_name(),
             cache: CacheConfig {
                 max_bytes: DEFAULT_CACHE_BYTES,
@@ -411,8 +416,10 @@ impl Config {
         };
         let admin = admin::admin(raw.admin, base, &e)?;
         let events = admin::events(raw.event, &e)?;
+        let listeners = listener::listeners(raw.listener, base, &e)?;
         Ok(Config {
             listen,
+            listeners,
             node_name,
             cache,
             server,

@@ -19,6 +19,8 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub event: Vec<RawEvent>,
     #[serde(default)]
+    pub listener: Vec<RawListener>,
+    #[serde(default)]
     pub site: Vec<RawSite>,
 }
 
@@ -28,6 +30,24 @@ pub(super) struct RawAdmin {
     pub listen: Option<Spanned<String>>,
     pub token_env: Option<String>,
     pub token_file: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListener {
+    pub address: Spanned<String>,
+    pub certificate: Option<Spanned<PathBuf>>,
+    pub key: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    pub sni: Vec<RawSni>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSni {
+    pub names: Spanned<Vec<String>>,
+    pub certificate: Spanned<PathBuf>,
+    pub key: Spanned<PathBuf>,
 }
 
 #[derive(Deserialize)]

@@ -57,7 +57,7 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
         }
         Some(ca) => {
             let path = base.join(ca.get_ref());
-            crate::origin::tls::read_ca_file(&path)
+            crate::tls::client::read_ca_file(&path)
                 .map_err(|why| e.at(Some(ca.span()), format!("{}: {why}", key("origin_ca"))))?;
             Some(path)
         }

@@ -1,7 +1,5 @@
 //! Origin client: pooled HTTP/1.1 connections (plain or TLS) with connect and response timeouts.
 
-pub mod tls;
-
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -166,7 +164,7 @@ impl OriginClient {
             Ok(Err(e)) => {
                 if is_timeout(&e) {
                     Err(OriginError::Timeout)
-                } else if tls::is_tls_error(&e) {
+                } else if crate::tls::client::is_tls_error(&e) {
                     Err(OriginError::Tls(error_chain(&e)))
                 } else {
                     Err(OriginError::Connect(error_chain(&e)))

@@ -28,6 +28,7 @@ mod recv;
 mod server;
 mod site;
 
+use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
@@ -66,6 +67,8 @@ pub struct Shared {
     compiled: Option<CompiledCache>,
     /// Serialises reloads.
     reloading: tokio::sync::Mutex<()>,
+    /// Certificates of the TLS listeners, by address (the listeners are fixed at start).
+    pub(crate) tls: Vec<(SocketAddr, Arc<crate::tls::server::Resolver>)>,
     /// Set when shutdown begins: `/readyz` then answers 503.
     draining: std::sync::atomic::AtomicBool,
 }
@@ -126,7 +129,7 @@ impl Shared {
     /// Validates `config` and, if it is good, puts it and its scripts in force at once.
     /// Requests already running finish with the old version; the cache is kept. Settings
     /// that shape the process itself (`listen`, `[server]`, `[scripts]`, `[cache]`,
-    /// `compiled_dir`, `admin`) need a restart: a config that changes them is refused.
+    /// `compiled_dir`, `admin`, listener addresses) need a restart; certificates reload: a config that changes them is refused.
     pub async fn reload(&self, config: Config) -> anyhow::Result<u64> {
         let _one = self.reloading.lock().await;
         let old = self.generation();
@@ -138,6 +141,7 @@ impl Shared {
             ("cache", c.cache == config.cache),
             ("compiled_dir", c.compiled_dir == config.compiled_dir),
             ("admin", c.admin == config.admin),
+            ("listener", same_listeners(&c.listeners, &config.listeners)),
         ] {
             anyhow::ensure!(
                 same,
@@ -156,14 +160,42 @@ impl Shared {
             self.max_memory >> 20
         );
         let sites = self.sites(&config).await?;
+        // Certificates are read again (they may have been renewed in place) and all must
+        // load before anything changes.
+        let mut certs = Vec::new();
+        for l in &config.listeners {
+            if let (Some(tls), Some((_, resolver))) =
+                (&l.tls, self.tls.iter().find(|(a, _)| *a == l.address))
+            {
+                certs.push((
+                    resolver,
+                    crate::tls::server::Resolver::load(tls).map_err(anyhow::Error::msg)?,
+                ));
+            }
+        }
         let version = old.version + 1;
         self.current.store(Arc::new(Generation {
             config,
             sites,
             version,
         }));
+        for (resolver, loaded) in certs {
+            resolver.install(loaded);
+        }
         Ok(version)
     }
+}
+
+/// Whether two configs have the same listeners (addresses, and TLS or not); certificate
+/// files may change.
+fn same_listeners(
+    a: &[crate::config::ListenerConfig],
+    b: &[crate::config::ListenerConfig],
+) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.address == y.address && x.tls.is_some() == y.tls.is_some())
 }
 
 /// Opens the compiled-component cache a config names; an unsafe directory is an error.
@@ -198,6 +230,17 @@ pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Arc<Shared>> 
         compiled: compiled_cache(&config)?,
         reloading: Default::default(),
         draining: Default::default(),
+        tls: config
+            .listeners
+            .iter()
+            .filter_map(|l| Some((l.address, l.tls.as_ref()?)))
+            .map(|(a, t)| {
+                Ok((
+                    a,
+                    crate::tls::server::Resolver::new(t).map_err(anyhow::Error::msg)?,
+                ))
+            })
+            .collect::<anyhow::Result<_>>()?,
         current: ArcSwap::from_pointee(Generation {
             config: config.clone(),
             sites: Vec::new(),

@@ -1,4 +1,5 @@
-//! The listener: accepts connections up to a limit and drains them on shutdown.
+//! The listeners: cleartext and TLS addresses, accepted up to one connection limit and
+//! drained together on shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::task::TaskTracker;
 
 use super::conn;
@@ -16,10 +18,12 @@ use super::Shared;
 /// Connections the kernel may hold for us while we are at `max_connections`.
 const BACKLOG: u32 = 4096;
 
-/// A running proxy: its bound address and a handle to stop it.
+/// A running proxy: its bound addresses and a handle to stop it.
 pub struct Running {
-    /// The address actually bound (useful with port 0).
+    /// The address of `listen` actually bound (useful with port 0).
     pub addr: SocketAddr,
+    /// The `[[listener]]` addresses actually bound, in config order, with their scheme.
+    pub listeners: Vec<(SocketAddr, &'static str)>,
     /// The shared state, for inspection (tests, admin).
     pub shared: Arc<Shared>,
     stop: watch::Sender<bool>,
@@ -52,49 +56,68 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
-/// Binds the configured address and serves in the background.
+/// One bound address and how its connections begin.
+struct Bound {
+    listener: TcpListener,
+    /// `None`: cleartext (HTTP/1.1 and h2c); else the TLS handshake first.
+    tls: Option<TlsAcceptor>,
+}
+
+/// Binds `listen` and every `[[listener]]`, and serves them all in the background; one
+/// connection limit and one drain cover them together.
 pub async fn serve(shared: Arc<Shared>) -> anyhow::Result<Running> {
-    let listen = shared.generation().config.listen;
-    let listener = bind(listen).with_context(|| format!("cannot listen on {listen}"))?;
+    let config = shared.generation().config.clone();
+    let mut bound = Vec::new();
+    let listener =
+        bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    bound.push(Bound {
+        listener,
+        tls: None,
+    });
+    let mut listeners = Vec::new();
+    for l in &config.listeners {
+        let listener =
+            bind(l.address).with_context(|| format!("listener: cannot listen on {}", l.address))?;
+        let tls = match shared.tls.iter().find(|(a, _)| *a == l.address) {
+            Some((_, resolver)) => Some(TlsAcceptor::from(Arc::new(resolver.server_config()?))),
+            None => None,
+        };
+        listeners.push((
+            listener.local_addr()?,
+            if tls.is_some() { "https" } else { "http" },
+        ));
+        bound.push(Bound { listener, tls });
+    }
     let (stop, stopped) = watch::channel(false);
-    let state = shared.clone();
-    let task = tokio::spawn(accept_loop(state, listener, stopped));
+    let task = tokio::spawn(run(shared.clone(), bound, stopped));
     Ok(Running {
         addr,
+        listeners,
         shared,
         stop,
         task,
     })
 }
 
-async fn accept_loop(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    mut stopped: watch::Receiver<bool>,
-) {
+/// Accepts on every bound address until told to stop, then drains.
+async fn run(shared: Arc<Shared>, bound: Vec<Bound>, stopped: watch::Receiver<bool>) {
     let cfg = shared.generation().config.server.clone();
     let slots = Arc::new(Semaphore::new(cfg.max_connections));
     let tracker = TaskTracker::new();
-    loop {
-        let Some((slot, stream, peer)) =
-            next_connection(&listener, &slots, &mut stopped, "proxy").await
-        else {
-            break;
-        };
-        let _ = stream.set_nodelay(true);
-        let info = ConnInfo {
-            peer,
-            scheme: "http",
-        };
-        let shared = shared.clone();
-        let stop = stopped.clone();
-        tracker.spawn(async move {
-            conn::serve(shared, stream, info, stop).await;
-            drop(slot);
-        });
-    }
-    drop(listener);
+    let loops: Vec<_> = bound
+        .into_iter()
+        .map(|b| {
+            accept_loop(
+                shared.clone(),
+                b,
+                slots.clone(),
+                tracker.clone(),
+                stopped.clone(),
+            )
+        })
+        .collect();
+    futures_util::future::join_all(loops).await;
     tracker.close();
     if tokio::time::timeout(cfg.drain_timeout, tracker.wait())
         .await
@@ -104,6 +127,47 @@ async fn accept_loop(
             "drain timeout: {} connection(s) still open are closed",
             tracker.len()
         );
+    }
+}
+
+async fn accept_loop(
+    shared: Arc<Shared>,
+    bound: Bound,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let Bound { listener, tls } = bound;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    loop {
+        let Some((slot, stream, peer)) =
+            next_connection(&listener, &slots, &mut stopped, scheme).await
+        else {
+            break;
+        };
+        let _ = stream.set_nodelay(true);
+        let info = ConnInfo { peer, scheme };
+        let shared = shared.clone();
+        let stop = stopped.clone();
+        let tls = tls.clone();
+        tracker.spawn(async move {
+            match tls {
+                None => conn::serve(shared, stream, info, stop).await,
+                Some(acceptor) => {
+                    // The handshake gets the time a request head gets: a client that opens
+                    // connections and never finishes the handshake holds nothing for long.
+                    let limit = shared.generation().config.server.header_read_timeout;
+                    match tokio::time::timeout(limit, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => conn::serve(shared, tls, info, stop).await,
+                        Ok(Err(e)) => tracing::debug!(peer = %peer, "TLS handshake failed: {e}"),
+                        Err(_) => {
+                            tracing::debug!(peer = %peer, "TLS handshake not finished in time")
+                        }
+                    }
+                }
+            }
+            drop(slot);
+        });
     }
 }
 

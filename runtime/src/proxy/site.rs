@@ -49,7 +49,7 @@ impl SiteRuntime {
         );
         let tls = if cfg.origin.scheme() == Some(&http::uri::Scheme::HTTPS) {
             Some(
-                crate::origin::tls::client_config(cfg.origin_ca.as_deref()).map_err(|e| {
+                crate::tls::client::client_config(cfg.origin_ca.as_deref()).map_err(|e| {
                     LoadError {
                         path: cfg
                             .origin_ca

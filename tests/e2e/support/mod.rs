@@ -1,6 +1,7 @@
 //! Shared harness: a scriptable origin, the real `tessera` binary, guest builds, an HTTP client.
 
 pub mod admin;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -207,6 +208,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     /// The admin listener, when the process started one.
     pub admin: Option<SocketAddr>,
+    /// The `[[listener]]` addresses, as `(scheme, address)`.
+    pub also: Vec<(String, SocketAddr)>,
     /// The config file, when started from one.
     pub config: Option<PathBuf>,
     child: tokio::process::Child,
@@ -360,14 +363,19 @@ impl Launch {
         }
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let (addr, admin) = tokio::time::timeout(PATIENCE, async {
+        let (addr, admin, also) = tokio::time::timeout(PATIENCE, async {
             let mut admin = None;
+            let mut also = Vec::new();
             while let Some(line) = lines.next_line().await.unwrap() {
                 if let Some(a) = line.strip_prefix("tessera admin on http://") {
                     admin = Some(a.parse::<SocketAddr>().unwrap());
                 }
+                if let Some(l) = line.strip_prefix("tessera also listening on ") {
+                    let (scheme, a) = l.split_once("://").unwrap();
+                    also.push((scheme.to_owned(), a.parse::<SocketAddr>().unwrap()));
+                }
                 if let Some(a) = line.strip_prefix("tessera listening on http://") {
-                    return (a.parse::<SocketAddr>().unwrap(), admin);
+                    return (a.parse::<SocketAddr>().unwrap(), admin, also);
                 }
             }
             panic!("tessera exited before listening (args {args:?})");
@@ -379,6 +387,7 @@ impl Launch {
         Proxy {
             addr,
             admin,
+            also,
             config,
             child,
             _dir: dir,
