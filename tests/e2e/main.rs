@@ -20,3 +20,4 @@ mod sharing;
 mod support;
 mod tls_listener;
 mod tls_origin;
+mod upgrade;

@@ -104,6 +104,8 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// An idle keep-alive connection is closed after this long.
     pub keepalive_timeout: Duration,
+    /// An upgraded connection (WebSocket) with no bytes either way is closed after this long.
+    pub upgrade_idle_timeout: Duration,
     /// Most header fields in one request (431 beyond).
     pub max_headers: usize,
     /// Most bytes of one request head (431 beyond).
@@ -126,6 +128,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(10),
             keepalive_timeout: Duration::from_secs(60),
+            upgrade_idle_timeout: Duration::from_secs(300),
             max_headers: 100,
             max_header_bytes: 64 << 10,
             max_request_body: 64 << 20,
@@ -467,6 +470,11 @@ fn server(raw: Option<&raw::RawServer>, e: &units::Errors) -> Result<ServerConfi
             &r.keepalive_timeout_ms,
             "key `server.keepalive_timeout_ms`",
             d.keepalive_timeout,
+        )?,
+        upgrade_idle_timeout: ms(
+            &r.upgrade_idle_timeout_ms,
+            "key `server.upgrade_idle_timeout_ms`",
+            d.upgrade_idle_timeout,
         )?,
         max_headers: e.number(
             &r.max_headers,

@@ -79,6 +79,7 @@ pub(super) struct RawServer {
     pub max_connections: Option<Spanned<u64>>,
     pub header_read_timeout_ms: Option<Spanned<u64>>,
     pub keepalive_timeout_ms: Option<Spanned<u64>>,
+    pub upgrade_idle_timeout_ms: Option<Spanned<u64>>,
     pub max_headers: Option<Spanned<u64>>,
     pub max_header_bytes: Option<Spanned<Size>>,
     pub max_request_body: Option<Spanned<Size>>,

@@ -57,7 +57,8 @@ pub async fn serve<S>(
         }
     });
     let builder = builder(&cfg);
-    let conn = builder.serve_connection(TokioIo::new(io), service);
+    // With upgrades: a WebSocket handshake the origin accepts hands this connection over.
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut draining = *stop.borrow();
     if draining {

@@ -146,9 +146,13 @@ pub fn refused(why: Refusal) -> Answer {
         Refusal::ScriptFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "script error\n"),
         Refusal::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
         Refusal::IncludeFailed(_) => (StatusCode::BAD_GATEWAY, "page could not be assembled\n"),
+        Refusal::TooManyTunnels => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many upgraded connections\n",
+        ),
     };
     let mut r = text(status, body);
-    if why == Refusal::Busy {
+    if matches!(why, Refusal::Busy | Refusal::TooManyTunnels) {
         r.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }

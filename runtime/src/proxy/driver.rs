@@ -11,7 +11,7 @@ use super::lookup::{self, Action, Directives, Stale};
 use super::outcome::{Outcome, PassReason, Refusal};
 use super::recv::{self, ConnInfo};
 use super::site::SiteRuntime;
-use super::{fetch, pass, Generation, Shared};
+use super::{fetch, pass, upgrade, Generation, Shared};
 use crate::cache::coalesce::Role;
 use crate::cache::vary::variant_id;
 use crate::cache::{Entry, Fwd, Lookup, StoreKey};
@@ -54,6 +54,8 @@ pub struct Exchange {
     pub origin_wait: std::time::Duration,
     /// The query the origin gets on the cache path (`None`: unchanged).
     pub origin_query: Option<Option<String>>,
+    /// The protocol upgrade the client asked for, if any.
+    pub upgrade: Option<upgrade::ClientUpgrade>,
 }
 
 /// Bounded: a follower whose leader gave up, or whose shared response is another variant,
@@ -68,6 +70,8 @@ pub async fn handle(
 ) -> Response<OutBody> {
     let started = std::time::Instant::now();
     let id = recv::request_id(req.headers());
+    let mut req = req;
+    let upgrade = upgrade::requested(&mut req);
     let (parts, body) = req.into_parts();
     let gen = shared.generation();
     // recv: which site?
@@ -109,6 +113,7 @@ pub async fn handle(
         started,
         origin_wait: std::time::Duration::ZERO,
         origin_query: None,
+        upgrade,
     };
     let answer = x.answer(Some(body)).await;
     // deliver: ESI assembly, the scripts' rewrite and on_response, the cache's headers.
@@ -142,6 +147,7 @@ pub async fn subrequest(
         started: std::time::Instant::now(),
         origin_wait: std::time::Duration::ZERO,
         origin_query: None,
+        upgrade: None,
     };
     x.answer(None).await
 }
@@ -151,6 +157,10 @@ impl Exchange {
         // recv: the site's on_request may answer, edit, or (failing) refuse.
         if let Err(answer) = recv::hooks(self).await {
             return answer;
+        }
+        // upgrade: a WebSocket goes to the origin as a tunnel, past the cache.
+        if let Some(up) = self.upgrade.take() {
+            return upgrade::forward(self, up).await;
         }
         // hash: the key in the site's namespace.
         let keyed = match hash::key(self).await {
@@ -279,6 +289,7 @@ impl Exchange {
             started: std::time::Instant::now(),
             origin_wait: std::time::Duration::ZERO,
             origin_query: self.origin_query.clone(),
+            upgrade: None,
         };
         bg.req.method = Method::GET;
         let key = key.clone();

@@ -27,6 +27,7 @@ mod range;
 mod recv;
 mod server;
 mod site;
+mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -69,6 +70,8 @@ pub struct Shared {
     reloading: tokio::sync::Mutex<()>,
     /// Certificates of the TLS listeners, by address (the listeners are fixed at start).
     pub(crate) tls: Vec<(SocketAddr, Arc<crate::tls::server::Resolver>)>,
+    /// Upgraded connections (WebSocket tunnels) open at once, at most `max_connections`.
+    pub(crate) tunnels: Arc<tokio::sync::Semaphore>,
     /// Set when shutdown begins: `/readyz` then answers 503.
     draining: std::sync::atomic::AtomicBool,
 }
@@ -230,6 +233,7 @@ pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Arc<Shared>> 
         compiled: compiled_cache(&config)?,
         reloading: Default::default(),
         draining: Default::default(),
+        tunnels: Arc::new(tokio::sync::Semaphore::new(config.server.max_connections)),
         tls: config
             .listeners
             .iter()

@@ -117,6 +117,8 @@ pub enum PassReason {
     Method,
     /// The script's `cache_key` failed; fail closed, no lookup and no store.
     KeyFailed(HookFailure),
+    /// A protocol upgrade (WebSocket): tunnelled, never cached.
+    Upgrade,
 }
 
 /// Why the proxy answered by itself.
@@ -134,6 +136,8 @@ pub enum Refusal {
     BodyTooLarge,
     /// An ESI page could not be assembled before its first byte was sent.
     IncludeFailed(String),
+    /// As many upgraded connections are open as `max_connections` allows.
+    TooManyTunnels,
 }
 
 impl Outcome {
@@ -179,6 +183,10 @@ impl Outcome {
                         s.fwd = Some(Fwd::Bypass);
                         s.detail = Some(f.detail());
                     }
+                    PassReason::Upgrade => {
+                        s.fwd = Some(Fwd::Bypass);
+                        s.detail = Some("upgrade".into());
+                    }
                 }
             }
             Outcome::OriginFailed { fwd, error } => {
@@ -198,6 +206,7 @@ impl Outcome {
                 Refusal::Busy => s.detail = Some("busy".into()),
                 Refusal::ScriptFailed(f) => s.detail = Some(f.detail()),
                 Refusal::BodyTooLarge => s.detail = Some("request-body-too-large".into()),
+                Refusal::TooManyTunnels => s.detail = Some("upgrade-limit".into()),
                 Refusal::IncludeFailed(why) => s.detail = Some(format!("esi; {why}")),
             },
         }
