@@ -9,8 +9,8 @@ use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use http_body_util::BodyExt;
 use tessera::config::{Limits, ScriptsConfig};
+use tessera::encoding::Coding;
 use tessera::guest::{Chain, GuestEngine, InstancePool, PoolSize, Script};
-use tessera::html::encoding::Coding;
 use tessera::html::rewrite::{rewrite, Plan};
 use tessera::request::{Client, ClientRequest, DeviceClass};
 

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod encoding;
 pub mod guest;
 pub mod html;
 pub mod observe;

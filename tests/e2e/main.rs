@@ -4,6 +4,7 @@
 mod admin;
 mod caching;
 mod cli;
+mod compress;
 mod concurrency;
 mod conformance;
 mod core;

@@ -259,8 +259,8 @@ async fn a_script_failing_after_the_first_byte_cuts_the_stream() {
 #[tokio::test]
 async fn a_cut_at_any_byte_offset_gives_identical_output() {
     use tessera::config::{Limits, ScriptsConfig};
+    use tessera::encoding::Coding;
     use tessera::guest::{Chain, GuestEngine, InstancePool, PoolSize, Script};
-    use tessera::html::encoding::Coding;
     use tessera::html::rewrite::{rewrite, Plan};
 
     let engine = GuestEngine::new(PoolSize {

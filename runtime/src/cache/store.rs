@@ -96,6 +96,18 @@ pub struct Entry {
     pub purged_at_age: AtomicU64,
     /// The body parsed as an ESI page, when it is one (parsed once, when stored).
     pub esi: Option<Arc<crate::html::esi::Template>>,
+    /// Compressed copies of the body, made by the first delivery that needs each.
+    pub encoded: Arc<Encoded>,
+}
+
+/// Compressed copies of a stored body (compression at delivery encodes a hit once, not
+/// on every request). Their room is reserved in the entry's weight when it is stored.
+#[derive(Debug, Default)]
+pub struct Encoded {
+    /// The body in gzip.
+    pub gzip: std::sync::OnceLock<Bytes>,
+    /// The body in br.
+    pub br: std::sync::OnceLock<Bytes>,
 }
 
 impl Entry {
@@ -134,6 +146,25 @@ impl Entry {
     }
 
     /// Bytes this entry costs: body, every header, tags, Vary data and bookkeeping.
+    /// Room for the compressed copies a delivery may add: half the body (text compresses to
+    /// a quarter or less in each coding), for bodies compression at delivery would encode.
+    fn encoded_room(&self) -> usize {
+        let compressible = self.status == StatusCode::OK
+            && self.esi.is_none()
+            && crate::encoding::Coding::of(&self.headers)
+                == Some(crate::encoding::Coding::Identity)
+            && self
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(crate::encoding::compressible);
+        if compressible {
+            self.body.len() / 2
+        } else {
+            0
+        }
+    }
+
     fn weight(&self) -> usize {
         let head: usize = self
             .headers
@@ -142,7 +173,14 @@ impl Entry {
             .sum();
         let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
         let esi = self.esi.as_ref().map_or(0, |t| t.weight());
-        self.body.len() + head + tags + self.vary.weight() + self.uri.len() + esi + ENTRY_OVERHEAD
+        self.body.len()
+            + head
+            + tags
+            + self.vary.weight()
+            + self.uri.len()
+            + esi
+            + self.encoded_room()
+            + ENTRY_OVERHEAD
     }
 }
 
@@ -436,6 +474,7 @@ mod tests {
             vary: VaryKey::Any,
             uri: uri.into(),
             purged_at_age: AtomicU64::new(u64::MAX),
+            encoded: Default::default(),
             esi: None,
         })
     }

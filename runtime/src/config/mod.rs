@@ -189,6 +189,8 @@ pub struct CachePolicyConfig {
     pub strip_unkeyed_params: bool,
     /// Add `key=` to `Cache-Status` (exposes the cache key to clients).
     pub debug: bool,
+    /// Compress compressible responses the origin sent uncompressed (br or gzip, per client).
+    pub compress: bool,
 }
 
 impl Default for CachePolicyConfig {
@@ -202,6 +204,7 @@ impl Default for CachePolicyConfig {
             allow_set_cookie: false,
             strip_unkeyed_params: true,
             debug: false,
+            compress: true,
         }
     }
 }

@@ -154,5 +154,6 @@ pub(super) struct RawCaching {
     pub negative_ttl: Option<Spanned<BTreeMap<String, u64>>>,
     pub allow_set_cookie: Option<bool>,
     pub strip_unkeyed_params: Option<bool>,
+    pub compress: Option<bool>,
     pub debug: Option<bool>,
 }

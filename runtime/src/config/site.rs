@@ -286,6 +286,7 @@ fn caching(
     }
     c.allow_set_cookie = raw.allow_set_cookie.unwrap_or(false);
     c.strip_unkeyed_params = raw.strip_unkeyed_params.unwrap_or(true);
+    c.compress = raw.compress.unwrap_or(true);
     c.debug = raw.debug.unwrap_or(false);
     Ok(c)
 }

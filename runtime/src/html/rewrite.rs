@@ -17,7 +17,7 @@ use lol_html::html_content::{Comment, ContentType, Element, EndTag, TextChunk};
 use lol_html::{ElementContentHandlers, HtmlRewriter, Settings};
 use tokio::sync::mpsc;
 
-use super::encoding::{Coding, Decoder, Encoder};
+use crate::encoding::{Coding, Decoder, Encoder};
 use crate::guest::html::{Content, ElementMutation, ElementView, Handler, NodeMutation, TextMode};
 use crate::guest::{Chain, HookFailure};
 use crate::origin::{BoxError, OutBody};

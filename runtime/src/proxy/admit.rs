@@ -191,6 +191,7 @@ pub fn plan(
         tags: decision.tags,
         uri,
         purged_at_age: std::sync::atomic::AtomicU64::new(u64::MAX),
+        encoded: Default::default(),
         esi: None,
     };
     Ok(Plan { entry, personal })

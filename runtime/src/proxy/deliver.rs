@@ -15,6 +15,7 @@ use super::range::{self, RangeReply};
 use super::Generation;
 use crate::cache::conditional::{self, Precondition};
 use crate::cache::directives::strip_targeted;
+use crate::cache::store::Encoded;
 use crate::cache::{Entry, Fwd};
 use crate::config::GuestErrorPolicy;
 use crate::guest::{GuestError, Hook, Synthetic};
@@ -34,6 +35,9 @@ pub struct Answer {
     pub ttl: Option<i64>,
     /// The stored ESI template of the response, for the assembly stage.
     pub esi: Option<Arc<Template>>,
+    /// The stored whole body this response sends, and its compressed copies, while the
+    /// body is still exactly that (for compression at delivery).
+    pub encodable: Option<(Bytes, Arc<Encoded>)>,
 }
 
 impl Answer {
@@ -44,6 +48,7 @@ impl Answer {
             outcome,
             ttl: None,
             esi: None,
+            encodable: None,
         }
     }
 }
@@ -57,6 +62,7 @@ pub fn from_entry(req: &ClientRequest, entry: &Entry, outcome: Outcome, now: Sys
     } else {
         Precondition::Proceed
     };
+    let mut encodable = None;
     let mut response = match precondition {
         Precondition::NotModified => {
             let mut r = Response::new(empty());
@@ -79,7 +85,12 @@ pub fn from_entry(req: &ClientRequest, entry: &Entry, outcome: Outcome, now: Sys
                 RangeReply::Full
             };
             let body = match ranges {
-                RangeReply::Full => entry.body.clone(),
+                RangeReply::Full => {
+                    if entry.status == StatusCode::OK && entry.esi.is_none() {
+                        encodable = Some((entry.body.clone(), entry.encoded.clone()));
+                    }
+                    entry.body.clone()
+                }
                 RangeReply::Partial(ranges) => {
                     *r.status_mut() = StatusCode::PARTIAL_CONTENT;
                     range::partial(r.headers_mut(), &entry.body, &ranges)
@@ -108,6 +119,7 @@ pub fn from_entry(req: &ClientRequest, entry: &Entry, outcome: Outcome, now: Sys
         outcome,
         ttl: Some(entry.remaining_ttl(now)),
         esi: entry.esi.clone(),
+        encodable,
     }
 }
 
@@ -204,6 +216,7 @@ pub async fn finish(x: &mut Exchange, a: Answer) -> Response<OutBody> {
         }
     }
     if !rewrite.is_empty() && !is_refused(&a) {
+        a.encodable = None;
         let plan = Plan {
             handlers: rewrite,
             chain: x.chain.take(),
@@ -215,6 +228,10 @@ pub async fn finish(x: &mut Exchange, a: Answer) -> Response<OutBody> {
             Start::Failed(f) => a = hook_failed(x, a, f),
             Start::Broken(why) => a = refused(Refusal::IncludeFailed(why)),
         }
+    }
+    // compress: last, so that ESI and the rewrite work on identity bytes.
+    if x.site.cfg.caching.compress && !is_refused(&a) {
+        a = super::compress::stage(&x.req, a);
     }
     let who = Who {
         id: x.id.clone(),

@@ -175,6 +175,7 @@ mod tests {
             vary: VaryKey::Any,
             uri: "u".into(),
             purged_at_age: std::sync::atomic::AtomicU64::new(u64::MAX),
+            encoded: Default::default(),
             esi: None,
         })
     }

@@ -14,6 +14,7 @@
 //! ```
 
 mod admit;
+mod compress;
 mod conn;
 mod deliver;
 pub(crate) mod driver;

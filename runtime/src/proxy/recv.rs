@@ -58,6 +58,7 @@ pub fn route(
     let host = strip_port(&authority);
     let site = gen.sites.iter().find(|s| s.cfg.matches(host))?.clone();
     strip_hop_by_hop(&mut parts.headers);
+    crate::encoding::normalize_accept_encoding(&mut parts.headers);
     let uri = parts
         .uri
         .path_and_query()

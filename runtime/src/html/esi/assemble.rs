@@ -21,7 +21,7 @@ use super::template::{Include, Node, Template};
 use super::vars::{Escape, VarSource};
 use super::{active, prepare};
 use crate::cache::directives::effective_response_control;
-use crate::html::encoding::{self, Coding};
+use crate::encoding::{self, Coding};
 use crate::origin::{collect_body, BoxError, OutBody};
 use crate::proxy::{driver, Answer, Exchange, Generation, Refusal, Shared, SiteRuntime};
 use crate::request::ClientRequest;

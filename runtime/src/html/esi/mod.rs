@@ -13,8 +13,8 @@ use http::header::{HeaderMap, CONTENT_ENCODING, CONTENT_LENGTH};
 pub use assemble::stage;
 pub use template::Template;
 
-use super::encoding::{self, Coding, CodingError};
 use crate::config::EsiConfig;
+use crate::encoding::{self, Coding, CodingError};
 
 /// What Tessera says to origins it can do (Edge Architecture 1.0 §2.1), device token `tessera`.
 pub const SURROGATE_CAPABILITY: &str = "tessera=\"Surrogate/1.0 ESI/1.0\"";

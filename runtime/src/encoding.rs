@@ -1,10 +1,10 @@
-//! `Content-Encoding` around HTML processing: decode gzip, deflate and br bodies, and encode
-//! the output per the client's `Accept-Encoding`, streaming, with a bound on what a small
-//! compressed body may expand to.
+//! `Content-Encoding`: decode gzip, deflate and br bodies (for ESI and the HTML rewrite),
+//! and encode output per the client's `Accept-Encoding` (the rewrite, and compression at
+//! delivery), streaming, with a bound on what a small compressed body may expand to.
 
 use std::io::Write;
 
-use http::header::{HeaderMap, ACCEPT_ENCODING, CONTENT_ENCODING};
+use http::header::{HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING};
 
 /// A content coding this proxy reads and writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +79,51 @@ impl Coding {
             Coding::Brotli => Some("br"),
         }
     }
+}
+
+/// Replaces a request's `Accept-Encoding` with the one coding this proxy would choose for
+/// it (`br`, else `gzip`), or removes it: the many ways browsers spell the same preference
+/// then share one cache variant where an origin sends `Vary: Accept-Encoding`.
+pub fn normalize_accept_encoding(headers: &mut HeaderMap) {
+    match Coding::preferred(headers).token() {
+        Some(t) => {
+            headers.insert(ACCEPT_ENCODING, HeaderValue::from_static(t));
+        }
+        None => {
+            headers.remove(ACCEPT_ENCODING);
+        }
+    }
+}
+
+/// Whether a media type gains from compression (text, JSON, JavaScript, XML, SVG, wasm);
+/// images, video, archives and fonts in WOFF are compressed already.
+pub fn compressible(content_type: &str) -> bool {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    media.starts_with("text/")
+        || matches!(
+            media.as_str(),
+            "application/json"
+                | "application/javascript"
+                | "application/x-javascript"
+                | "application/ecmascript"
+                | "application/xml"
+                | "application/xhtml+xml"
+                | "application/rss+xml"
+                | "application/atom+xml"
+                | "application/manifest+json"
+                | "application/ld+json"
+                | "application/wasm"
+                | "image/svg+xml"
+                | "font/ttf"
+                | "font/otf"
+        )
+        || media.ends_with("+json")
+        || media.ends_with("+xml")
 }
 
 /// The body expanded past the configured bound, or was not valid for its coding.
@@ -310,5 +355,53 @@ mod tests {
         let mut r = HeaderMap::new();
         r.insert(CONTENT_ENCODING, "gzip, br".parse().unwrap());
         assert_eq!(Coding::of(&r), None);
+    }
+
+    #[test]
+    fn accept_encoding_spellings_collapse_to_one_choice() {
+        let norm = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(ACCEPT_ENCODING, v.parse().unwrap());
+            normalize_accept_encoding(&mut h);
+            h.get(ACCEPT_ENCODING)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        for v in [
+            "gzip, deflate, br",
+            "br;q=1.0, gzip;q=0.8, *;q=0.1",
+            "BR",
+            "gzip, br, zstd",
+        ] {
+            assert_eq!(norm(v).as_deref(), Some("br"), "{v}");
+        }
+        for v in ["gzip, deflate", "x-gzip", "gzip;q=1, br;q=0.5"] {
+            assert_eq!(norm(v).as_deref(), Some("gzip"), "{v}");
+        }
+        for v in ["identity", "deflate", "br;q=0, gzip;q=0", "*"] {
+            assert_eq!(norm(v), None, "{v}");
+        }
+    }
+
+    #[test]
+    fn only_what_gains_is_compressed() {
+        for t in [
+            "text/html; charset=utf-8",
+            "application/json",
+            "image/svg+xml",
+            "application/vnd.api+json",
+            "TEXT/CSS",
+        ] {
+            assert!(compressible(t), "{t}");
+        }
+        for t in [
+            "image/png",
+            "video/mp4",
+            "application/zip",
+            "font/woff2",
+            "application/octet-stream",
+            "",
+        ] {
+            assert!(!compressible(t), "{t}");
+        }
     }
 }
