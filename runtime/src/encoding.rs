@@ -126,6 +126,15 @@ pub fn compressible(content_type: &str) -> bool {
         || media.ends_with("+xml")
 }
 
+/// Whether a response with these headers is in no coding and of a compressible type.
+pub fn compressible_identity(headers: &HeaderMap) -> bool {
+    Coding::of(headers) == Some(Coding::Identity)
+        && headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(compressible)
+}
+
 /// The body expanded past the configured bound, or was not valid for its coding.
 #[derive(Debug, thiserror::Error)]
 pub enum CodingError {

@@ -151,13 +151,7 @@ impl Entry {
     fn encoded_room(&self) -> usize {
         let compressible = self.status == StatusCode::OK
             && self.esi.is_none()
-            && crate::encoding::Coding::of(&self.headers)
-                == Some(crate::encoding::Coding::Identity)
-            && self
-                .headers
-                .get(http::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(crate::encoding::compressible);
+            && crate::encoding::compressible_identity(&self.headers);
         if compressible {
             self.body.len() / 2
         } else {

@@ -9,7 +9,7 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
 use super::deliver::Answer;
-use crate::encoding::{compressible, Coding, Encoder};
+use crate::encoding::{compressible_identity, Coding, Encoder};
 use crate::origin::{BoxError, OutBody};
 use crate::request::ClientRequest;
 
@@ -30,11 +30,8 @@ fn no_transform(h: &HeaderMap) -> bool {
 fn eligible(req: &ClientRequest, status: StatusCode, h: &HeaderMap) -> bool {
     status == StatusCode::OK
         && matches!(req.method, Method::GET | Method::HEAD)
-        && Coding::of(h) == Some(Coding::Identity)
+        && compressible_identity(h)
         && !h.contains_key(header::CONTENT_RANGE)
-        && h.get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(compressible)
         && h.get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
             .is_none_or(|n| n >= MIN_BYTES)

@@ -95,26 +95,8 @@ pub async fn handle(
         };
         return deliver::decorate(&gen, answer, who);
     };
-    let chain = Chain::new(
-        site.scripts.clone(),
-        shared.pool.clone(),
-        id.clone(),
-        shared.clock.clone(),
-    );
-    let mut x = Exchange {
-        shared,
-        gen,
-        site,
-        req,
-        chain,
-        id,
-        uri: Arc::from(""),
-        key: None,
-        started,
-        origin_wait: std::time::Duration::ZERO,
-        origin_query: None,
-        upgrade,
-    };
+    let mut x = Exchange::new(shared, gen, site, req, id, started);
+    x.upgrade = upgrade;
     let answer = x.answer(Some(body)).await;
     // deliver: ESI assembly, the scripts' rewrite and on_response, the cache's headers.
     deliver::finish(&mut x, answer).await
@@ -129,30 +111,42 @@ pub async fn subrequest(
     req: ClientRequest,
     id: Arc<str>,
 ) -> Answer {
-    let chain = Chain::new(
-        site.scripts.clone(),
-        shared.pool.clone(),
-        id.clone(),
-        shared.clock.clone(),
-    );
-    let mut x = Exchange {
-        shared,
-        gen,
-        site,
-        req,
-        chain,
-        id,
-        uri: Arc::from(""),
-        key: None,
-        started: std::time::Instant::now(),
-        origin_wait: std::time::Duration::ZERO,
-        origin_query: None,
-        upgrade: None,
-    };
+    let mut x = Exchange::new(shared, gen, site, req, id, std::time::Instant::now());
     x.answer(None).await
 }
 
 impl Exchange {
+    /// A request's state before any phase ran, with a fresh script chain of its site.
+    fn new(
+        shared: Arc<Shared>,
+        gen: Arc<Generation>,
+        site: Arc<SiteRuntime>,
+        req: ClientRequest,
+        id: Arc<str>,
+        started: std::time::Instant,
+    ) -> Exchange {
+        let chain = Chain::new(
+            site.scripts.clone(),
+            shared.pool.clone(),
+            id.clone(),
+            shared.clock.clone(),
+        );
+        Exchange {
+            shared,
+            gen,
+            site,
+            req,
+            chain,
+            id,
+            uri: Arc::from(""),
+            key: None,
+            started,
+            origin_wait: std::time::Duration::ZERO,
+            origin_query: None,
+            upgrade: None,
+        }
+    }
+
     async fn answer(&mut self, body: Option<Incoming>) -> Answer {
         // recv: the site's on_request may answer, edit, or (failing) refuse.
         if let Err(answer) = recv::hooks(self).await {
@@ -272,25 +266,17 @@ impl Exchange {
         let Role::Leader(leader) = self.shared.flights.join(flight) else {
             return;
         };
-        let mut bg = Exchange {
-            shared: self.shared.clone(),
-            gen: self.gen.clone(),
-            site: self.site.clone(),
-            req: self.req.clone(),
-            chain: Chain::new(
-                self.site.scripts.clone(),
-                self.shared.pool.clone(),
-                self.id.clone(),
-                self.shared.clock.clone(),
-            ),
-            id: self.id.clone(),
-            uri: self.uri.clone(),
-            key: self.key.clone(),
-            started: std::time::Instant::now(),
-            origin_wait: std::time::Duration::ZERO,
-            origin_query: self.origin_query.clone(),
-            upgrade: None,
-        };
+        let mut bg = Exchange::new(
+            self.shared.clone(),
+            self.gen.clone(),
+            self.site.clone(),
+            self.req.clone(),
+            self.id.clone(),
+            std::time::Instant::now(),
+        );
+        bg.uri = self.uri.clone();
+        bg.key = self.key.clone();
+        bg.origin_query = self.origin_query.clone();
         bg.req.method = Method::GET;
         let key = key.clone();
         tokio::spawn(async move {

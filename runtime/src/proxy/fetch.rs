@@ -8,7 +8,9 @@ use http::{Method, Request, StatusCode};
 use super::admit::{self, Proposal};
 use super::deliver::{self, add_personal, Answer};
 use super::driver::{Exchange, Flight};
-use super::headers::{append_forwarded, append_forwarded_for, append_via, strip_hop_by_hop};
+use super::headers::{
+    append_forwarded, append_forwarded_for, append_via, strip_hop_by_hop, CONDITIONAL,
+};
 use super::lookup::Stale;
 use super::outcome::{NoStore, Outcome, StaleReason};
 use crate::cache::conditional;
@@ -77,14 +79,7 @@ pub async fn fill(
     let mut headers = x.req.headers.clone();
     // The cache fills with a complete, unconditional response of its own and then answers
     // the client's conditions and ranges itself (RFC 9111 §4.3.2).
-    for h in [
-        header::IF_NONE_MATCH,
-        header::IF_MODIFIED_SINCE,
-        header::IF_MATCH,
-        header::IF_UNMODIFIED_SINCE,
-        header::IF_RANGE,
-        header::RANGE,
-    ] {
+    for h in CONDITIONAL {
         headers.remove(h);
     }
     if let Some(s) = &stale {

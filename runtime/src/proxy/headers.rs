@@ -17,6 +17,17 @@ pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "proxy-authorization",
 ];
 
+/// Request fields that make a request conditional or partial (RFC 9110 §13.1, §14.2): a
+/// request the cache makes for itself leaves them out to get the whole representation.
+pub const CONDITIONAL: [http::header::HeaderName; 6] = [
+    http::header::IF_NONE_MATCH,
+    http::header::IF_MODIFIED_SINCE,
+    http::header::IF_MATCH,
+    http::header::IF_UNMODIFIED_SINCE,
+    http::header::IF_RANGE,
+    http::header::RANGE,
+];
+
 /// Removes hop-by-hop fields, including every field named in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers

@@ -506,13 +506,10 @@ async fn fetch(ctx: &Ctx, src: &str) -> Result<Part, IncludeError> {
 /// the whole, unconditional, uncompressed representation.
 fn fragment_headers(client: &HeaderMap, authority: &str) -> HeaderMap {
     let mut h = client.clone();
+    for name in crate::proxy::headers::CONDITIONAL {
+        h.remove(name);
+    }
     for name in [
-        header::IF_NONE_MATCH,
-        header::IF_MODIFIED_SINCE,
-        header::IF_MATCH,
-        header::IF_UNMODIFIED_SINCE,
-        header::IF_RANGE,
-        header::RANGE,
         header::CONTENT_LENGTH,
         header::CONTENT_TYPE,
         header::TRANSFER_ENCODING,
