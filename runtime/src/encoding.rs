@@ -1,4 +1,4 @@
-//! `Content-Encoding`: decode gzip, deflate and br bodies (for ESI and the HTML rewrite),
+//! `Content-Encoding`: decode gzip, deflate, br and zstd bodies (for ESI and the HTML rewrite),
 //! and encode output per the client's `Accept-Encoding` (the rewrite, and compression at
 //! delivery), streaming, with a bound on what a small compressed body may expand to.
 
@@ -17,6 +17,8 @@ pub enum Coding {
     Deflate,
     /// `br` (RFC 7932).
     Brotli,
+    /// `zstd` (RFC 8878), with the 8 MiB window RFC 8878 §3 asks of HTTP.
+    Zstd,
 }
 
 impl Coding {
@@ -38,11 +40,13 @@ impl Coding {
             Some("gzip" | "x-gzip") => Some(Coding::Gzip),
             Some("deflate") => Some(Coding::Deflate),
             Some("br") => Some(Coding::Brotli),
+            Some("zstd") => Some(Coding::Zstd),
             Some(_) => None,
         }
     }
 
-    /// The best coding the client accepts for output: br, then gzip, else identity.
+    /// The best coding the client accepts for output: the highest `q`, and at equal `q` br
+    /// (smallest), then zstd, then gzip; identity when it accepts none.
     pub fn preferred(req: &HeaderMap) -> Coding {
         let mut best = (Coding::Identity, 0.0f32);
         for item in req
@@ -59,15 +63,25 @@ impl Coding {
                 .unwrap_or(1.0);
             let coding = match name.as_str() {
                 "br" => Coding::Brotli,
+                "zstd" => Coding::Zstd,
                 "gzip" | "x-gzip" => Coding::Gzip,
                 _ => continue,
             };
-            // Prefer br over gzip at equal weight.
-            if q > best.1 || (q == best.1 && q > 0.0 && coding == Coding::Brotli) {
+            if q > best.1 || (q == best.1 && q > 0.0 && coding.rank() > best.0.rank()) {
                 best = (coding, q);
             }
         }
         best.0
+    }
+
+    /// Preference among output codings at equal `q`.
+    fn rank(self) -> u8 {
+        match self {
+            Coding::Identity | Coding::Deflate => 0,
+            Coding::Gzip => 1,
+            Coding::Zstd => 2,
+            Coding::Brotli => 3,
+        }
     }
 
     /// The `Content-Encoding` token.
@@ -77,12 +91,13 @@ impl Coding {
             Coding::Gzip => Some("gzip"),
             Coding::Deflate => Some("deflate"),
             Coding::Brotli => Some("br"),
+            Coding::Zstd => Some("zstd"),
         }
     }
 }
 
 /// Replaces a request's `Accept-Encoding` with the one coding this proxy would choose for
-/// it (`br`, else `gzip`), or removes it: the many ways browsers spell the same preference
+/// it (`br`, `zstd` or `gzip`), or removes it: the many ways browsers spell the same preference
 /// then share one cache variant where an origin sends `Vary: Accept-Encoding`.
 pub fn normalize_accept_encoding(headers: &mut HeaderMap) {
     match Coding::preferred(headers).token() {
@@ -158,12 +173,25 @@ enum DecoderKind {
     Gzip(flate2::write::MultiGzDecoder<Vec<u8>>),
     Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
     Brotli(Box<brotli::DecompressorWriter<Vec<u8>>>),
+    Zstd(Box<zstd::stream::write::Decoder<'static, Vec<u8>>>),
 }
+
+/// zstd frames may ask for windows up to 8 MiB (RFC 8878 §3: what HTTP recipients
+/// support); a frame asking for more is refused instead of allocating it.
+const ZSTD_WINDOW_LOG_MAX: u32 = 23;
 
 impl Decoder {
     /// A decoder for `coding` that refuses more than `limit` decoded bytes.
     pub fn new(coding: Coding, limit: u64) -> Decoder {
         let inner = match coding {
+            Coding::Zstd => {
+                // Fails only if libzstd cannot allocate its context (as fatal as any failed
+                // allocation) or rejects a constant parameter.
+                let mut d = zstd::stream::write::Decoder::new(Vec::new()).expect("zstd context");
+                d.window_log_max(ZSTD_WINDOW_LOG_MAX)
+                    .expect("a valid window size");
+                DecoderKind::Zstd(Box::new(d))
+            }
             Coding::Identity => DecoderKind::Identity(Vec::new()),
             Coding::Gzip => DecoderKind::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
             Coding::Deflate => DecoderKind::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
@@ -184,6 +212,7 @@ impl Decoder {
             DecoderKind::Gzip(d) => std::mem::take(d.get_mut()),
             DecoderKind::Deflate(d) => std::mem::take(d.get_mut()),
             DecoderKind::Brotli(d) => std::mem::take(d.get_mut()),
+            DecoderKind::Zstd(d) => std::mem::take(d.get_mut()),
         };
         self.produced += out.len() as u64;
         if self.produced > self.limit {
@@ -209,13 +238,20 @@ impl Decoder {
     /// that a bomb is stopped near the bound, not after expanding a whole chunk.
     pub fn push(&mut self, mut data: &[u8]) -> Result<Vec<u8>, CodingError> {
         let mut out = Vec::new();
+        // zstd can expand a 4-byte block to 128 KiB: its slices are smaller.
+        let slice = if matches!(self.inner, DecoderKind::Zstd(_)) {
+            128
+        } else {
+            4096
+        };
         while !data.is_empty() {
-            let n = data.len().min(4096);
+            let n = data.len().min(slice);
             match &mut self.inner {
                 DecoderKind::Identity(v) => v.extend_from_slice(&data[..n]),
                 DecoderKind::Gzip(d) => d.write_all(&data[..n])?,
                 DecoderKind::Deflate(d) => d.write_all(&data[..n])?,
                 DecoderKind::Brotli(d) => d.write_all(&data[..n])?,
+                DecoderKind::Zstd(d) => d.write_all(&data[..n])?,
             }
             data = &data[n..];
             out.extend(self.take()?);
@@ -230,6 +266,8 @@ impl Decoder {
             DecoderKind::Gzip(d) => d.try_finish()?,
             DecoderKind::Deflate(d) => d.try_finish()?,
             DecoderKind::Brotli(d) => d.flush()?,
+            // Also refuses a stream that stops inside a frame.
+            DecoderKind::Zstd(d) => d.do_finish()?,
         }
         let out = self.take()?;
         if let DecoderKind::Brotli(d) = self.inner {
@@ -258,6 +296,8 @@ pub enum Encoder {
     Gzip(flate2::write::GzEncoder<Vec<u8>>),
     /// br.
     Brotli(Box<brotli::CompressorWriter<Vec<u8>>>),
+    /// zstd.
+    Zstd(Box<zstd::stream::write::Encoder<'static, Vec<u8>>>),
 }
 
 impl Encoder {
@@ -274,6 +314,11 @@ impl Encoder {
                 5,
                 22,
             ))),
+            Coding::Zstd => {
+                // As for the decoder: only a failed allocation could make this fail.
+                let e = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("zstd context");
+                Encoder::Zstd(Box::new(e))
+            }
             Coding::Identity | Coding::Deflate => Encoder::Identity,
         }
     }
@@ -292,6 +337,11 @@ impl Encoder {
                 e.flush()?;
                 Ok(std::mem::take(e.get_mut()))
             }
+            Encoder::Zstd(e) => {
+                e.write_all(&data)?;
+                e.flush()?;
+                Ok(std::mem::take(e.get_mut()))
+            }
         }
     }
 
@@ -301,6 +351,7 @@ impl Encoder {
             Encoder::Identity => Ok(Vec::new()),
             Encoder::Gzip(e) => e.finish(),
             Encoder::Brotli(e) => Ok(e.into_inner()),
+            Encoder::Zstd(e) => e.finish(),
         }
     }
 }
@@ -317,9 +368,9 @@ mod tests {
     }
 
     #[test]
-    fn gzip_and_br_round_trip_in_any_chunking() {
+    fn every_coding_round_trips_in_any_chunking() {
         let text = b"<p>hello</p>".repeat(500);
-        for c in [Coding::Gzip, Coding::Brotli] {
+        for c in [Coding::Gzip, Coding::Brotli, Coding::Zstd] {
             let enc = encode(&text, c);
             for split in [1, 7, 100, enc.len()] {
                 let mut d = Decoder::new(c, 1 << 20);
@@ -336,7 +387,7 @@ mod tests {
     #[test]
     fn a_decompression_bomb_stops_at_the_bound() {
         let zeros = vec![0u8; 50 << 20];
-        for c in [Coding::Gzip, Coding::Brotli] {
+        for c in [Coding::Gzip, Coding::Brotli, Coding::Zstd] {
             let bomb = encode(&zeros, c);
             assert!(bomb.len() < 1 << 20);
             assert!(matches!(
@@ -345,12 +396,27 @@ mod tests {
             ));
         }
         assert!(decode(b"not gzip at all", Coding::Gzip, 1 << 20).is_err());
-        let enc = encode(b"hello world", Coding::Brotli);
-        assert!(decode(&enc[..enc.len() - 2], Coding::Brotli, 1 << 20).is_err());
+        for c in [Coding::Brotli, Coding::Zstd] {
+            let enc = encode(b"hello world", c);
+            assert!(decode(&enc[..enc.len() - 2], c, 1 << 20).is_err(), "{c:?}");
+        }
     }
 
     #[test]
-    fn the_client_preference_picks_br_then_gzip() {
+    fn a_zstd_frame_asking_for_a_window_over_8_mib_is_refused() {
+        let big = (0..24u32 << 20)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect::<Vec<_>>();
+        let mut e = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+        e.window_log(27).unwrap();
+        e.write_all(&big).unwrap();
+        let frame = e.finish().unwrap();
+        let err = decode(&frame, Coding::Zstd, 64 << 20).unwrap_err();
+        assert!(matches!(err, CodingError::Corrupt(_)), "{err}");
+    }
+
+    #[test]
+    fn the_client_preference_picks_br_then_zstd_then_gzip() {
         let h = |v: &str| {
             let mut m = HeaderMap::new();
             m.insert(ACCEPT_ENCODING, v.parse().unwrap());
@@ -358,6 +424,8 @@ mod tests {
         };
         assert_eq!(Coding::preferred(&h("gzip, deflate, br")), Coding::Brotli);
         assert_eq!(Coding::preferred(&h("gzip")), Coding::Gzip);
+        assert_eq!(Coding::preferred(&h("gzip, zstd")), Coding::Zstd);
+        assert_eq!(Coding::preferred(&h("br;q=0.5, zstd")), Coding::Zstd);
         assert_eq!(Coding::preferred(&h("br;q=0, gzip;q=0.5")), Coding::Gzip);
         assert_eq!(Coding::preferred(&h("identity")), Coding::Identity);
         assert_eq!(Coding::preferred(&HeaderMap::new()), Coding::Identity);
@@ -385,6 +453,9 @@ mod tests {
         }
         for v in ["gzip, deflate", "x-gzip", "gzip;q=1, br;q=0.5"] {
             assert_eq!(norm(v).as_deref(), Some("gzip"), "{v}");
+        }
+        for v in ["zstd", "gzip, deflate, zstd", "zstd;q=1, br;q=0.9"] {
+            assert_eq!(norm(v).as_deref(), Some("zstd"), "{v}");
         }
         for v in ["identity", "deflate", "br;q=0, gzip;q=0", "*"] {
             assert_eq!(norm(v), None, "{v}");

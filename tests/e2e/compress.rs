@@ -1,4 +1,4 @@
-//! Compression at delivery through the real binary: br or gzip per client from one stored
+//! Compression at delivery through the real binary: br, zstd or gzip per client from one stored
 //! copy, `Vary` and validators kept right, what is never compressed, and `Accept-Encoding`
 //! spellings sharing one cache variant.
 
@@ -86,6 +86,13 @@ async fn each_client_gets_the_coding_it_accepts_from_one_stored_copy() {
     .await;
     assert_eq!(unbrotli(&raw), page());
 
+    let zstd = proxy
+        .get("/p", &[("accept-encoding", "gzip, deflate, zstd")])
+        .await;
+    assert_eq!(zstd.h("content-encoding"), "zstd");
+    let raw = send_bytes(proxy.addr, "/p", &[("accept-encoding", "zstd")]).await;
+    assert_eq!(zstd::decode_all(&raw[..]).unwrap(), page().as_bytes());
+
     let plain = proxy.get("/p", &[]).await;
     assert_eq!(plain.h("content-encoding"), "");
     assert_eq!(plain.body, page());
@@ -94,7 +101,7 @@ async fn each_client_gets_the_coding_it_accepts_from_one_stored_copy() {
         .h("vary")
         .to_ascii_lowercase()
         .contains("accept-encoding"));
-    assert_eq!(origin.count(), 1, "one stored copy served all three");
+    assert_eq!(origin.count(), 1, "one stored copy served all four");
 
     // The weak validator of the encoded form still revalidates.
     let nm = proxy

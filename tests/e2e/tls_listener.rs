@@ -62,6 +62,25 @@ fn tls_addr(proxy: &Proxy) -> std::net::SocketAddr {
     *addr
 }
 
+/// GET `path` of `host` over a new HTTP/1.1-over-TLS connection to `addr`.
+async fn get_http1(
+    addr: std::net::SocketAddr,
+    ca: &Ca,
+    host: &str,
+    path: &str,
+) -> http::Response<hyper::body::Incoming> {
+    let tls = connect(addr, host, ca.client(&[b"http/1.1"])).await;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header("host", host)
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    sender.send_request(req).await.unwrap()
+}
+
 fn cacheable(seen: &crate::support::Seen, _: usize) -> Reply {
     Reply::ok(&format!("page {}", seen.path_and_query)).header("cache-control", "max-age=600")
 }
@@ -252,16 +271,7 @@ async fn plaintext_garbage_and_silence_on_the_tls_port_are_dropped() {
     .await;
     assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?}");
     // The listener still works, and nothing reached the origin.
-    let tls = connect(addr, "shop.test", ca.client(&[b"http/1.1"])).await;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let req = Request::get("/a")
-        .header("host", "shop.test")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    assert_eq!(sender.send_request(req).await.unwrap().status(), 200);
+    assert_eq!(get_http1(addr, &ca, "shop.test", "/a").await.status(), 200);
     assert_eq!(origin.count(), 1);
 }
 
@@ -286,6 +296,7 @@ async fn listener_config_errors_name_file_line_and_key() {
         ("address = \"127.0.0.1:0\"\ncertificate = \"missing.pem\"\nkey = \"good.key\"", &["missing.pem"]),
         ("address = \"127.0.0.1:0\"\ncertificate = \"good.pem\"", &["both `certificate` and `key`"]),
         ("address = \"localhost\"", &["listener.address"]),
+        ("address = \"127.0.0.1:0\"\nalt_svc = \"h3=443\"", &["listener.alt_svc", ":3:", "quoted"]),
         ("address = \"127.0.0.1:0\"\ncertificate = \"good.pem\"\nkey = \"good.key\"\n[[listener.sni]]\nnames = [\"a b\"]\ncertificate = \"good.pem\"\nkey = \"good.key\"", &["listener.sni.names", "a b"]),
     ] {
         let path = dir.path().join("tessera.toml");
@@ -296,4 +307,48 @@ async fn listener_config_errors_name_file_line_and_key() {
             assert!(out.contains(w), "{listener}: {out} lacks {w}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_listener_advertises_its_configured_alt_svc_in_place_of_the_origins() {
+    let ca = Ca::new();
+    let shop = ca.issue(&["shop.test"]);
+    let origin = Origin::start(|seen: &crate::support::Seen, n| {
+        cacheable(seen, n).header("alt-svc", "h2=\"origin.internal:8443\"")
+    })
+    .await;
+    let toml = r#"
+[[listener]]
+address = "127.0.0.1:0"
+certificate = "shop.pem"
+key = "shop.key"
+alt_svc = 'h3=":443"; ma=86400'
+
+[[listener]]
+address = "127.0.0.1:0"
+
+[[site]]
+name = "shop"
+origin = "{origin}"
+"#;
+    let launch = Launch::config(&origin, toml);
+    write_pair(launch.config_path().parent().unwrap(), "shop", &shop);
+    let proxy = launch.start().await;
+    assert_eq!(proxy.also.len(), 2);
+    let (tls, plain) = (proxy.also[0].1, proxy.also[1].1);
+
+    // The TLS listener: its own advertisement, on a miss and on a hit alike.
+    for expected in ["MISS", "HIT"] {
+        let resp = get_http1(tls, &ca, "shop.test", "/a").await;
+        assert_eq!(resp.headers()["x-cache"], expected);
+        let all: Vec<_> = resp.headers().get_all("alt-svc").iter().collect();
+        assert_eq!(all, [r#"h3=":443"; ma=86400"#], "{expected}");
+    }
+    // Listeners without `alt_svc`, and `listen`, pass the stored field through untouched.
+    for addr in [plain, proxy.addr] {
+        let got = send(addr, "GET", "/a", &[]).await;
+        assert_eq!(got.h("x-cache"), "HIT");
+        assert_eq!(got.h("alt-svc"), r#"h2="origin.internal:8443""#);
+    }
+    assert_eq!(origin.count(), 1);
 }

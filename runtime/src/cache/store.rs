@@ -108,6 +108,21 @@ pub struct Encoded {
     pub gzip: std::sync::OnceLock<Bytes>,
     /// The body in br.
     pub br: std::sync::OnceLock<Bytes>,
+    /// The body in zstd.
+    pub zstd: std::sync::OnceLock<Bytes>,
+}
+
+impl Encoded {
+    /// The copy in `coding`, if it is one that is kept.
+    pub fn cell(&self, coding: crate::encoding::Coding) -> Option<&std::sync::OnceLock<Bytes>> {
+        use crate::encoding::Coding;
+        match coding {
+            Coding::Gzip => Some(&self.gzip),
+            Coding::Brotli => Some(&self.br),
+            Coding::Zstd => Some(&self.zstd),
+            Coding::Identity | Coding::Deflate => None,
+        }
+    }
 }
 
 impl Entry {
@@ -146,14 +161,15 @@ impl Entry {
     }
 
     /// Bytes this entry costs: body, every header, tags, Vary data and bookkeeping.
-    /// Room for the compressed copies a delivery may add: half the body (text compresses to
-    /// a quarter or less in each coding), for bodies compression at delivery would encode.
+    /// Room for the compressed copies a delivery may add: three quarters of the body (text
+    /// compresses to a quarter or less in each of three codings), for bodies compression
+    /// at delivery would encode.
     fn encoded_room(&self) -> usize {
         let compressible = self.status == StatusCode::OK
             && self.esi.is_none()
             && crate::encoding::compressible_identity(&self.headers);
         if compressible {
-            self.body.len() / 2
+            self.body.len() / 4 * 3
         } else {
             0
         }

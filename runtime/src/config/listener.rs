@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use http::HeaderValue;
+
 use super::raw::RawListener;
 use super::units::Errors;
 use super::ConfigError;
@@ -16,6 +18,8 @@ pub struct ListenerConfig {
     pub address: SocketAddr,
     /// TLS, or `None` for cleartext HTTP/1.1 and h2c.
     pub tls: Option<TlsConfig>,
+    /// `Alt-Svc` (RFC 7838) sent on every response from this listener, replacing the origin's.
+    pub alt_svc: Option<HeaderValue>,
 }
 
 /// A TLS listener's certificates (PEM files).
@@ -57,7 +61,7 @@ pub(super) fn listeners(
                 ),
             )
         })?;
-        if out.iter().any(|o| o.address == address) {
+        if address.port() != 0 && out.iter().any(|o| o.address == address) {
             return Err(e.at(
                 Some(l.address.span()),
                 format!("key `listener.address`: {address} is listed twice"),
@@ -96,7 +100,22 @@ pub(super) fn listeners(
                 ))
             }
         };
-        out.push(ListenerConfig { address, tls });
+        let alt_svc = match l.alt_svc {
+            None => None,
+            Some(v) => Some(alt_svc(v.get_ref()).map_err(|why| {
+                e.at(
+                    Some(v.span()),
+                    format!(
+                        "key `listener.alt_svc`: {why} (e.g. `h3=\":443\"; ma=86400` or `clear`)"
+                    ),
+                )
+            })?),
+        };
+        out.push(ListenerConfig {
+            address,
+            tls,
+            alt_svc,
+        });
     }
     Ok(out)
 }
@@ -115,9 +134,108 @@ fn sni_name(n: &str) -> Option<String> {
     ok.then_some(n)
 }
 
+/// A valid `Alt-Svc` field value (RFC 7838 §3): `clear`, or alternatives such as
+/// `h3=":443"; ma=86400, h2="alt.example:443"`, each `protocol-id="[host]:port"` with
+/// `token=value` parameters (`ma` a number of seconds, `persist=1`).
+fn alt_svc(value: &str) -> Result<HeaderValue, String> {
+    let value = value.trim();
+    if value == "clear" {
+        return Ok(HeaderValue::from_static("clear"));
+    }
+    let alternatives = split_unquoted(value, ',').ok_or("an unclosed quote")?;
+    for alt in alternatives {
+        let mut parts = split_unquoted(alt, ';')
+            .ok_or("an unclosed quote")?
+            .into_iter();
+        let (protocol, authority) = pair(parts.next().unwrap_or_default())
+            .ok_or_else(|| format!("`{}` is not protocol-id=\"[host]:port\"", alt.trim()))?;
+        let authority = unquote(authority)
+            .ok_or_else(|| format!("the authority of `{protocol}` must be quoted"))?;
+        let (host, port) = authority
+            .rsplit_once(':')
+            .ok_or_else(|| format!("`{authority}` has no :port"))?;
+        if port.parse::<u16>().map_or(true, |p| p == 0)
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
+        {
+            return Err(format!("`{authority}` is not [host]:port"));
+        }
+        for param in parts {
+            let (name, v) =
+                pair(param).ok_or_else(|| format!("`{}` is not name=value", param.trim()))?;
+            let v = unquote(v).unwrap_or(v);
+            match name {
+                "ma" if v.parse::<u32>().is_err() => {
+                    return Err(format!("`ma={v}` is not a number of seconds"))
+                }
+                "persist" if v != "1" => return Err("`persist` can only be 1".into()),
+                _ => {}
+            }
+        }
+    }
+    HeaderValue::from_str(value).map_err(|_| "not a valid header value".into())
+}
+
+/// `token=value` with `token` an RFC 9110 token; the value unparsed.
+fn pair(s: &str) -> Option<(&str, &str)> {
+    let (name, value) = s.trim().split_once('=')?;
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    (!name.is_empty() && name.bytes().all(token) && !value.is_empty()).then_some((name, value))
+}
+
+/// The contents of a quoted-string without escapes; `None` if not quoted.
+fn unquote(s: &str) -> Option<&str> {
+    let inner = s.strip_prefix('"')?.strip_suffix('"')?;
+    (!inner.contains(['"', '\\'])).then_some(inner)
+}
+
+/// `s` split at `sep` outside double quotes; `None` if a quote is left open.
+fn split_unquoted(s: &str, sep: char) -> Option<Vec<&str>> {
+    let (mut out, mut start, mut quoted) = (Vec::new(), 0, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    (!quoted).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::sni_name;
+    use super::{alt_svc, sni_name};
+
+    #[test]
+    fn alt_svc_values_follow_rfc7838() {
+        for good in [
+            "clear",
+            r#"h3=":443"; ma=86400"#,
+            r#"h3=":443"; ma=86400, h2="alt.example:8443"; persist=1"#,
+            r#"h3-29="[::1]:443""#,
+        ] {
+            assert_eq!(alt_svc(good).unwrap().to_str().unwrap(), good, "{good}");
+        }
+        for bad in [
+            "",
+            "h3",
+            "h3=:443",
+            r#"h3=":443"#,
+            r#"h3="example.org""#,
+            r#"h3=":0""#,
+            r#"h3=":443"; ma=soon"#,
+            r#"h3=":443"; persist=2"#,
+            r#"h3=":443"; =1"#,
+            "h3=\":443\"\r\nSet-Cookie: x=1",
+        ] {
+            assert!(alt_svc(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn sni_names_are_host_names_or_one_level_wildcards() {

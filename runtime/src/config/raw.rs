@@ -40,6 +40,7 @@ pub(super) struct RawListener {
     pub key: Option<Spanned<PathBuf>>,
     #[serde(default)]
     pub sni: Vec<RawSni>,
+    pub alt_svc: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

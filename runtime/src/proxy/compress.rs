@@ -1,7 +1,7 @@
 //! Delivery stage "compress": a compressible response the origin sent uncompressed is
-//! encoded (br, else gzip) for a client that accepts it, streaming, after ESI and the
-//! rewrite. The cache keeps one identity copy per object; each delivery encodes for its
-//! client, so ranges, ESI, the rewrite and purges all work on the one stored body.
+//! encoded (br, zstd or gzip) for a client that accepts it, streaming, after ESI and the
+//! rewrite. The cache keeps one identity copy per object (ranges, ESI, the rewrite and
+//! purges all work on it) and beside it each coding, made by the first hit that needs it.
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -72,10 +72,8 @@ pub fn stage(req: &ClientRequest, mut a: Answer) -> Answer {
         .take()
         .filter(|(b, _)| b.len() <= MAX_KEPT_BYTES)
     {
-        let cell = if coding == Coding::Brotli {
-            &cache.br
-        } else {
-            &cache.gzip
+        let Some(cell) = cache.cell(coding) else {
+            return a;
         };
         let encoded = cell.get_or_init(|| encode_whole(&identity, coding)).clone();
         a.response

@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
+use http_body_util::BodyExt;
 
 use super::deliver::{self, Answer};
 use super::hash::{self, Keyed};
@@ -16,7 +17,7 @@ use crate::cache::coalesce::Role;
 use crate::cache::vary::variant_id;
 use crate::cache::{Entry, Fwd, Lookup, StoreKey};
 use crate::guest::Chain;
-use crate::origin::{OriginError, OutBody};
+use crate::origin::{BoxError, OriginError, OutBody};
 use crate::request::ClientRequest;
 
 /// What a finished origin fetch hands to the requests that waited for it.
@@ -63,11 +64,31 @@ pub struct Exchange {
 const LOOKUPS: usize = 3;
 
 /// Answers one client request; never fails (errors become 5xx responses).
-pub async fn handle(
-    shared: Arc<Shared>,
-    req: Request<Incoming>,
-    conn: ConnInfo,
-) -> Response<OutBody> {
+///
+/// Any protocol's listener feeds requests here: the body type is its own (hyper's for
+/// HTTP/1.1 and h2; a QUIC listener's for h3), boxed only when there is a body to forward.
+pub async fn handle<B>(shared: Arc<Shared>, req: Request<B>, conn: ConnInfo) -> Response<OutBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
+    let alt_svc = conn
+        .listener
+        .and_then(|i| shared.generation().config.listeners.get(i)?.alt_svc.clone());
+    let mut response = respond(shared, req, conn).await;
+    if let (Some(v), false) = (alt_svc, response.status().is_informational()) {
+        // The edge's alternatives, not the origin's: clients reach this listener, and an
+        // origin's own advertisement would send them around the cache.
+        response.headers_mut().insert(http::header::ALT_SVC, v);
+    }
+    response
+}
+
+async fn respond<B>(shared: Arc<Shared>, req: Request<B>, conn: ConnInfo) -> Response<OutBody>
+where
+    B: http_body::Body<Data = Bytes> + Send + Sync + 'static,
+    B::Error: Into<BoxError>,
+{
     let started = std::time::Instant::now();
     let id = recv::request_id(req.headers());
     let mut req = req;
@@ -97,7 +118,8 @@ pub async fn handle(
     };
     let mut x = Exchange::new(shared, gen, site, req, id, started);
     x.upgrade = upgrade;
-    let answer = x.answer(Some(body)).await;
+    let body = (!body.is_end_stream()).then(|| body.map_err(Into::into).boxed());
+    let answer = x.answer(body).await;
     // deliver: ESI assembly, the scripts' rewrite and on_response, the cache's headers.
     deliver::finish(&mut x, answer).await
 }
@@ -147,7 +169,7 @@ impl Exchange {
         }
     }
 
-    async fn answer(&mut self, body: Option<Incoming>) -> Answer {
+    async fn answer(&mut self, body: Option<OutBody>) -> Answer {
         // recv: the site's on_request may answer, edit, or (failing) refuse.
         if let Err(answer) = recv::hooks(self).await {
             return answer;

@@ -30,7 +30,6 @@ mod server;
 mod site;
 mod upgrade;
 
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwap;
@@ -69,8 +68,9 @@ pub struct Shared {
     compiled: Option<CompiledCache>,
     /// Serialises reloads.
     reloading: tokio::sync::Mutex<()>,
-    /// Certificates of the TLS listeners, by address (the listeners are fixed at start).
-    pub(crate) tls: Vec<(SocketAddr, Arc<crate::tls::server::Resolver>)>,
+    /// Certificates of each `[[listener]]` in config order (`None`: cleartext); the
+    /// listeners are fixed at start, so the order holds across reloads.
+    pub(crate) tls: Vec<Option<Arc<crate::tls::server::Resolver>>>,
     /// Upgraded connections (WebSocket tunnels) open at once, at most `max_connections`.
     pub(crate) tunnels: Arc<tokio::sync::Semaphore>,
     /// Set when shutdown begins: `/readyz` then answers 503.
@@ -167,10 +167,8 @@ impl Shared {
         // Certificates are read again (they may have been renewed in place) and all must
         // load before anything changes.
         let mut certs = Vec::new();
-        for l in &config.listeners {
-            if let (Some(tls), Some((_, resolver))) =
-                (&l.tls, self.tls.iter().find(|(a, _)| *a == l.address))
-            {
+        for (l, resolver) in config.listeners.iter().zip(&self.tls) {
+            if let (Some(tls), Some(resolver)) = (&l.tls, resolver) {
                 certs.push((
                     resolver,
                     crate::tls::server::Resolver::load(tls).map_err(anyhow::Error::msg)?,
@@ -238,12 +236,11 @@ pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Arc<Shared>> 
         tls: config
             .listeners
             .iter()
-            .filter_map(|l| Some((l.address, l.tls.as_ref()?)))
-            .map(|(a, t)| {
-                Ok((
-                    a,
-                    crate::tls::server::Resolver::new(t).map_err(anyhow::Error::msg)?,
-                ))
+            .map(|l| {
+                l.tls
+                    .as_ref()
+                    .map(|t| crate::tls::server::Resolver::new(t).map_err(anyhow::Error::msg))
+                    .transpose()
             })
             .collect::<anyhow::Result<_>>()?,
         current: ArcSwap::from_pointee(Generation {

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use http::header::{self, HeaderMap};
 use http::{Method, Uri};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::deliver::{self, Answer};
 use super::driver::Exchange;
@@ -14,11 +13,11 @@ use super::fetch::origin_request;
 use super::headers::strip_hop_by_hop;
 use super::outcome::{Outcome, PassReason, Refusal};
 use crate::cache::{key, StoreKey};
-use crate::origin::BoxError;
+use crate::origin::{BoxError, OutBody};
 
 /// Forwards the request and streams the answer back; a successful unsafe method invalidates
 /// every stored variant of its URI (RFC 9111 §4.4).
-pub async fn forward(x: &mut Exchange, reason: PassReason, body: Option<Incoming>) -> Answer {
+pub async fn forward(x: &mut Exchange, reason: PassReason, body: Option<OutBody>) -> Answer {
     let limit = x.gen.config.server.max_request_body;
     let declared = x
         .req

@@ -24,6 +24,8 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// The `[[listener]]` it arrived on, by its place in the config; `None`: `listen`.
+    pub listener: Option<usize>,
 }
 
 /// The client's `X-Request-Id` if it is a sane token, else a fresh one.

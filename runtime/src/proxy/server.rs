@@ -61,6 +61,9 @@ struct Bound {
     listener: TcpListener,
     /// `None`: cleartext (HTTP/1.1 and h2c); else the TLS handshake first.
     tls: Option<TlsAcceptor>,
+    /// Its place among the `[[listener]]`s (`None`: `listen`); requests carry it so that
+    /// per-listener settings are read from the configuration of the moment.
+    configured: Option<usize>,
 }
 
 /// Binds `listen` and every `[[listener]]`, and serves them all in the background; one
@@ -74,20 +77,25 @@ pub async fn serve(shared: Arc<Shared>) -> anyhow::Result<Running> {
     bound.push(Bound {
         listener,
         tls: None,
+        configured: None,
     });
     let mut listeners = Vec::new();
-    for l in &config.listeners {
+    for (i, (l, resolver)) in config.listeners.iter().zip(&shared.tls).enumerate() {
         let listener =
             bind(l.address).with_context(|| format!("listener: cannot listen on {}", l.address))?;
-        let tls = match shared.tls.iter().find(|(a, _)| *a == l.address) {
-            Some((_, resolver)) => Some(TlsAcceptor::from(Arc::new(resolver.server_config()?))),
+        let tls = match resolver {
+            Some(resolver) => Some(TlsAcceptor::from(Arc::new(resolver.server_config()?))),
             None => None,
         };
         listeners.push((
             listener.local_addr()?,
             if tls.is_some() { "https" } else { "http" },
         ));
-        bound.push(Bound { listener, tls });
+        bound.push(Bound {
+            listener,
+            tls,
+            configured: Some(i),
+        });
     }
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(run(shared.clone(), bound, stopped));
@@ -137,7 +145,11 @@ async fn accept_loop(
     tracker: TaskTracker,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let Bound { listener, tls } = bound;
+    let Bound {
+        listener,
+        tls,
+        configured,
+    } = bound;
     let scheme = if tls.is_some() { "https" } else { "http" };
     loop {
         let Some((slot, stream, peer)) =
@@ -146,7 +158,11 @@ async fn accept_loop(
             break;
         };
         let _ = stream.set_nodelay(true);
-        let info = ConnInfo { peer, scheme };
+        let info = ConnInfo {
+            peer,
+            scheme,
+            listener: configured,
+        };
         let shared = shared.clone();
         let stop = stopped.clone();
         let tls = tls.clone();

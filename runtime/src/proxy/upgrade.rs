@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode, Version};
-use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -30,7 +29,7 @@ pub struct ClientUpgrade {
 
 /// The upgrade a request asks for: HTTP/1.1 `GET` with `Connection: upgrade` and an
 /// `Upgrade` field (RFC 9110 §7.8). Takes hyper's handle to the connection.
-pub fn requested(req: &mut Request<Incoming>) -> Option<ClientUpgrade> {
+pub fn requested<B>(req: &mut Request<B>) -> Option<ClientUpgrade> {
     if req.version() != Version::HTTP_11 || req.method() != Method::GET {
         return None;
     }
