@@ -5,13 +5,21 @@
 
 Every response: Cache-Control: max-age=300; content type from the extension (.html, .json).
 Files are read once and kept in memory; the origin is hit only on cache misses.
+Paths under /slow/ answer after 300 ms (the thundering-herd test) with a small body.
+GET /__count answers how many requests were served so far (itself not counted), and
+/__count?path=/slow/x how many for one path: how the harness checks that the proxies hit.
 """
+import collections
 import http.server
 import os
 import sys
+import threading
+import time
 
 ROOT, PORT = sys.argv[1], int(sys.argv[2])
 CACHE = {}
+COUNT = collections.Counter()
+LOCK = threading.Lock()
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -21,7 +29,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        path = self.path.split("?")[0].lstrip("/")
+        bare, _, query = self.path.partition("?")
+        if bare == "/__count":
+            with LOCK:
+                n = COUNT[query[len("path="):]] if query.startswith("path=") else sum(COUNT.values())
+            self.reply(str(n).encode(), "text/plain", "no-store")
+            return
+        with LOCK:
+            COUNT[bare] += 1
+        if bare.startswith("/slow/"):
+            time.sleep(0.3)
+            self.reply(b"slow " + bare.encode(), "text/plain", "max-age=300")
+            return
+        path = bare.lstrip("/")
         if ".." in path:
             self.send_error(400)
             return
@@ -37,12 +57,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with open(candidate, "rb") as f:
                 body = CACHE[candidate] = f.read()
         ctype = "application/json" if candidate.endswith(".json") else "text/html; charset=utf-8"
+        self.reply(body, ctype, "max-age=300")
+
+    def reply(self, body, ctype, cache_control):
         self.send_response(200)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "max-age=300")
+        self.send_header("Cache-Control", cache_control)
         self.end_headers()
         self.wfile.write(body)
 
 
-http.server.ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+class Server(http.server.ThreadingHTTPServer):
+    request_queue_size = 1024
+    daemon_threads = True
+
+
+Server(("127.0.0.1", PORT), Handler).serve_forever()

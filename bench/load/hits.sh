@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Hit throughput and the thundering herd: nginx proxy_cache, Varnish and Tessera (without a
+# script, and with normalize-key on every request), side by side in one run.
+#
+#   bench/load/hits.sh [SECONDS_PER_RUN] [ROUNDS]      (defaults: 10 s, 3 rounds)
+#
+# Each proxy is pinned to core 0 with one worker; wrk (one thread, 64 connections) is pinned
+# to core 1 and asks for randomised URLs: 100 objects per size, the real parameters `a` and
+# `b` in either order plus one tracking parameter (utm_*, fbclid, gclid; random values)
+# and one of 5 User-Agents (2 mobile, 3 desktop). Every proxy applies the same key policy:
+# tracking parameters dropped, the query sorted, the device class in the key; TTL 300 s,
+# grace 3600 s. What runs is in bench/load/hits.py; ESI is compared in bench/load/esi.sh.
+# TESSERA_BEFORE=path/to/older/tessera adds that build (with the script) for before/after ratios.
+# Installs nginx, varnish and wrk from Debian packages if missing. Run by hand; loopback only.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+need() { command -v "$1" >/dev/null || { echo "installing $2…" >&2; DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$2" >/dev/null; }; }
+need nginx nginx
+need varnishd varnish
+need wrk wrk
+command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
+cargo build --release -q -p tessera
+WORK="$(mktemp -d /tmp/tessera-hits-bench.XXXXXX)"
+target/release/tessera build guest-examples/normalize-key -o "$WORK/normalize-key.wasm" >/dev/null
+exec python3 bench/load/hits.py "$WORK" "${1:-10}" "${2:-3}"
