@@ -13,28 +13,72 @@ use super::store::StoreKey;
 /// name → primary keys, with the generation each membership belongs to.
 #[derive(Debug, Default)]
 pub struct Index {
-    map: Mutex<HashMap<Box<str>, HashMap<StoreKey, u64>>>,
+    map: Mutex<HashMap<Box<str>, Members>>,
+}
+
+/// The keys under one name. Most names (a URI, a tag of one object) have one key: that
+/// case is kept inline, since a map per name would cost more than the object's own headers.
+#[derive(Debug)]
+enum Members {
+    One(StoreKey, u64),
+    Many(HashMap<StoreKey, u64>),
+}
+
+impl Members {
+    fn insert(&mut self, key: &StoreKey, generation: u64) {
+        match self {
+            Members::One(k, g) if k == key => *g = generation,
+            Members::One(k, g) => {
+                let map = HashMap::from([(k.clone(), *g), (key.clone(), generation)]);
+                *self = Members::Many(map);
+            }
+            Members::Many(map) => {
+                map.insert(key.clone(), generation);
+            }
+        }
+    }
+
+    /// Drops `key` if it is of `generation`; whether no key is left.
+    fn remove(&mut self, key: &StoreKey, generation: u64) -> bool {
+        match self {
+            Members::One(k, g) => k == key && *g == generation,
+            Members::Many(map) => {
+                if map.get(key) == Some(&generation) {
+                    map.remove(key);
+                }
+                map.is_empty()
+            }
+        }
+    }
+
+    fn keys(&self) -> Box<dyn Iterator<Item = &StoreKey> + '_> {
+        match self {
+            Members::One(k, _) => Box::new(std::iter::once(k)),
+            Members::Many(map) => Box::new(map.keys()),
+        }
+    }
 }
 
 impl Index {
     /// Records that `key` (at `generation`) is reachable under `name`.
     pub fn add(&self, name: &str, key: &StoreKey, generation: u64) {
         let mut map = self.map.lock().expect("index lock");
-        map.entry(name.into())
-            .or_default()
-            .insert(key.clone(), generation);
+        match map.get_mut(name) {
+            Some(members) => members.insert(key, generation),
+            None => {
+                map.insert(name.into(), Members::One(key.clone(), generation));
+            }
+        }
     }
 
     /// Forgets `key` under `name` if the membership is still of `generation`.
     pub fn remove(&self, name: &str, key: &StoreKey, generation: u64) {
         let mut map = self.map.lock().expect("index lock");
-        if let Some(keys) = map.get_mut(name) {
-            if keys.get(key) == Some(&generation) {
-                keys.remove(key);
-            }
-            if keys.is_empty() {
-                map.remove(name);
-            }
+        if map
+            .get_mut(name)
+            .is_some_and(|members| members.remove(key, generation))
+        {
+            map.remove(name);
         }
     }
 
@@ -44,7 +88,7 @@ impl Index {
             .lock()
             .expect("index lock")
             .get(name)
-            .map(|keys| keys.keys().cloned().collect())
+            .map(|members| members.keys().cloned().collect())
             .unwrap_or_default()
     }
 
@@ -54,7 +98,7 @@ impl Index {
         let mut keys: Vec<StoreKey> = map
             .iter()
             .filter(|(name, _)| name.starts_with(prefix))
-            .flat_map(|(_, keys)| keys.keys().cloned())
+            .flat_map(|(_, members)| members.keys().cloned())
             .collect();
         keys.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         keys.dedup();
@@ -87,5 +131,31 @@ mod tests {
         i.remove("/p", &k, 2);
         assert!(i.get("/p").is_empty());
         assert!(i.is_empty(), "empty names are dropped");
+    }
+
+    #[test]
+    fn a_name_with_several_keys_keeps_each_until_its_own_generation_goes() {
+        let i = Index::default();
+        let (a, b, c) = (
+            StoreKey::new("s", "a"),
+            StoreKey::new("s", "b"),
+            StoreKey::new("s", "c"),
+        );
+        i.add("/p", &a, 1);
+        i.add("/p", &b, 1);
+        i.add("/p", &c, 1);
+        i.add("/p", &b, 2);
+        let mut got = i.get("/p");
+        got.sort_by(|x, y| x.as_str().cmp(y.as_str()));
+        assert_eq!(got, vec![a.clone(), b.clone(), c.clone()]);
+        i.remove("/p", &b, 1);
+        i.remove("/p", &a, 1);
+        assert_eq!(i.get("/p").len(), 2, "b is of generation 2 now");
+        i.remove("/p", &b, 2);
+        i.remove("/p", &c, 1);
+        assert!(i.is_empty());
+        i.add("/q", &a, 7);
+        i.remove("/q", &b, 7);
+        assert_eq!(i.get("/q"), vec![a]);
     }
 }

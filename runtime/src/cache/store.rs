@@ -97,7 +97,7 @@ pub struct Entry {
     /// The body parsed as an ESI page, when it is one (parsed once, when stored).
     pub esi: Option<Arc<crate::html::esi::Template>>,
     /// Compressed copies of the body, made by the first delivery that needs each.
-    pub encoded: Arc<Encoded>,
+    pub encoded: std::sync::OnceLock<Box<Encoded>>,
 }
 
 /// Compressed copies of a stored body (compression at delivery encodes a hit once, not

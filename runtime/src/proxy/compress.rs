@@ -67,15 +67,20 @@ pub fn stage(req: &ClientRequest, mut a: Answer) -> Answer {
     }
     // A stored body is encoded once per coding and kept beside it; anything else (ESI,
     // rewritten or streamed responses, very large bodies) is encoded as it streams.
-    if let Some((identity, cache)) = a
+    if let Some(entry) = a
         .encodable
         .take()
-        .filter(|(b, _)| b.len() <= MAX_KEPT_BYTES)
+        .filter(|e| e.body.len() <= MAX_KEPT_BYTES)
     {
-        let Some(cell) = cache.cell(coding) else {
+        // The copies' holder is made by the first delivery that encodes this entry: most
+        // stored objects are never compressed, and an empty holder per object adds up.
+        let copies = entry.encoded.get_or_init(Default::default);
+        let Some(cell) = copies.cell(coding) else {
             return a;
         };
-        let encoded = cell.get_or_init(|| encode_whole(&identity, coding)).clone();
+        let encoded = cell
+            .get_or_init(|| encode_whole(&entry.body, coding))
+            .clone();
         a.response
             .headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from(encoded.len()));

@@ -15,7 +15,6 @@ use super::range::{self, RangeReply};
 use super::Generation;
 use crate::cache::conditional::{self, Precondition};
 use crate::cache::directives::strip_targeted;
-use crate::cache::store::Encoded;
 use crate::cache::{Entry, Fwd};
 use crate::config::GuestErrorPolicy;
 use crate::guest::{GuestError, Hook, Synthetic};
@@ -35,9 +34,9 @@ pub struct Answer {
     pub ttl: Option<i64>,
     /// The stored ESI template of the response, for the assembly stage.
     pub esi: Option<Arc<Template>>,
-    /// The stored whole body this response sends, and its compressed copies, while the
-    /// body is still exactly that (for compression at delivery).
-    pub encodable: Option<(Bytes, Arc<Encoded>)>,
+    /// The stored entry whose whole body this response sends, while the body is still
+    /// exactly that (compression at delivery keeps its encoded copies there).
+    pub encodable: Option<Arc<Entry>>,
 }
 
 impl Answer {
@@ -54,7 +53,12 @@ impl Answer {
 }
 
 /// A response from a stored entry: preconditions (RFC 9110 §13), ranges (§14), `Age`.
-pub fn from_entry(req: &ClientRequest, entry: &Entry, outcome: Outcome, now: SystemTime) -> Answer {
+pub fn from_entry(
+    req: &ClientRequest,
+    entry: &Arc<Entry>,
+    outcome: Outcome,
+    now: SystemTime,
+) -> Answer {
     // RFC 9110 §13.2.1: preconditions apply only where the response would be 2xx. An ESI
     // page's validators describe its template, not what the client will get: none apply.
     let precondition = if entry.status.is_success() && entry.esi.is_none() {
@@ -87,7 +91,7 @@ pub fn from_entry(req: &ClientRequest, entry: &Entry, outcome: Outcome, now: Sys
             let body = match ranges {
                 RangeReply::Full => {
                     if entry.status == StatusCode::OK && entry.esi.is_none() {
-                        encodable = Some((entry.body.clone(), entry.encoded.clone()));
+                        encodable = Some(entry.clone());
                     }
                     entry.body.clone()
                 }

@@ -1,0 +1,110 @@
+//! Memory per cached object: N small objects stored the way a fill stores them, RSS measured
+//! before and after, and the bytes each costs beyond its body, headers and key.
+//!
+//! `cargo bench -p tessera --bench memory [-- OBJECTS]` (default 1,000,000). Not a criterion
+//! benchmark: it prints one measurement. RSS comes from /proc/self/statm (Linux).
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode};
+use tessera::cache::store::{Entry, Store};
+use tessera::cache::vary::VaryKey;
+use tessera::cache::StoreKey;
+use tessera::clock::Clock;
+
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").expect("Linux /proc");
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// The fields a typical stored response keeps (hop-by-hop and per-client ones removed).
+fn headers(i: usize) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("content-type", HeaderValue::from_static("application/json"));
+    h.insert("cache-control", HeaderValue::from_static("max-age=300"));
+    h.insert("content-length", HeaderValue::from(100u32));
+    h.insert(
+        "etag",
+        HeaderValue::from_str(&format!("\"{i:x}\"")).unwrap(),
+    );
+    h.insert(
+        "last-modified",
+        HeaderValue::from_static("Mon, 23 Nov 2026 08:00:00 GMT"),
+    );
+    h
+}
+
+fn header_bytes(h: &HeaderMap) -> usize {
+    h.iter().map(|(k, v)| k.as_str().len() + v.len()).sum()
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let store = Store::new(u64::MAX / 4, Clock::system());
+    let body = Bytes::from(vec![b'x'; 100]);
+    // Warm the allocator and moka's internals so that their fixed costs are not counted.
+    for i in 0..1000 {
+        let key = StoreKey::new("warm", &format!("warm.example/p/{i}"));
+        store.insert(&key, entry(i, &key, body.clone()));
+    }
+    store.entry_count();
+    let before = rss();
+    let started = Instant::now();
+    let (mut payload, mut keys) = (0usize, 0usize);
+    for i in 0..n {
+        let key = StoreKey::new("bench", &format!("shop.example/products/{i}?a=1"));
+        // Every object gets its own copy of the body, as a fill does.
+        let e = entry(i, &key, Bytes::copy_from_slice(&body));
+        payload += e.body.len() + header_bytes(&e.headers);
+        keys += key.as_str().len() + e.uri.len();
+        store.insert(&key, e);
+    }
+    let stored = store.entry_count();
+    let took = started.elapsed();
+    let grown = rss().saturating_sub(before);
+    let per = grown as f64 / n as f64;
+    let beyond = (grown as f64 - payload as f64 - keys as f64) / n as f64;
+    println!("objects stored:           {stored} of {n} in {took:.2?}");
+    println!(
+        "RSS growth:               {:.1} MiB",
+        grown as f64 / (1 << 20) as f64
+    );
+    println!("per object:               {per:.0} bytes");
+    println!(
+        "  body + headers:         {:.0} bytes",
+        payload as f64 / n as f64
+    );
+    println!(
+        "  key + URI text:         {:.0} bytes",
+        keys as f64 / n as f64
+    );
+    println!("  overhead beyond those:  {beyond:.0} bytes");
+}
+
+fn entry(i: usize, key: &StoreKey, body: Bytes) -> Arc<Entry> {
+    Arc::new(Entry {
+        status: StatusCode::OK,
+        headers: headers(i),
+        body,
+        response_time: SystemTime::now(),
+        initial_age: Duration::ZERO,
+        ttl: Duration::from_secs(300),
+        swr: Duration::ZERO,
+        sie: Duration::ZERO,
+        no_cache: false,
+        must_revalidate: false,
+        tags: vec![],
+        vary: VaryKey::Any,
+        uri: Arc::from(key.as_str()),
+        purged_at_age: AtomicU64::new(u64::MAX),
+        esi: None,
+        encoded: Default::default(),
+    })
+}
