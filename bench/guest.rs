@@ -105,6 +105,29 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
+    // What lowering the request costs: the same hook with no headers and with 32.
+    for n in [0usize, 32] {
+        let mut r = request();
+        r.headers.clear();
+        for i in 0..n {
+            let name = http::HeaderName::try_from(format!("x-header-{i}")).unwrap();
+            r.headers
+                .insert(name, "a-typical-value-of-thirty-bytes".parse().unwrap());
+        }
+        c.bench_function(
+            &format!("fresh instance + cache-key + drop, {n} headers"),
+            |b| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        let mut ch = chain(&key);
+                        ch.cache_key(&r, "shop.example/products/123".into())
+                            .await
+                            .unwrap()
+                    })
+                })
+            },
+        );
+    }
     c.bench_function(
         "all hooks of one request (ab-test: on-request, cache-key, on-response)",
         |b| {
