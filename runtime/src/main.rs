@@ -12,6 +12,8 @@ use tessera::config::{Config, ScriptsConfig, Site, DEFAULT_LISTEN};
 use tessera::guest::{GuestEngine, InstancePool, PoolSize, Script};
 use tessera::reload::Loader;
 
+mod key_command;
+
 /// A caching reverse proxy scripted by sandboxed WebAssembly components.
 #[derive(Parser)]
 #[command(name = "tessera", version, about)]
@@ -95,6 +97,8 @@ enum Cmd {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Show how a request is keyed: the site, device class, hooks, default and script key.
+    Key(key_command::KeyArgs),
     /// Build a guest crate into a WebAssembly component and print its path.
     Build {
         /// The guest crate's directory.
@@ -174,6 +178,7 @@ fn main() -> ExitCode {
             purge(&admin, token, &body)
         }
         Cmd::Check { config } => check(&config),
+        Cmd::Key(args) => key_command::run(args),
         Cmd::Build { dir, out } => tessera::builder::build_guest(&dir, out.as_deref(), None)
             .map(|p| println!("{}", p.display())),
         Cmd::Demo { listen } => demo(listen),

@@ -18,6 +18,16 @@ pub enum DeviceClass {
 }
 
 impl DeviceClass {
+    /// The class's name as scripts see it (`desktop`, `mobile`, `tablet`, `bot`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceClass::Desktop => "desktop",
+            DeviceClass::Mobile => "mobile",
+            DeviceClass::Tablet => "tablet",
+            DeviceClass::Bot => "bot",
+        }
+    }
+
     /// Classifies a `User-Agent` value; no value is a desktop.
     pub fn of(user_agent: Option<&[u8]>) -> DeviceClass {
         let Some(ua) = user_agent else {

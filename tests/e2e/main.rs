@@ -14,6 +14,7 @@ mod guests;
 mod hostile_clients;
 mod hostile_scripts;
 mod http2;
+mod key_command;
 mod purge;
 mod reload;
 mod rewrite;

@@ -33,6 +33,47 @@ pub fn default_key(authority: &str, path: &str, query: Option<&str>) -> String {
     key
 }
 
+/// The default key and, in words, each normalisation step that made it (`tessera key
+/// --explain`).
+pub fn explain_default_key(
+    authority: &str,
+    path: &str,
+    query: Option<&str>,
+) -> (String, Vec<String>) {
+    let mut steps = Vec::new();
+    let lower = authority.to_ascii_lowercase();
+    if lower != authority {
+        steps.push(format!("authority lower-cased: {authority} → {lower}"));
+    }
+    if let Some(q) = query {
+        let pairs: Vec<&str> = q.split('&').filter(|p| !p.is_empty()).collect();
+        let (tracking, kept): (Vec<&str>, Vec<&str>) = pairs
+            .iter()
+            .partition(|p| is_tracking(p.split('=').next().unwrap_or(p)));
+        if !tracking.is_empty() {
+            steps.push(format!(
+                "tracking parameters dropped: {}",
+                tracking.join(", ")
+            ));
+        }
+        let mut sorted = kept.clone();
+        sorted.sort_unstable();
+        if sorted != kept {
+            steps.push(format!(
+                "parameters sorted: {} → {}",
+                kept.join("&"),
+                sorted.join("&")
+            ));
+        }
+        if pairs.len() < q.split('&').count() {
+            steps.push("empty parameters dropped".into());
+        }
+    }
+    let key = default_key(authority, path, query);
+    steps.push(format!("default key: {key}"));
+    (key, steps)
+}
+
 /// The query to send to the origin, keeping only the parameters the cache key kept.
 ///
 /// A parameter is kept when its exact `name=value` text appears as a member of the key's

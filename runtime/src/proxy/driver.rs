@@ -139,7 +139,7 @@ pub async fn subrequest(
 
 impl Exchange {
     /// A request's state before any phase ran, with a fresh script chain of its site.
-    fn new(
+    pub(super) fn new(
         shared: Arc<Shared>,
         gen: Arc<Generation>,
         site: Arc<SiteRuntime>,
