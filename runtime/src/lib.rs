@@ -14,4 +14,5 @@ pub mod origin;
 pub mod proxy;
 pub mod reload;
 pub mod request;
+pub mod scaffold;
 pub mod tls;

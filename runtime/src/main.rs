@@ -99,6 +99,14 @@ enum Cmd {
     },
     /// Show how a request is keyed: the site, device class, hooks, default and script key.
     Key(key_command::KeyArgs),
+    /// Create a guest crate NAME to start a script from (with tests and a tessera.toml).
+    New {
+        /// The script's crate name (lower-case letters, digits, - and _).
+        name: String,
+        /// The tessera-sdk crate to depend on (default: this build's source tree).
+        #[arg(long)]
+        sdk: Option<PathBuf>,
+    },
     /// Build a guest crate into a WebAssembly component and print its path.
     Build {
         /// The guest crate's directory.
@@ -179,6 +187,14 @@ fn main() -> ExitCode {
         }
         Cmd::Check { config } => check(&config),
         Cmd::Key(args) => key_command::run(args),
+        Cmd::New { name, sdk } => {
+            tessera::scaffold::new_guest(Path::new("."), &name, sdk.as_deref()).map(|p| {
+                println!(
+                    "created {}: `cd {0} && cargo test`, then `tessera build . -o {name}.wasm`",
+                    p.display()
+                )
+            })
+        }
         Cmd::Build { dir, out } => tessera::builder::build_guest(&dir, out.as_deref(), None)
             .map(|p| println!("{}", p.display())),
         Cmd::Demo { listen } => demo(listen),

@@ -18,6 +18,7 @@ mod key_command;
 mod purge;
 mod reload;
 mod rewrite;
+mod scaffold;
 mod sharing;
 mod support;
 mod tls_listener;
