@@ -19,7 +19,16 @@ pub const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// Loads the configuration again and puts it in force. Returns the new generation, or the
 /// error (already logged) with the old generation still serving.
 pub async fn reload(shared: &Shared, load: &Loader, why: &str) -> anyhow::Result<u64> {
-    put_in_force(shared, load(), why).await
+    put_in_force(shared, load_off_thread(load).await, why).await
+}
+
+/// Runs the loader where it may block: loading may build guest crates (seconds), which
+/// must not hold a thread that serves requests.
+async fn load_off_thread(load: &Loader) -> anyhow::Result<Config> {
+    let loader = load.clone();
+    tokio::task::spawn_blocking(move || loader())
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("loading the configuration failed: {e}")))
 }
 
 async fn put_in_force(
@@ -73,11 +82,39 @@ fn stamp(path: &PathBuf) -> Stamp {
     Some((m.ino(), m.len(), m.modified().ok()?))
 }
 
-/// The files a generation depends on: its config file, if any, every script and every
-/// listener certificate and key.
+/// Source files of one guest crate watched at most: a crate is a script, not a monorepo.
+const MAX_CRATE_FILES: usize = 2000;
+
+/// A guest crate's manifest, lock file and everything under `src/`.
+fn crate_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files = vec![dir.join("Cargo.toml"), dir.join("Cargo.lock")];
+    let mut dirs = vec![dir.join("src")];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if files.len() >= MAX_CRATE_FILES {
+                return files;
+            }
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => dirs.push(entry.path()),
+                Ok(t) if t.is_file() => files.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    files
+}
+
+/// The files a generation depends on: its config file, if any, every script (down to the
+/// sources of a script named by crate) and every listener certificate and key.
 fn watched(config_file: &Option<PathBuf>, config: &Config) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = config_file.iter().cloned().collect();
     files.extend(config.sites.iter().flat_map(|s| s.scripts.iter().cloned()));
+    for dir in config.sites.iter().flat_map(|s| &s.script_crates) {
+        files.extend(crate_files(dir));
+    }
     for tls in config.listeners.iter().filter_map(|l| l.tls.as_ref()) {
         files.extend([tls.certificate.clone(), tls.key.clone()]);
         files.extend(
@@ -89,6 +126,31 @@ fn watched(config_file: &Option<PathBuf>, config: &Config) -> Vec<PathBuf> {
     files.sort();
     files.dedup();
     files
+}
+
+/// The scripts (by file or crate name) among the changed files.
+fn changed_scripts(config: &Config, changed: &[PathBuf]) -> Vec<String> {
+    let name = |p: &std::path::Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    for site in &config.sites {
+        for s in &site.scripts {
+            if changed.contains(s) {
+                out.push(name(s));
+            }
+        }
+        for dir in &site.script_crates {
+            if changed.iter().any(|c| c.starts_with(dir)) {
+                out.push(name(dir));
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Polls the config file and the scripts every `every`, and reloads once a change has
@@ -131,18 +193,29 @@ pub fn watch(
                 pending = Some(now);
                 continue;
             }
-            let changed: Vec<String> = now
+            let changed: Vec<PathBuf> = now
                 .iter()
                 .filter(|f| !seen.contains(f))
-                .map(|(p, _)| p.display().to_string())
+                .map(|(p, _)| p.clone())
                 .collect();
-            let loaded = load();
+            let started = std::time::Instant::now();
+            let loaded = load_off_thread(&load).await;
             tried = match &loaded {
                 Ok(c) => watched(&config_file, c),
                 Err(_) => Vec::new(),
             };
-            let why = format!("changed: {}", changed.join(", "));
-            let _ = put_in_force(&shared, loaded, &why).await;
+            let scripts = match &loaded {
+                Ok(c) => changed_scripts(c, &changed),
+                Err(_) => Vec::new(),
+            };
+            let names: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
+            let why = format!("changed: {}", names.join(", "));
+            if put_in_force(&shared, loaded, &why).await.is_ok() {
+                let ms = started.elapsed().as_millis();
+                for script in scripts {
+                    tracing::info!("reloaded {script} in {ms} ms");
+                }
+            }
             pending = None;
             // Whatever the outcome, wait for the next change: a refused version is not
             // retried every second.

@@ -24,3 +24,4 @@ mod support;
 mod tls_listener;
 mod tls_origin;
 mod upgrade;
+mod watch_build;

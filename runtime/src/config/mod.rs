@@ -233,6 +233,9 @@ pub struct Site {
     pub origin_ca: Option<PathBuf>,
     /// Scripts to run, in chain order (each refines the previous one's key and decision).
     pub scripts: Vec<PathBuf>,
+    /// Guest crates named by directory: built when the config is loaded (their builds are
+    /// in `scripts`), and watched by `serve --watch` down to their sources.
+    pub script_crates: Vec<PathBuf>,
     /// Sandbox limits.
     pub limits: Limits,
     /// What a failing `on_request` / `on_response` leads to.
@@ -285,6 +288,7 @@ impl Site {
             origin,
             origin_ca: None,
             scripts,
+            script_crates: Vec::new(),
             limits: Limits {
                 cpu: Duration::from_millis(DEFAULT_CPU_MS),
                 memory_bytes: (DEFAULT_MEMORY_MIB as usize) << 20,

@@ -63,6 +63,7 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
         }
     };
     let mut scripts = Vec::new();
+    let mut script_crates = Vec::new();
     if let Some(p) = &s.script {
         let paths: Vec<&std::path::PathBuf> = match p.get_ref() {
             OneOrMany::One(one) => vec![one],
@@ -70,6 +71,29 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
         };
         for path in paths {
             let full = base.join(path);
+            if full.join("Cargo.toml").is_file() {
+                // A guest crate: built now, so that `check`, a start and a reload all run
+                // what its sources say (cargo rebuilds only what changed).
+                let wasm = crate::builder::build_guest(&full, None, None).map_err(|why| {
+                    e.at(
+                        Some(p.span()),
+                        format!("{}: crate {}: {why:#}", key("script"), full.display()),
+                    )
+                })?;
+                scripts.push(wasm);
+                script_crates.push(full);
+                continue;
+            }
+            if full.is_dir() {
+                return Err(e.at(
+                    Some(p.span()),
+                    format!(
+                        "{}: {} is a directory without Cargo.toml (name a .wasm file or a guest crate)",
+                        key("script"),
+                        full.display()
+                    ),
+                ));
+            }
             if !full.is_file() {
                 return Err(e.at(
                     Some(p.span()),
@@ -134,6 +158,7 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
         origin,
         origin_ca,
         scripts,
+        script_crates,
         limits,
         on_guest_error,
         connect_timeout,
