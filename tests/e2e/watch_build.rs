@@ -6,6 +6,11 @@ use std::time::Duration;
 
 use crate::support::{repo, send, Launch, Origin, Reply, PATIENCE};
 
+/// The test suite's target directory for guests, where the SDK is compiled for wasm.
+fn guest_target() -> std::path::PathBuf {
+    repo().join("target").join("test-guests")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crate_script_is_rebuilt_and_swapped_when_its_source_changes() {
     let origin =
@@ -20,11 +25,14 @@ async fn a_crate_script_is_rebuilt_and_swapped_when_its_source_changes() {
     // dependencies are already compiled for wasm.
     .env(
         "CARGO_TARGET_DIR",
-        &repo().join("target").join("test-guests").display().to_string(),
+        &guest_target().display().to_string(),
     );
     let dir = launch.config_path().parent().unwrap().to_owned();
     let krate = tessera::scaffold::new_guest(&dir, "watch-probe", None).unwrap();
     std::fs::copy(repo().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    // Built once before the start, so that the start (bounded in time) only finds it built
+    // even where the SDK's dependencies were not compiled yet.
+    tessera::builder::build_guest(&krate, None, Some(&guest_target())).unwrap();
     let proxy = launch.start().await;
 
     let get = || send(proxy.addr, "GET", "/p", &[("host", "shop.test")]);
@@ -75,6 +83,9 @@ fn a_script_directory_that_is_not_a_crate_or_does_not_build_is_named() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("empty")).unwrap();
     let krate = tessera::scaffold::new_guest(dir.path(), "broken-probe", None).unwrap();
+    std::fs::copy(repo().join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    // Its dependencies compiled first (see above), then the crate itself broken.
+    tessera::builder::build_guest(&krate, None, Some(&guest_target())).unwrap();
     std::fs::write(krate.join("src").join("lib.rs"), "this is not rust").unwrap();
     for (script, words) in [
         ("empty", "directory without Cargo.toml"),
@@ -90,14 +101,7 @@ fn a_script_directory_that_is_not_a_crate_or_does_not_build_is_named() {
         .unwrap();
         let (ok, out) = crate::support::run_cli_env(
             &["check", "--config", &path.display().to_string()],
-            &[(
-                "CARGO_TARGET_DIR",
-                &repo()
-                    .join("target")
-                    .join("test-guests")
-                    .display()
-                    .to_string(),
-            )],
+            &[("CARGO_TARGET_DIR", &guest_target().display().to_string())],
         );
         assert!(!ok, "{out}");
         for w in [words, "tessera.toml:4", "key `script`", script] {
