@@ -10,6 +10,7 @@ mod conformance;
 mod core;
 mod edges;
 mod esi;
+mod examples;
 mod guests;
 mod hostile_clients;
 mod hostile_scripts;

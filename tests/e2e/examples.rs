@@ -1,0 +1,83 @@
+//! The guest examples through the library server with a virtual clock: what each promises
+//! its users, measured in origin requests.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::support::{guest, origin_reaches, send, Lib, Origin, Reply};
+
+/// An origin's clock that agrees with the edge's virtual one: its `Date` moves forward as
+/// the test advances the edge (else every response would look `Age`d by the skew).
+#[derive(Clone, Default)]
+struct OriginClock(Arc<AtomicU64>);
+
+impl OriginClock {
+    fn date(&self) -> String {
+        let now = SystemTime::now() + Duration::from_secs(self.0.load(Ordering::SeqCst));
+        httpdate::fmt_http_date(now)
+    }
+
+    fn advance(&self, proxy: &Lib, secs: u64) {
+        self.0.fetch_add(secs, Ordering::SeqCst);
+        proxy.advance(secs);
+    }
+}
+
+#[tokio::test]
+async fn micro_cache_holds_a_hot_api_to_one_origin_request_per_second() {
+    let clock = OriginClock::default();
+    let origin = Origin::start({
+        let clock = clock.clone();
+        move |seen, n| {
+            let reply = match seen.path_and_query.as_str() {
+                "/api/me" => Reply::ok(&format!("me {n}")).header("cache-control", "private"),
+                _ => {
+                    Reply::ok(&format!("{{\"n\":{n}}}")).header("content-type", "application/json")
+                }
+            };
+            reply.header("date", &clock.date())
+        }
+    })
+    .await;
+    let script = guest("guest-examples/micro-cache");
+    let proxy = Lib::site(&origin, &format!("script = \"{}\"", script.display())).await;
+
+    // A burst of 50 (10 at once, then 40 one by one): one origin request.
+    let addr = proxy.addr;
+    let burst: Vec<_> = (0..10)
+        .map(|_| tokio::spawn(send(addr, "GET", "/api/prices", &[])))
+        .collect();
+    for t in burst {
+        assert_eq!(t.await.unwrap().body, "{\"n\":1}");
+    }
+    for _ in 0..40 {
+        assert_eq!(proxy.get("/api/prices", &[]).await.body, "{\"n\":1}");
+    }
+    assert_eq!(origin.count(), 1);
+
+    // Two seconds on: stale answers at once while one refresh runs.
+    clock.advance(&proxy, 2);
+    for _ in 0..20 {
+        let got = proxy.get("/api/prices", &[]).await;
+        assert!(
+            got.body == "{\"n\":1}" || got.body == "{\"n\":2}",
+            "{}",
+            got.body
+        );
+    }
+    assert_eq!(origin_reaches(&origin, 2).await, 2);
+    assert_eq!(origin.count(), 2, "one refresh for twenty requests");
+
+    // Past the stale window: fetched again before answering.
+    clock.advance(&proxy, 30);
+    assert_eq!(proxy.get("/api/prices", &[]).await.body, "{\"n\":3}");
+    assert_eq!(origin.count(), 3);
+
+    // What the origin keeps private, and paths outside /api/, are not micro-cached.
+    for _ in 0..2 {
+        proxy.get("/api/me", &[]).await;
+        proxy.get("/page", &[]).await;
+    }
+    assert_eq!(origin.count(), 7);
+}
