@@ -81,3 +81,48 @@ async fn micro_cache_holds_a_hot_api_to_one_origin_request_per_second() {
     }
     assert_eq!(origin.count(), 7);
 }
+
+#[tokio::test]
+async fn geo_key_shares_an_entry_per_region_and_a_client_cannot_choose_its_region() {
+    let origin = Origin::start(|seen, _| {
+        let region = seen
+            .headers
+            .get("x-edge-region")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none")
+            .to_owned();
+        Reply::ok(&format!("prices for {region}")).header("cache-control", "max-age=600")
+    })
+    .await;
+    let script = guest("guest-examples/geo-key");
+    let toml = format!(
+        "[server]\nclient_country_header = \"cf-ipcountry\"\n[[site]]\nname = \"s\"\norigin = \"{{origin}}\"\nscript = \"{}\"\n",
+        script.display()
+    );
+    let proxy = Lib::start(&origin, &toml).await;
+    let from = |country: &'static str| [("cf-ipcountry", country)];
+
+    assert_eq!(proxy.get("/p", &from("DE")).await.body, "prices for eu");
+    let fr = proxy.get("/p", &from("FR")).await;
+    assert!(
+        fr.hit() && fr.body == "prices for eu",
+        "{}",
+        fr.cache_status()
+    );
+    assert_eq!(proxy.get("/p", &from("US")).await.body, "prices for na");
+    assert_eq!(proxy.get("/p", &[]).await.body, "prices for row");
+    assert_eq!(origin.count(), 3);
+
+    // A forged region header is overwritten; an invalid country is no country.
+    let forged = proxy
+        .get("/p", &[("cf-ipcountry", "DE"), ("x-edge-region", "na")])
+        .await;
+    assert!(forged.hit() && forged.body == "prices for eu");
+    let junk = proxy.get("/p", &from("D3")).await;
+    assert!(junk.hit() && junk.body == "prices for row");
+    assert_eq!(origin.count(), 3);
+    assert!(origin
+        .seen()
+        .iter()
+        .all(|s| s.headers.get_all("x-edge-region").iter().count() == 1));
+}
