@@ -1,4 +1,4 @@
-//! The `tessera` command line: serve, check, purge, build and demo.
+//! The `tessera` command line: serve, purge, build and demo here; `check`, `key` in `cli/`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,11 +8,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use tessera::clock::Clock;
-use tessera::config::{Config, ScriptsConfig, Site, DEFAULT_LISTEN};
-use tessera::guest::{GuestEngine, InstancePool, PoolSize, Script};
+use tessera::config::{Config, Site, DEFAULT_LISTEN};
 use tessera::reload::Loader;
 
-mod key_command;
+mod cli;
 
 /// A caching reverse proxy scripted by sandboxed WebAssembly components.
 #[derive(Parser)]
@@ -98,7 +97,7 @@ enum Cmd {
         config: PathBuf,
     },
     /// Show how a request is keyed: the site, device class, hooks, default and script key.
-    Key(key_command::KeyArgs),
+    Key(cli::key::KeyArgs),
     /// Create a guest crate NAME to start a script from (with tests and a tessera.toml).
     New {
         /// The script's crate name (lower-case letters, digits, - and _).
@@ -185,8 +184,8 @@ fn main() -> ExitCode {
             }
             purge(&admin, token, &body)
         }
-        Cmd::Check { config } => check(&config),
-        Cmd::Key(args) => key_command::run(args),
+        Cmd::Check { config } => cli::check::run(&config),
+        Cmd::Key(args) => cli::key::run(args),
         Cmd::New { name, sdk } => {
             tessera::scaffold::new_guest(Path::new("."), &name, sdk.as_deref()).map(|p| {
                 println!(
@@ -367,74 +366,6 @@ fn run_until_signal(
         eprintln!("stopped");
         Ok(())
     })
-}
-
-fn check(path: &Path) -> anyhow::Result<()> {
-    let config = Config::load(path)?;
-    let compiled = tessera::proxy::compiled_cache(&config)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let max_memory = config
-        .sites
-        .iter()
-        .map(|s| s.limits.memory_bytes)
-        .max()
-        .unwrap_or(0);
-    let engine = GuestEngine::new(PoolSize {
-        instances: 8,
-        max_memory,
-    })?;
-    let pool = InstancePool::new(&ScriptsConfig {
-        instances: 8,
-        ..ScriptsConfig::default()
-    });
-    let mut errors = Vec::new();
-    let mut scripts = 0;
-    runtime(None)?.block_on(async {
-        for site in &config.sites {
-            for script in &site.scripts {
-                match Script::load(
-                    &engine,
-                    &pool,
-                    script,
-                    compiled.as_ref(),
-                    &site.name,
-                    site.limits,
-                )
-                .await
-                {
-                    Err(e) => errors.push(format!("site \"{}\": {e}", site.name)),
-                    Ok(s) => {
-                        println!(
-                            "site \"{}\": {}: hooks {}{}",
-                            site.name,
-                            script.display(),
-                            s.hook_names().join(", "),
-                            if s.keeps_state() {
-                                " (keeps state)"
-                            } else {
-                                ""
-                            }
-                        );
-                        scripts += 1;
-                    }
-                }
-            }
-        }
-    });
-    if errors.is_empty() {
-        println!(
-            "{}: ok ({} site(s), {} script(s))",
-            path.display(),
-            config.sites.len(),
-            scripts
-        );
-        Ok(())
-    } else {
-        for e in &errors {
-            eprintln!("error: {e}");
-        }
-        anyhow::bail!("{}: {} error(s)", path.display(), errors.len())
-    }
 }
 
 fn demo(listen: SocketAddr) -> anyhow::Result<()> {
