@@ -11,6 +11,11 @@ fn is_tracking(name: &str) -> bool {
     n.starts_with("utm_") || TRACKING_PARAMS.contains(&n.as_str())
 }
 
+/// Whether a `name[=value]` query member is a tracking parameter.
+fn is_tracking_pair(pair: &str) -> bool {
+    is_tracking(pair.split('=').next().unwrap_or(pair))
+}
+
 /// `authority + path [+ ? + sorted query minus tracking parameters]`, authority lower-cased.
 pub fn default_key(authority: &str, path: &str, query: Option<&str>) -> String {
     let mut key =
@@ -21,7 +26,7 @@ pub fn default_key(authority: &str, path: &str, query: Option<&str>) -> String {
         let mut pairs: Vec<&str> = q
             .split('&')
             .filter(|p| !p.is_empty())
-            .filter(|p| !is_tracking(p.split('=').next().unwrap_or(p)))
+            .filter(|p| !is_tracking_pair(p))
             .collect();
         // Sorting whole pairs keeps repeated names in a canonical order too.
         pairs.sort_unstable();
@@ -49,7 +54,7 @@ pub fn explain_default_key(
         let pairs: Vec<&str> = q.split('&').filter(|p| !p.is_empty()).collect();
         let (tracking, kept): (Vec<&str>, Vec<&str>) = pairs
             .iter()
-            .partition(|p| is_tracking(p.split('=').next().unwrap_or(p)));
+            .partition(|p| is_tracking_pair(p));
         if !tracking.is_empty() {
             steps.push(format!(
                 "tracking parameters dropped: {}",

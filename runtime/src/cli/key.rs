@@ -41,11 +41,8 @@ pub struct KeyArgs {
 pub fn run(args: KeyArgs) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(path) => Config::load(path)?,
+        // clap requires --config or at least one --script.
         None => {
-            anyhow::ensure!(
-                !args.scripts.is_empty(),
-                "give --config FILE or --script WASM"
-            );
             for s in &args.scripts {
                 anyhow::ensure!(s.is_file(), "--script: file {} not found", s.display());
             }
@@ -80,8 +77,7 @@ pub fn run(args: KeyArgs) -> anyhow::Result<()> {
         req = req.header(name, value);
     }
     if let Some(c) = &args.cookie {
-        let value = http::HeaderValue::from_str(c)
-            .with_context(|| "--cookie: not a valid field value".to_string())?;
+        let value = http::HeaderValue::from_str(c).context("--cookie: not a valid field value")?;
         req = req.header(http::header::COOKIE, value);
     }
     let req = req.body(()).context("cannot build the request")?;

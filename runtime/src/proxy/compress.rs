@@ -9,6 +9,7 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 
 use super::deliver::Answer;
+use crate::cache::directives::CacheControl;
 use crate::encoding::{compressible_identity, Coding, Encoder};
 use crate::origin::{BoxError, OutBody};
 use crate::request::ClientRequest;
@@ -17,11 +18,7 @@ use crate::request::ClientRequest;
 const MIN_BYTES: u64 = 1024;
 
 fn no_transform(h: &HeaderMap) -> bool {
-    h.get_all(header::CACHE_CONTROL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|d| d.trim().eq_ignore_ascii_case("no-transform"))
+    CacheControl::from_headers(h).no_transform
 }
 
 /// Whether this response may be sent compressed to some client (then it varies by
