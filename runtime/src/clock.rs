@@ -12,24 +12,43 @@ use std::time::{Duration, SystemTime};
 #[derive(Clone, Debug, Default)]
 pub struct Clock {
     skew: Option<Arc<AtomicU64>>,
+    /// Where a frozen clock stands before any advance; `None`: it runs with the system.
+    base: Option<SystemTime>,
 }
 
 impl Clock {
     /// The system clock.
     pub fn system() -> Clock {
-        Clock { skew: None }
+        Clock {
+            skew: None,
+            base: None,
+        }
     }
 
     /// A clock that runs with the system clock plus an offset that [`Clock::advance`] grows.
     pub fn virtual_clock() -> Clock {
         Clock {
             skew: Some(Arc::new(AtomicU64::new(0))),
+            base: None,
+        }
+    }
+
+    /// A virtual clock that stands still between advances, at a whole second: for windows
+    /// shorter than the pauses of a loaded machine (a 1 s TTL), which a running clock
+    /// would cross at random.
+    pub fn frozen() -> Clock {
+        let secs = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Clock {
+            skew: Some(Arc::new(AtomicU64::new(0))),
+            base: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
         }
     }
 
     /// The current time.
     pub fn now(&self) -> SystemTime {
-        let now = SystemTime::now();
+        let now = self.base.unwrap_or_else(SystemTime::now);
         match &self.skew {
             None => now,
             Some(s) => now + Duration::from_millis(s.load(Ordering::Relaxed)),
@@ -59,6 +78,17 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frozen_clock_moves_only_when_advanced() {
+        let c = Clock::frozen();
+        let t = c.now();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(c.now(), t);
+        assert!(c.advance(Duration::from_secs(2)));
+        assert_eq!(c.now(), t + Duration::from_secs(2));
+        assert_eq!(c.now_ms() % 1000, 0, "it stands at a whole second");
+    }
 
     #[test]
     fn a_virtual_clock_moves_only_when_told_and_the_system_clock_never_does() {

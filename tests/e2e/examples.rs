@@ -1,32 +1,15 @@
 //! The guest examples through the library server with a virtual clock: what each promises
 //! its users, measured in origin requests.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use tessera::clock::Clock;
 
 use crate::support::{guest, origin_reaches, send, Lib, Origin, Reply};
 
-/// An origin's clock that agrees with the edge's virtual one: its `Date` moves forward as
-/// the test advances the edge (else every response would look `Age`d by the skew).
-#[derive(Clone, Default)]
-struct OriginClock(Arc<AtomicU64>);
-
-impl OriginClock {
-    fn date(&self) -> String {
-        let now = SystemTime::now() + Duration::from_secs(self.0.load(Ordering::SeqCst));
-        httpdate::fmt_http_date(now)
-    }
-
-    fn advance(&self, proxy: &Lib, secs: u64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
-        proxy.advance(secs);
-    }
-}
-
 #[tokio::test]
 async fn micro_cache_holds_a_hot_api_to_one_origin_request_per_second() {
-    let clock = OriginClock::default();
+    // A frozen clock shared by the edge and the origin's `Date`: a 1 s TTL must not be
+    // crossed by how long a loaded machine takes, nor every response look aged by skew.
+    let clock = Clock::frozen();
     let origin = Origin::start({
         let clock = clock.clone();
         move |seen, n| {
@@ -36,12 +19,16 @@ async fn micro_cache_holds_a_hot_api_to_one_origin_request_per_second() {
                     Reply::ok(&format!("{{\"n\":{n}}}")).header("content-type", "application/json")
                 }
             };
-            reply.header("date", &clock.date())
+            reply.header("date", &httpdate::fmt_http_date(clock.now()))
         }
     })
     .await;
     let script = guest("guest-examples/micro-cache");
-    let proxy = Lib::site(&origin, &format!("script = \"{}\"", script.display())).await;
+    let toml = format!(
+        "[[site]]\nname = \"s\"\norigin = \"{{origin}}\"\nscript = \"{}\"\n",
+        script.display()
+    );
+    let proxy = Lib::start_on(&origin, &toml, clock).await;
 
     // A burst of 50 (10 at once, then 40 one by one): one origin request.
     let addr = proxy.addr;
@@ -57,7 +44,7 @@ async fn micro_cache_holds_a_hot_api_to_one_origin_request_per_second() {
     assert_eq!(origin.count(), 1);
 
     // Two seconds on: stale answers at once while one refresh runs.
-    clock.advance(&proxy, 2);
+    proxy.advance(2);
     for _ in 0..20 {
         let got = proxy.get("/api/prices", &[]).await;
         assert!(
@@ -70,7 +57,7 @@ async fn micro_cache_holds_a_hot_api_to_one_origin_request_per_second() {
     assert_eq!(origin.count(), 2, "one refresh for twenty requests");
 
     // Past the stale window: fetched again before answering.
-    clock.advance(&proxy, 30);
+    proxy.advance(30);
     assert_eq!(proxy.get("/api/prices", &[]).await.body, "{\"n\":3}");
     assert_eq!(origin.count(), 3);
 

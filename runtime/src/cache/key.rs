@@ -52,9 +52,8 @@ pub fn explain_default_key(
     }
     if let Some(q) = query {
         let pairs: Vec<&str> = q.split('&').filter(|p| !p.is_empty()).collect();
-        let (tracking, kept): (Vec<&str>, Vec<&str>) = pairs
-            .iter()
-            .partition(|p| is_tracking_pair(p));
+        let (tracking, kept): (Vec<&str>, Vec<&str>) =
+            pairs.iter().partition(|p| is_tracking_pair(p));
         if !tracking.is_empty() {
             steps.push(format!(
                 "tracking parameters dropped: {}",

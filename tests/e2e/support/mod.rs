@@ -473,6 +473,11 @@ impl Lib {
     /// `admin-token` (0600) with [`admin::TOKEN`]; an `[admin]` table gets its listener on an
     /// ephemeral port too.
     pub async fn start(origin: &Origin, toml: &str) -> Lib {
+        Lib::start_on(origin, toml, Clock::virtual_clock()).await
+    }
+
+    /// [`Lib::start`] on a given clock (e.g. [`Clock::frozen`], shared with the origin).
+    pub async fn start_on(origin: &Origin, toml: &str, clock: Clock) -> Lib {
         let dir = tempfile::tempdir().unwrap();
         admin::write_token_file(dir.path());
         let path = dir.path().join("tessera.toml");
@@ -482,7 +487,6 @@ impl Lib {
         config.node_name = "tessera".into();
         config.compiled_dir = Some(compiled_dir().join("tessera").join("compiled"));
         let admin_cfg = config.admin.clone();
-        let clock = Clock::virtual_clock();
         let shared = tessera::proxy::build(config, clock.clone())
             .await
             .expect("proxy builds");
