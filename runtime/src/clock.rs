@@ -40,9 +40,14 @@ impl Clock {
         let secs = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        Clock::frozen_at(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+    }
+
+    /// A virtual clock that stands at `at` until advanced (a replayed log's first line).
+    pub fn frozen_at(at: SystemTime) -> Clock {
         Clock {
             skew: Some(Arc::new(AtomicU64::new(0))),
-            base: Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)),
+            base: Some(at),
         }
     }
 
@@ -75,6 +80,17 @@ impl Clock {
     }
 }
 
+impl Clock {
+    /// Moves a virtual clock forward to `t`; a `t` in its past leaves it where it is (a log's
+    /// lines are only roughly in order).
+    pub fn advance_to(&self, t: SystemTime) -> bool {
+        match t.duration_since(self.now()) {
+            Ok(by) => self.advance(by),
+            Err(_) => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +104,10 @@ mod tests {
         assert!(c.advance(Duration::from_secs(2)));
         assert_eq!(c.now(), t + Duration::from_secs(2));
         assert_eq!(c.now_ms() % 1000, 0, "it stands at a whole second");
+        let later = t + Duration::from_secs(60);
+        assert!(c.advance_to(later));
+        assert!(!c.advance_to(t), "never backwards");
+        assert_eq!(c.now(), later);
     }
 
     #[test]

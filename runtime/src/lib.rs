@@ -15,4 +15,5 @@ pub mod proxy;
 pub mod reload;
 pub mod request;
 pub mod scaffold;
+pub mod simulate;
 pub mod tls;

@@ -98,6 +98,11 @@ enum Cmd {
     },
     /// Show how a request is keyed: the site, device class, hooks, default and script key.
     Key(cli::key::KeyArgs),
+    /// Replay an access log through the scripts and a simulated cache: predicted hit
+    /// ratio, key cardinality, origin load over time, key explosions.
+    Simulate(cli::simulate::SimulateArgs),
+    /// Write a realistic sample access log of a shop (for simulate).
+    GenLog(cli::simulate::GenLogArgs),
     /// Create a guest crate NAME to start a script from (with tests and a tessera.toml).
     New {
         /// The script's crate name (lower-case letters, digits, - and _).
@@ -186,6 +191,8 @@ fn main() -> ExitCode {
         }
         Cmd::Check { config } => cli::check::run(&config),
         Cmd::Key(args) => cli::key::run(args),
+        Cmd::Simulate(args) => cli::simulate::run(args),
+        Cmd::GenLog(args) => cli::simulate::gen_log(args),
         Cmd::New { name, sdk } => {
             tessera::scaffold::new_guest(Path::new("."), &name, sdk.as_deref()).map(|p| {
                 println!(

@@ -21,6 +21,7 @@ mod reload;
 mod rewrite;
 mod scaffold;
 mod sharing;
+mod simulate;
 mod support;
 mod tls_listener;
 mod tls_origin;

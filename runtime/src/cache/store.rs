@@ -261,10 +261,30 @@ impl Expiry<StoreKey, Arc<Variants>> for UsefulLife {
     }
 }
 
+/// How the store hashes keys (moka's admission sketch and table both use it).
+#[derive(Clone)]
+enum Hashing {
+    /// Keys unknown to clients: for serving.
+    Random(std::collections::hash_map::RandomState),
+    /// The same on every run: for replays.
+    Fixed,
+}
+
+impl std::hash::BuildHasher for Hashing {
+    type Hasher = std::collections::hash_map::DefaultHasher;
+
+    fn build_hasher(&self) -> Self::Hasher {
+        match self {
+            Hashing::Random(r) => r.build_hasher(),
+            Hashing::Fixed => std::collections::hash_map::DefaultHasher::new(),
+        }
+    }
+}
+
 /// The shared object store.
 #[derive(Clone)]
 pub struct Store {
-    objects: Cache<StoreKey, Arc<Variants>>,
+    objects: Cache<StoreKey, Arc<Variants>, Hashing>,
     uris: Arc<Index>,
     tags: Arc<Index>,
     uncacheable: Cache<StoreKey, ()>,
@@ -275,6 +295,17 @@ pub struct Store {
 impl Store {
     /// A store bounded to `max_bytes`, reading time from `clock`.
     pub fn new(max_bytes: u64, clock: Clock) -> Store {
+        Store::with_hashing(max_bytes, clock, Hashing::Random(Default::default()))
+    }
+
+    /// A store whose admission and eviction choices are the same on every run, for
+    /// replaying a log (`tessera simulate`). Never for serving: its hash keys are public,
+    /// so crafted keys could collide on purpose.
+    pub fn reproducible(max_bytes: u64, clock: Clock) -> Store {
+        Store::with_hashing(max_bytes, clock, Hashing::Fixed)
+    }
+
+    fn with_hashing(max_bytes: u64, clock: Clock, hashing: Hashing) -> Store {
         let uris = Arc::new(Index::default());
         let tags = Arc::new(Index::default());
         let listener_uris = uris.clone();
@@ -296,7 +327,7 @@ impl Store {
                     }
                 },
             )
-            .build();
+            .build_with_hasher(hashing);
         let uncacheable = Cache::builder()
             .max_capacity(UNCACHEABLE_CAPACITY)
             .time_to_live(UNCACHEABLE_MEMORY)
@@ -449,6 +480,33 @@ impl Store {
     pub fn entry_count(&self) -> u64 {
         self.objects.run_pending_tasks();
         self.objects.entry_count()
+    }
+
+    /// Drops every object past use by the store's clock; returns how many. moka's own
+    /// timers run on real time, which a replay that moves the clock by hours outruns: left
+    /// alone, dead objects would hold room that live ones have in production.
+    pub fn drop_useless(&self) -> u64 {
+        let now = self.clock.now();
+        let mut dropped = 0;
+        for (k, v) in self.objects.iter() {
+            if v.until <= now {
+                self.objects.invalidate(&*k);
+                dropped += 1;
+            }
+        }
+        self.objects.run_pending_tasks();
+        dropped
+    }
+
+    /// Finishes the store's pending maintenance (admission, eviction) now, so a replay gives
+    /// the same result every time instead of depending on when moka's housekeeping ran.
+    pub fn settle(&self) {
+        self.objects.run_pending_tasks();
+    }
+
+    /// The size bound, in bytes.
+    pub fn max_bytes(&self) -> u64 {
+        self.objects.policy().max_capacity().unwrap_or(u64::MAX)
     }
 
     /// Bytes charged now (approximate, for tests and metrics).

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use tessera::clock::Clock;
-use tessera::config::{Config, Site, DEFAULT_LISTEN};
+use tessera::config::Config;
 
 /// What the command was asked.
 #[derive(clap::Args)]
@@ -42,17 +42,8 @@ pub fn run(args: KeyArgs) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(path) => Config::load(path)?,
         // clap requires --config or at least one --script.
-        None => {
-            for s in &args.scripts {
-                anyhow::ensure!(s.is_file(), "--script: file {} not found", s.display());
-            }
-            // The origin is never contacted: only the recv and hash phases run.
-            let origin = "http://127.0.0.1:9".parse().expect("a valid URL");
-            Config::quick(
-                DEFAULT_LISTEN.parse()?,
-                Site::quick(origin, args.scripts.clone()),
-            )
-        }
+        // The origin is never contacted: only the recv and hash phases run.
+        None => super::offline_config(&args.scripts)?,
     };
     let uri: http::Uri = args
         .url

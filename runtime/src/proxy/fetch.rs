@@ -230,7 +230,11 @@ pub async fn fill(
 }
 
 /// The proposal, as the site's script amends it; a failing script means "not stored".
-async fn decide(x: &mut Exchange, status: StatusCode, p: &Proposal) -> Result<Decision, NoStore> {
+pub(super) async fn decide(
+    x: &mut Exchange,
+    status: StatusCode,
+    p: &Proposal,
+) -> Result<Decision, NoStore> {
     if !x.chain.implements(Hook::CachePolicy) {
         return Ok(p.decision.clone());
     }

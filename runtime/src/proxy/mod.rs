@@ -10,6 +10,7 @@
 //!   admit    storable? for how long? what stays personal: pure  (admit.rs)
 //!   pass     not from cache: forward, invalidate on unsafe      (pass.rs)
 //!   deliver  entry → response, on_response, Cache-Status, log   (deliver.rs)
+//! replay   a logged request through recv..admit, for simulate   (replay.rs)
 //! outcome  the named states of all the above → Cache-Status    (outcome.rs)
 //! ```
 
@@ -27,6 +28,7 @@ mod outcome;
 mod pass;
 mod range;
 mod recv;
+mod replay;
 mod server;
 mod site;
 mod upgrade;
@@ -40,6 +42,7 @@ pub(crate) use driver::Exchange;
 pub use driver::Flight;
 pub use explain::{explain, KeyReport};
 pub use outcome::{NoStore, Outcome, PassReason, Refusal, StaleReason};
+pub use replay::{replay, Replayed, Served, Synthetic};
 pub(crate) use server::next_connection;
 pub use server::{serve, Running};
 pub use site::SiteRuntime;
@@ -217,6 +220,17 @@ pub fn compiled_cache(config: &Config) -> anyhow::Result<Option<CompiledCache>> 
 
 /// Builds everything a config describes: engine, scripts, origin clients, cache.
 pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Arc<Shared>> {
+    let store = Store::new(config.cache.max_bytes, clock.clone());
+    build_with(config, clock, store).await
+}
+
+/// [`build`] with a store that decides the same on every run, for replaying a log.
+pub async fn build_for_replay(config: Config, clock: Clock) -> anyhow::Result<Arc<Shared>> {
+    let store = Store::reproducible(config.cache.max_bytes, clock.clone());
+    build_with(config, clock, store).await
+}
+
+async fn build_with(config: Config, clock: Clock, store: Store) -> anyhow::Result<Arc<Shared>> {
     let max_memory = config
         .sites
         .iter()
@@ -225,7 +239,7 @@ pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Arc<Shared>> 
         .unwrap_or(0)
         .min(MAX_GUEST_MEMORY);
     let shared = Shared {
-        store: Store::new(config.cache.max_bytes, clock.clone()),
+        store,
         flights: Default::default(),
         pool: Arc::new(InstancePool::new(&config.scripts)),
         clock,

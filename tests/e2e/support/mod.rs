@@ -697,9 +697,17 @@ pub fn run_cli(args: &[&str]) -> (bool, String) {
     run_cli_env(args, &[])
 }
 
-/// [`run_cli`] with environment variables; a process still running after [`PATIENCE`] is
-/// killed (and reported as failed), so a command that wrongly starts serving cannot hang.
+/// [`run_cli`] with environment variables.
 pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let (ok, stdout, stderr) = run_cli_split(args, env);
+    (ok, format!("{stdout}{stderr}"))
+}
+
+/// Runs the binary, returning success, standard output and standard error apart. A
+/// process still running after [`PATIENCE`] is killed (and reported as failed), so a
+/// command that wrongly starts serving cannot hang; its output is read as it comes, so a
+/// long report never blocks it on a full pipe.
+pub fn run_cli_split(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
     cmd.args(args)
         .env("XDG_CACHE_HOME", compiled_dir())
@@ -709,20 +717,23 @@ pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.spawn().unwrap();
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            break;
+    let child = cmd.spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(PATIENCE) {
+        Ok(out) => out.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on the child's pid; it has not been reaped (wait is pending).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            rx.recv().unwrap().unwrap()
         }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    };
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
