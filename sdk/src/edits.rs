@@ -92,6 +92,12 @@ impl RequestAction {
     pub fn respond(response: SyntheticResponse) -> Self {
         RequestAction::Respond(response)
     }
+
+    /// Go to the origin past the cache (no lookup, nothing stored) after applying `edits`:
+    /// for a request that must get fresh, personal content.
+    pub fn pass_with(edits: HeaderEdits) -> Self {
+        RequestAction::Pass(edits)
+    }
 }
 
 impl From<SyntheticResponse> for RequestAction {

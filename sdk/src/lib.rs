@@ -195,8 +195,8 @@
 //! # Testing
 //!
 //! Hooks are plain functions: call them in `#[test]`s with requests from
-//! [`testing::request`]. [`log`], [`now_ms`] and [`random_u64`] are backed by the
-//! [`testing`] seam on native targets. `testing::call_*` run a hook or an HTML callback
+//! [`testing::request`]. [`log`], [`now_ms`], [`random_u64`], [`config`] and
+//! [`rate_limit`] are backed by the [`testing`] seam on native targets. `testing::call_*` run a hook or an HTML callback
 //! through the same glue as the component's exports (the callbacks return the changes they
 //! recorded, [`testing::element`] builds a start tag for `call_on_element`), and
 //! [`testing::describe`] returns what the host learns at load: which hooks it will call,
@@ -260,7 +260,7 @@ pub use bindings::tessera::edge::types::{
     CacheDecision, ClientInfo, DeviceClass, HeaderEdits, Request, RequestAction, ResponseHead,
     SyntheticResponse,
 };
-pub use host::{log, now_ms, random_u64};
+pub use host::{config, log, now_ms, random_u64, rate_limit};
 pub use html::{
     Comment, Content, ContentType, DocumentEnd, Element, ElementMutation, EndTag, HtmlHandler,
     NodeMutation, TextChunk, TextMode,
@@ -278,9 +278,10 @@ pub use tessera_sdk_macros::script;
 /// the others and does what their default bodies below do. Those bodies are what a test
 /// gets when it calls a hook the script does not define.
 pub trait EdgeScript {
-    /// Called first for every request, before the cache lookup: edit request headers, or
-    /// answer at once (redirect, block) with [`RequestAction::respond`]. Later hooks see
-    /// the request with these edits applied.
+    /// Called first for every request, before the cache lookup: edit request headers,
+    /// answer at once (redirect, block) with [`RequestAction::respond`], or send the request
+    /// past the cache to the origin (a signed-in user) with [`RequestAction::pass_with`].
+    /// Later hooks see the request with these edits applied.
     ///
     /// Default, and what the host does when the script does not define it: continue with
     /// no edits.

@@ -24,11 +24,26 @@ use crate::{
     HtmlHandler, LogLevel, NodeMutation, Request, RequestAction, ResponseHead, ScriptInfo,
 };
 
+/// A rate-limit window: key, length in seconds, index since the epoch.
+type Window = (String, u32, u64);
+
 thread_local! {
     static RANDOM: RefCell<VecDeque<u64>> = const { RefCell::new(VecDeque::new()) };
     static FALLBACK_STATE: Cell<u64> = const { Cell::new(0x5eed_7e55_e7a0_0001) };
     static NOW_MS: Cell<Option<u64>> = const { Cell::new(None) };
     static LOGS: RefCell<Vec<(LogLevel, String)>> = const { RefCell::new(Vec::new()) };
+    static CONFIG: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+    static COUNTERS: RefCell<Vec<(Window, u32)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Makes [`crate::config`] answer from these pairs on this thread (otherwise `None`).
+pub fn set_config(pairs: &[(&str, &str)]) {
+    CONFIG.with(|c| {
+        *c.borrow_mut() = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    });
 }
 
 /// Makes [`crate::random_u64`] return `seq` in order on this thread, then a deterministic sequence.
@@ -52,6 +67,8 @@ pub fn reset() {
     FALLBACK_STATE.with(|s| s.set(0x5eed_7e55_e7a0_0001));
     NOW_MS.with(|n| n.set(None));
     LOGS.with(|l| l.borrow_mut().clear());
+    CONFIG.with(|c| c.borrow_mut().clear());
+    COUNTERS.with(|c| c.borrow_mut().clear());
 }
 
 /// Native stand-ins for the host imports, used by [`crate::host`].
@@ -68,6 +85,40 @@ pub(crate) mod seam {
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64)
+        })
+    }
+
+    pub(crate) fn config(name: &str) -> Option<String> {
+        CONFIG.with(|c| {
+            c.borrow()
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    }
+
+    /// The host's fixed windows, counted on this thread against [`now_ms`].
+    pub(crate) fn rate_limit(key: &str, limit: u32, window_secs: u32) -> bool {
+        assert!(key.len() <= 256, "rate-limit key longer than 256 bytes");
+        assert!(
+            (1..=86_400).contains(&window_secs),
+            "rate-limit window out of range"
+        );
+        let window = now_ms() / 1000 / u64::from(window_secs);
+        let id = (key.to_owned(), window_secs, window);
+        COUNTERS.with(|c| {
+            let mut c = c.borrow_mut();
+            let n = match c.iter_mut().find(|(k, _)| *k == id) {
+                Some((_, n)) => {
+                    *n = n.saturating_add(1);
+                    *n
+                }
+                None => {
+                    c.push((id, 1));
+                    1
+                }
+            };
+            n <= limit
         })
     }
 

@@ -109,3 +109,99 @@ fn compiled_components_are_kept_on_disk_and_reused() {
         assert!(files[0].to_str().unwrap().ends_with(".cwasm"));
     }
 }
+
+#[test]
+fn script_config_secrets_that_cannot_be_read_safely_are_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let open_key = dir.path().join("open.key");
+    std::fs::write(&open_key, "s3cret\n").unwrap();
+    std::fs::set_permissions(
+        &open_key,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let site = "[[site]]\nname = \"s\"\norigin = \"http://127.0.0.1:9\"\n[site.script_config]\n";
+    for (entry, says) in [
+        (
+            "k = { env = \"TESSERA_TEST_SURELY_UNSET\" }",
+            "key `script_config.k`: environment variable TESSERA_TEST_SURELY_UNSET is not set",
+        ),
+        (
+            "k = { file = \"open.key\" }",
+            "readable by group or others: chmod 600",
+        ),
+        ("k = { file = \"missing.key\" }", "missing.key"),
+        ("\"bad name\" = \"x\"", "names are 1 to 64 letters"),
+        (
+            "k = 5",
+            "key `script_config.k`: expected a string, { env = \"NAME\" } or { file = \"path\" }",
+        ),
+    ] {
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, format!("{site}{entry}\n")).unwrap();
+        let (ok, out) = run_cli(&["check", "--config", path.to_str().unwrap()]);
+        assert!(!ok, "{entry}: accepted");
+        assert!(
+            out.contains("t.toml:5"),
+            "{entry}: no file and line in {out}"
+        );
+        assert!(out.contains(says), "{entry}: wanted `{says}` in {out}");
+        assert!(
+            !out.contains("s3cret"),
+            "a secret never reaches the output: {out}"
+        );
+    }
+}
+
+#[test]
+fn a_geoip_database_is_checked_and_used_by_tessera_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("country.mmdb");
+    let doc = std::net::Ipv4Addr::new(192, 0, 2, 0);
+    std::fs::write(&db, crate::support::mmdb::country_db(&[(doc, 24, "US")])).unwrap();
+    let path = dir.path().join("t.toml");
+    let script = guest("guest-examples/geo-key");
+    let write = |db: &str| {
+        std::fs::write(
+            &path,
+            format!("[server]\ngeoip_db = \"{db}\"\n[[site]]\nname = \"s\"\nhosts = [\"shop.test\"]\norigin = \"http://127.0.0.1:9\"\nscript = \"{}\"\n", script.display()),
+        )
+        .unwrap();
+    };
+    write("country.mmdb");
+    let key = |ip: &str| {
+        let (ok, out) = run_cli(&[
+            "key",
+            "--config",
+            path.to_str().unwrap(),
+            "http://shop.test/p",
+            "--client-ip",
+            ip,
+        ]);
+        assert!(ok, "{out}");
+        out.lines()
+            .find(|l| l.starts_with("key "))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(key("192.0.2.7").contains("na"), "{}", key("192.0.2.7"));
+    assert!(
+        key("198.51.100.1").contains("row"),
+        "{}",
+        key("198.51.100.1")
+    );
+
+    std::fs::write(dir.path().join("junk.mmdb"), "not a database").unwrap();
+    for (file, says) in [
+        ("junk.mmdb", "not a MaxMind DB file"),
+        ("missing.mmdb", "missing.mmdb"),
+    ] {
+        write(file);
+        let (ok, out) = run_cli(&["check", "--config", path.to_str().unwrap()]);
+        assert!(!ok, "{file}: accepted");
+        assert!(
+            out.contains("t.toml:2") && out.contains("key `server.geoip_db`") && out.contains(says),
+            "{out}"
+        );
+    }
+}

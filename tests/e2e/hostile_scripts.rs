@@ -55,6 +55,9 @@ async fn request_edits_that_break_framing_or_caps_fail_the_request_before_the_or
         "/status?s=0",
         "/big-body",
         "/synthetic-framing",
+        "/rate-limit-giant-key",
+        "/rate-limit-no-window",
+        "/pass-framing",
     ] {
         let got = proxy.get(path, &[]).await;
         assert_eq!(got.status, 503, "{path}: {}", got.body);

@@ -3,6 +3,7 @@
 mod admin;
 mod listener;
 mod raw;
+mod script_config;
 mod site;
 mod units;
 
@@ -17,6 +18,7 @@ use http::HeaderName;
 
 pub use admin::{AdminConfig, EventRule};
 pub use listener::{ListenerConfig, SniCert, TlsConfig};
+pub use script_config::ScriptConfig;
 pub use units::parse_size;
 
 /// A configuration error that points at the offending place in the file.
@@ -118,6 +120,8 @@ pub struct ServerConfig {
     pub h2_max_concurrent_streams: u32,
     /// A request header set by a trusted upstream with the client's country (e.g. `cf-ipcountry`).
     pub client_country_header: Option<HeaderName>,
+    /// A MaxMind DB giving the country of client addresses (when no header says it).
+    pub geoip: Option<std::sync::Arc<crate::geoip::GeoIp>>,
     /// Threads serving requests; `None`: one per core.
     pub workers: Option<usize>,
 }
@@ -135,6 +139,7 @@ impl Default for ServerConfig {
             drain_timeout: Duration::from_secs(30),
             h2_max_concurrent_streams: 256,
             client_country_header: None,
+            geoip: None,
             workers: None,
         }
     }
@@ -248,6 +253,8 @@ pub struct Site {
     pub caching: CachePolicyConfig,
     /// ESI processing.
     pub esi: EsiConfig,
+    /// Values the site's scripts read with `config::get`.
+    pub script_config: ScriptConfig,
 }
 
 /// ESI assembly (W3C ESI 1.0) for one site.
@@ -298,6 +305,7 @@ impl Site {
             response_timeout: Duration::from_millis(DEFAULT_RESPONSE_MS),
             caching: CachePolicyConfig::default(),
             esi: EsiConfig::default(),
+            script_config: ScriptConfig::default(),
         }
     }
 
@@ -403,7 +411,7 @@ impl Config {
                 )?,
             },
         };
-        let server = server(raw.server.as_ref(), &e)?;
+        let server = server(raw.server.as_ref(), base, &e)?;
         let scripts = scripts(raw.scripts.as_ref(), &e)?;
         if raw.site.is_empty() {
             return Err(e.at(None, "no `[[site]]` defined: add at least one".into()));
@@ -442,7 +450,11 @@ impl Config {
     }
 }
 
-fn server(raw: Option<&raw::RawServer>, e: &units::Errors) -> Result<ServerConfig, ConfigError> {
+fn server(
+    raw: Option<&raw::RawServer>,
+    base: &Path,
+    e: &units::Errors,
+) -> Result<ServerConfig, ConfigError> {
     let d = ServerConfig::default();
     let Some(r) = raw else { return Ok(d) };
     let ms = |v, k: &str, default: Duration| {
@@ -520,6 +532,13 @@ fn server(raw: Option<&raw::RawServer>, e: &units::Errors) -> Result<ServerConfi
             1..=10_000,
         )? as u32,
         client_country_header: country,
+        geoip: match &r.geoip_db {
+            None => None,
+            Some(p) => Some(std::sync::Arc::new(
+                crate::geoip::GeoIp::open(&base.join(p.get_ref()))
+                    .map_err(|why| e.at(Some(p.span()), format!("key `server.geoip_db`: {why}")))?,
+            )),
+        },
         workers: match &r.workers {
             None => None,
             Some(_) => Some(e.number(&r.workers, "key `server.workers`", 1, 1..=1024)? as usize),

@@ -87,6 +87,7 @@ pub(super) struct RawServer {
     pub drain_timeout_ms: Option<Spanned<u64>>,
     pub h2_max_concurrent_streams: Option<Spanned<u64>>,
     pub client_country_header: Option<Spanned<String>>,
+    pub geoip_db: Option<Spanned<PathBuf>>,
     pub workers: Option<Spanned<u64>>,
 }
 
@@ -119,6 +120,9 @@ pub(super) struct RawSite {
     pub limits: Option<RawLimits>,
     pub caching: Option<RawCaching>,
     pub esi: Option<RawEsi>,
+    pub script_config: Option<
+        Spanned<std::collections::BTreeMap<String, Spanned<super::script_config::RawValue>>>,
+    >,
 }
 
 #[derive(Deserialize, Default)]

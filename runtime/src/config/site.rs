@@ -151,7 +151,9 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
     };
     let caching = caching(s.caching, &key, e)?;
     let esi = esi(s.esi.unwrap_or_default(), &key, e)?;
+    let script_config = super::script_config::script_config(s.script_config, base, &key, e)?;
     Ok(Site {
+        script_config,
         esi,
         name,
         hosts,

@@ -1,10 +1,11 @@
-//! Host side of the script's imports: log, clock and random (`wit/host.wit`).
+//! Host side of the script's imports: log, clock, random, config, rate-limit (`wit/host.wit`).
 //!
 //! Every call counts against the request's host-call budget; past it the call traps, so a
 //! script cannot turn the host's log or clock into a denial of service.
 
-use super::bindings::tessera::edge::{clock, html_types, log, random, types};
+use super::bindings::tessera::edge::{clock, config, html_types, log, random, rate_limit, types};
 use super::engine::State;
+use super::env::{MAX_KEY_BYTES, MAX_WINDOW_SECS};
 
 /// Log lines one request's scripts may write; more are dropped silently.
 const MAX_LOG_LINES: u32 = 100;
@@ -45,6 +46,33 @@ impl random::Host for State {
     fn random_u64(&mut self) -> anyhow::Result<u64> {
         self.meter.hostcall()?;
         Ok(rand::random())
+    }
+}
+
+impl config::Host for State {
+    fn get(&mut self, name: String) -> anyhow::Result<Option<String>> {
+        self.meter.hostcall()?;
+        Ok(self.env.config.get(&name).map(str::to_owned))
+    }
+}
+
+impl rate_limit::Host for State {
+    fn check(&mut self, key: String, limit: u32, window_secs: u32) -> anyhow::Result<bool> {
+        self.meter.hostcall()?;
+        // A script bug, not a request's fault: trap, so the hook fails (closed).
+        anyhow::ensure!(
+            key.len() <= MAX_KEY_BYTES,
+            "rate-limit key longer than {MAX_KEY_BYTES} bytes"
+        );
+        anyhow::ensure!(
+            (1..=MAX_WINDOW_SECS).contains(&window_secs),
+            "rate-limit window of {window_secs} s (1 to {MAX_WINDOW_SECS})"
+        );
+        let now = self.clock.now_ms();
+        Ok(self
+            .env
+            .limiter
+            .check(&self.site, &key, limit, window_secs, now))
     }
 }
 

@@ -60,6 +60,8 @@ pub struct State {
     pub meter: Arc<Meter>,
     /// The clock scripts read with `now_ms`.
     pub clock: Clock,
+    /// The site's script settings and rate-limit counters.
+    pub env: Arc<super::ScriptEnv>,
 }
 
 /// A wasmtime engine set up for short-lived, sandboxed per-request instances.

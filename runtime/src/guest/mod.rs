@@ -10,6 +10,7 @@ mod bindings;
 mod capabilities;
 mod convert;
 mod engine;
+mod env;
 pub mod html;
 mod loader;
 mod meter;
@@ -19,6 +20,7 @@ mod script;
 mod session;
 
 pub use engine::{GuestEngine, PoolSize};
+pub use env::{RateLimiter, ScriptEnv};
 pub use loader::{CompiledCache, LoadError, WASMTIME_VERSION};
 pub use meter::MAX_HOSTCALLS;
 pub use pool::{Busy, InstancePool};

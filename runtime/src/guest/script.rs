@@ -115,10 +115,13 @@ pub struct Script {
     warnings: LogBudget,
     /// Selectors this script asked for, compiled once.
     selectors: std::sync::Mutex<std::collections::HashMap<String, lol_html::Selector>>,
+    /// The site's script settings and rate-limit counters.
+    env: Arc<super::ScriptEnv>,
 }
 
 impl Script {
-    /// Loads, compiles, links and describes the wasm at `path` for `site`.
+    /// Loads, compiles, links and describes the wasm at `path` for `site`, with no
+    /// `script_config` and counters of its own.
     pub async fn load(
         engine: &GuestEngine,
         pool: &InstancePool,
@@ -126,6 +129,20 @@ impl Script {
         compiled: Option<&CompiledCache>,
         site: &str,
         limits: Limits,
+    ) -> Result<Script, LoadError> {
+        let env = Arc::default();
+        Script::load_with(engine, pool, path, compiled, site, limits, env).await
+    }
+
+    /// [`Script::load`] with the site's settings and the process's counters.
+    pub async fn load_with(
+        engine: &GuestEngine,
+        pool: &InstancePool,
+        path: &Path,
+        compiled: Option<&CompiledCache>,
+        site: &str,
+        limits: Limits,
+        env: Arc<super::ScriptEnv>,
     ) -> Result<Script, LoadError> {
         let fail = |problem: String| LoadError {
             path: path.to_owned(),
@@ -144,12 +161,12 @@ impl Script {
             if msg.contains("wasi:") {
                 fail(format!("imports WASI ({msg}), which scripts cannot use; build for wasm32-unknown-unknown with linker wasm-component-ld"))
             } else {
-                fail(format!("does not fit the tessera:edge@0.2.0 world (rebuild it with this version of tessera-sdk): {msg}"))
+                fail(format!("does not fit the tessera:edge@0.3.0 world (rebuild it with this version of tessera-sdk): {msg}"))
             }
         })?;
         let pre = EdgeScriptPre::new(pre).map_err(|e| {
             fail(format!(
-                "does not export tessera:edge/hooks@0.2.0 (rebuild it with this version of tessera-sdk): {}",
+                "does not export tessera:edge/hooks@0.3.0 (rebuild it with this version of tessera-sdk): {}",
                 root_cause(&e.into())
             ))
         })?;
@@ -170,6 +187,7 @@ impl Script {
             keep_state: false,
             warnings: LogBudget::new(WARNINGS_PER_SECOND),
             selectors: Default::default(),
+            env,
         };
         // The script says once which hooks it implements; a hook it does not implement is
         // never called, and one it does is called for every request.
@@ -286,6 +304,7 @@ impl Script {
             request_id,
             meter: meter.clone(),
             clock,
+            env: self.env.clone(),
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);

@@ -66,6 +66,8 @@ pub enum OnRequest {
     Continue,
     /// Answer with this response at once.
     Respond(Synthetic),
+    /// Go on past the cache, straight to the origin.
+    Pass,
 }
 
 /// The scripts of one site, as one request uses them.
@@ -118,8 +120,11 @@ impl Chain {
         }
     }
 
-    /// `on-request` of each script in order; each sees the previous one's edits.
+    /// `on-request` of each script in order; each sees the previous one's edits. One that
+    /// answers ends the chain; one that passes lets the rest run (a later one may still
+    /// answer), and the request then goes past the cache.
     pub async fn on_request(&mut self, req: &mut ClientRequest) -> Result<OnRequest, HookFailure> {
+        let mut pass = false;
         for i in self.indices(Hook::OnRequest) {
             let view = self.view(req);
             let answer = self
@@ -128,23 +133,28 @@ impl Chain {
                 })
                 .await;
             self.view = Some((req.version, view));
-            match answer? {
+            let (edits, passes) = match answer? {
                 types::RequestAction::Respond(r) => {
                     let s =
                         sanitize::synthetic(r).map_err(|v| self.refused(i, Hook::OnRequest, v))?;
                     return Ok(OnRequest::Respond(s));
                 }
-                types::RequestAction::Continue(edits) => {
-                    let edits = sanitize::edits(edits, Direction::Request)
-                        .map_err(|v| self.refused(i, Hook::OnRequest, v))?;
-                    if !edits.is_empty() {
-                        edits.apply(&mut req.headers);
-                        req.version += 1;
-                    }
-                }
+                types::RequestAction::Continue(edits) => (edits, false),
+                types::RequestAction::Pass(edits) => (edits, true),
+            };
+            pass |= passes;
+            let edits = sanitize::edits(edits, Direction::Request)
+                .map_err(|v| self.refused(i, Hook::OnRequest, v))?;
+            if !edits.is_empty() {
+                edits.apply(&mut req.headers);
+                req.version += 1;
             }
         }
-        Ok(OnRequest::Continue)
+        Ok(if pass {
+            OnRequest::Pass
+        } else {
+            OnRequest::Continue
+        })
     }
 
     /// `cache-key` through the chain: each script refines the previous key.

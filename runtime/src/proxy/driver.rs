@@ -10,12 +10,12 @@ use super::deliver::{self, Answer};
 use super::hash::{self, Keyed};
 use super::lookup::{self, Action, Directives, Stale};
 use super::outcome::{Outcome, PassReason, Refusal};
-use super::recv::{self, ConnInfo};
+use super::recv::{self, ConnInfo, Route};
 use super::site::SiteRuntime;
 use super::{fetch, pass, upgrade, Generation, Shared};
 use crate::cache::coalesce::Role;
 use crate::cache::vary::variant_id;
-use crate::cache::{Entry, Fwd, Lookup, StoreKey};
+use crate::cache::{key, Entry, Fwd, Lookup, StoreKey};
 use crate::guest::Chain;
 use crate::origin::{BoxError, OriginError, OutBody};
 use crate::request::ClientRequest;
@@ -170,13 +170,20 @@ impl Exchange {
     }
 
     async fn answer(&mut self, body: Option<OutBody>) -> Answer {
-        // recv: the site's on_request may answer, edit, or (failing) refuse.
-        if let Err(answer) = recv::hooks(self).await {
-            return answer;
-        }
+        // recv: the site's on_request may answer, edit, pass, or (failing) refuse.
+        let route = match recv::hooks(self).await {
+            Ok(route) => route,
+            Err(answer) => return answer,
+        };
         // upgrade: a WebSocket goes to the origin as a tunnel, past the cache.
         if let Some(up) = self.upgrade.take() {
             return upgrade::forward(self, up).await;
+        }
+        if route == Route::Pass {
+            // No key, no lookup, nothing stored; an unsafe method still invalidates.
+            let default = key::default_key(&self.req.authority, self.req.path(), self.req.query());
+            self.uri = StoreKey::new(&self.site.cfg.name, &default).as_str().into();
+            return pass::forward(self, PassReason::Script, body).await;
         }
         // hash: the key in the site's namespace.
         let keyed = match hash::key(self).await {

@@ -76,12 +76,21 @@ pub async fn explain(shared: Arc<Shared>, req: Request<()>, peer: SocketAddr) ->
         origin_query: None,
         steps: Vec::new(),
     };
-    if let Err(answer) = recv::hooks(&mut x).await {
-        report.outcome = format!(
-            "answered at the edge with {} (on-request), never cached",
-            answer.response.status()
-        );
-        return Some(report);
+    match recv::hooks(&mut x).await {
+        Err(answer) => {
+            report.outcome = format!(
+                "answered at the edge with {} (on-request), never cached",
+                answer.response.status()
+            );
+            return Some(report);
+        }
+        Ok(recv::Route::Pass) => {
+            report.device = x.req.client.device.as_str();
+            report.outcome =
+                "passed to the origin past the cache (on-request), never stored".into();
+            return Some(report);
+        }
+        Ok(recv::Route::Cache) => {}
     }
     // Edits `on_request` made are what the key phase sees.
     report.device = x.req.client.device.as_str();

@@ -63,6 +63,8 @@ pub struct Shared {
     pub flights: Coalescer<Flight>,
     /// Script instances, handed out in turn.
     pub pool: Arc<InstancePool>,
+    /// Scripts' rate-limit counters (they outlive reloads).
+    pub limiter: Arc<crate::guest::RateLimiter>,
     /// The cache's clock.
     pub clock: Clock,
     /// The wasm engine, made when the first script is loaded.
@@ -128,8 +130,14 @@ impl Shared {
         let engine = self.engine(config)?;
         let mut sites = Vec::with_capacity(config.sites.len());
         for s in &config.sites {
-            let site =
-                SiteRuntime::new(s.clone(), engine, &self.pool, self.compiled.as_ref()).await?;
+            let site = SiteRuntime::new(
+                s.clone(),
+                engine,
+                &self.pool,
+                self.compiled.as_ref(),
+                &self.limiter,
+            )
+            .await?;
             sites.push(Arc::new(site));
         }
         Ok(sites)
@@ -242,6 +250,7 @@ async fn build_with(config: Config, clock: Clock, store: Store) -> anyhow::Resul
         store,
         flights: Default::default(),
         pool: Arc::new(InstancePool::new(&config.scripts)),
+        limiter: Default::default(),
         clock,
         engine: OnceLock::new(),
         max_memory,

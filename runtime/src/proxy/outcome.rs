@@ -119,6 +119,8 @@ pub enum PassReason {
     KeyFailed(HookFailure),
     /// A protocol upgrade (WebSocket): tunnelled, never cached.
     Upgrade,
+    /// The site's `on_request` said `pass`.
+    Script,
 }
 
 /// Why the proxy answered by itself.
@@ -186,6 +188,10 @@ impl Outcome {
                     PassReason::Upgrade => {
                         s.fwd = Some(Fwd::Bypass);
                         s.detail = Some("upgrade".into());
+                    }
+                    PassReason::Script => {
+                        s.fwd = Some(Fwd::Bypass);
+                        s.detail = Some("script-pass".into());
                     }
                 }
             }

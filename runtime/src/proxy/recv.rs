@@ -68,10 +68,12 @@ pub fn route(
         .unwrap_or_else(|| Uri::from_static("/"));
     let client = Client {
         ip: conn.peer.ip(),
+        // A trusted upstream's header first; the address only when it says nothing.
         country: country_from(
             &parts.headers,
             gen.config.server.client_country_header.as_ref(),
-        ),
+        )
+        .or_else(|| gen.config.server.geoip.as_ref()?.country(conn.peer.ip())),
         device: DeviceClass::of(parts.headers.get(header::USER_AGENT).map(|v| v.as_bytes())),
     };
     let req = ClientRequest {
@@ -86,18 +88,30 @@ pub fn route(
     Some((site, req))
 }
 
+/// Where the request goes after `on_request`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Through the cache.
+    Cache,
+    /// Past the cache to the origin: a script said `pass`.
+    Pass,
+}
+
 /// Runs the site's `on_request` hooks: the request goes on (`Ok`), or is answered now.
-pub async fn hooks(x: &mut Exchange) -> Result<(), Answer> {
+pub async fn hooks(x: &mut Exchange) -> Result<Route, Answer> {
     if !x.chain.implements(Hook::OnRequest) {
-        return Ok(());
+        return Ok(Route::Cache);
     }
     match x.chain.on_request(&mut x.req).await {
-        Ok(OnRequest::Continue) => Ok(()),
+        Ok(OnRequest::Continue) => Ok(Route::Cache),
+        Ok(OnRequest::Pass) => Ok(Route::Pass),
         Ok(OnRequest::Respond(s)) => Err(deliver::synthetic(s)),
         Err(f) if matches!(f.error, GuestError::Busy(_)) => Err(deliver::refused(Refusal::Busy)),
         // Only an explicit opt-in lets a request past a failed on_request: it may have been
         // the access check.
-        Err(_) if x.site.cfg.on_guest_error.on_request == GuestErrorPolicy::Fallback => Ok(()),
+        Err(_) if x.site.cfg.on_guest_error.on_request == GuestErrorPolicy::Fallback => {
+            Ok(Route::Cache)
+        }
         Err(f) => Err(deliver::refused(Refusal::ScriptFailed(f))),
     }
 }

@@ -92,13 +92,21 @@ pub async fn replay(
         origin_requests: 0,
         stored: false,
     };
-    if let Err(answer) = recv::hooks(&mut x).await {
-        done.served = if answer.outcome == super::Outcome::Synthetic {
-            Served::Edge
-        } else {
-            Served::Refused
-        };
-        return Some(done);
+    match recv::hooks(&mut x).await {
+        Err(answer) => {
+            done.served = if answer.outcome == super::Outcome::Synthetic {
+                Served::Edge
+            } else {
+                Served::Refused
+            };
+            return Some(done);
+        }
+        Ok(recv::Route::Pass) => {
+            done.served = Served::Pass;
+            done.origin_requests = 1;
+            return Some(done);
+        }
+        Ok(recv::Route::Cache) => {}
     }
     let key = match hash::key(&mut x).await {
         Err(_) => {

@@ -6,7 +6,9 @@ use http::HeaderName;
 
 use crate::cache::directives::Targets;
 use crate::config::Site;
-use crate::guest::{CompiledCache, GuestEngine, InstancePool, LoadError, Script};
+use crate::guest::{
+    CompiledCache, GuestEngine, InstancePool, LoadError, RateLimiter, Script, ScriptEnv,
+};
 use crate::origin::OriginClient;
 
 /// A site with its live parts.
@@ -31,12 +33,19 @@ impl SiteRuntime {
         engine: Option<&GuestEngine>,
         pool: &InstancePool,
         compiled: Option<&CompiledCache>,
+        limiter: &Arc<RateLimiter>,
     ) -> Result<SiteRuntime, LoadError> {
         let mut scripts = Vec::with_capacity(cfg.scripts.len());
+        let env = Arc::new(ScriptEnv {
+            config: cfg.script_config.clone(),
+            limiter: limiter.clone(),
+        });
         if let Some(engine) = engine {
             for path in &cfg.scripts {
+                let (site, limits) = (&cfg.name, cfg.limits);
                 let script =
-                    Script::load(engine, pool, path, compiled, &cfg.name, cfg.limits).await?;
+                    Script::load_with(engine, pool, path, compiled, site, limits, env.clone())
+                        .await?;
                 scripts.push(Arc::new(script));
             }
         }

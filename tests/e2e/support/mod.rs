@@ -1,6 +1,7 @@
 //! Shared harness: a scriptable origin, the real `tessera` binary, guest builds, an HTTP client.
 
 pub mod admin;
+pub mod mmdb;
 pub mod tls;
 
 use std::collections::HashMap;

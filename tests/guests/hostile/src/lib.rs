@@ -64,6 +64,19 @@ impl EdgeScript for Hostile {
                 append: Vec::new(),
                 remove: Vec::new(),
             }),
+            // A rate-limit call out of bounds traps: the hook fails.
+            "/rate-limit-giant-key" => {
+                tessera_sdk::rate_limit(&"k".repeat(300), 1, 60);
+                RequestAction::proceed()
+            }
+            "/rate-limit-no-window" => {
+                tessera_sdk::rate_limit("k", 1, 0);
+                RequestAction::proceed()
+            }
+            // `pass` edits are held to the same rules as `continue` ones.
+            "/pass-framing" => {
+                RequestAction::pass_with(HeaderEdits::new().set("content-length", "0"))
+            }
             "/framing-req" => match framing_edit(req) {
                 Some(edits) => RequestAction::proceed_with(edits),
                 None => RequestAction::proceed(),
