@@ -6,6 +6,8 @@
 Every response: Cache-Control: max-age=300; content type from the extension (.html, .json).
 Files are read once and kept in memory; the origin is hit only on cache misses.
 Paths under /slow/ answer after 300 ms (the thundering-herd test) with a small body.
+Paths under /stream/ send 10 MiB in 1 MiB writes 50 ms apart (about half a second in all):
+time to first byte of a miss is the time to the first of them when a proxy streams.
 GET /__count answers how many requests were served so far (itself not counted), and
 /__count?path=/slow/x how many for one path: how the harness checks that the proxies hit.
 """
@@ -40,6 +42,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if bare.startswith("/slow/"):
             time.sleep(0.3)
             self.reply(b"slow " + bare.encode(), "text/plain", "max-age=300")
+            return
+        if bare.startswith("/stream/"):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(10 << 20))
+            self.send_header("Cache-Control", "max-age=300")
+            self.end_headers()
+            chunk = b"x" * (1 << 20)
+            for i in range(10):
+                if i:
+                    time.sleep(0.05)
+                self.wfile.write(chunk)
+                self.wfile.flush()
             return
         path = bare.lstrip("/")
         if ".." in path:

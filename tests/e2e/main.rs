@@ -22,6 +22,7 @@ mod rewrite;
 mod scaffold;
 mod sharing;
 mod simulate;
+mod streaming;
 mod support;
 mod tls_listener;
 mod tls_origin;

@@ -254,8 +254,8 @@ impl Exchange {
                         leader.finish(Flight::Stored(entry.clone(), entry.status.as_u16()));
                         return deliver::from_entry(&self.req, &entry, Outcome::Hit, now);
                     }
-                    let (answer, outcome) = fetch::fill(self, &key, fwd, stale).await;
-                    leader.finish(outcome);
+                    let (answer, pending) = fetch::fill(self, &key, fwd, stale).await;
+                    pending.finish(leader);
                     return answer;
                 }
                 Role::Follower(f) => f,
@@ -313,8 +313,8 @@ impl Exchange {
                 entry,
                 serve_on_error: true,
             };
-            let (_, outcome) = fetch::fill(&mut bg, &key, Fwd::Stale, Some(stale)).await;
-            leader.finish(outcome);
+            let (_, pending) = fetch::fill(&mut bg, &key, Fwd::Stale, Some(stale)).await;
+            pending.finish(leader);
         });
     }
 }

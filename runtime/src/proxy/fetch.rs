@@ -13,6 +13,7 @@ use super::headers::{
 };
 use super::lookup::Stale;
 use super::outcome::{NoStore, Outcome, StaleReason};
+use super::stream::{self, Pending};
 use crate::cache::conditional;
 use crate::cache::freshness::ExchangeTimes;
 use crate::cache::{Decision, Fwd, StoreKey};
@@ -75,7 +76,7 @@ pub async fn fill(
     key: &StoreKey,
     fwd: Fwd,
     stale: Option<Stale>,
-) -> (Answer, Flight) {
+) -> (Answer, Pending) {
     let mut headers = x.req.headers.clone();
     // The cache fills with a complete, unconditional response of its own and then answers
     // the client's conditions and ranges itself (RFC 9111 §4.3.2).
@@ -103,7 +104,7 @@ pub async fn fill(
                 Some(s) if s.serve_on_error => stale_answer(x, s, e.detail()),
                 _ => deliver::origin_error(&e, fwd),
             };
-            return (answer, Flight::Failed(e));
+            return (answer, Pending::Now(Flight::Failed(e)));
         }
     };
     let times = ExchangeTimes {
@@ -117,7 +118,7 @@ pub async fn fill(
     if let Some(s) = &stale {
         if head.status == StatusCode::NOT_MODIFIED {
             return match revalidated(x, key, s, &head.headers, times, fwd).await {
-                Some(done) => done,
+                Some((answer, flight)) => (answer, Pending::Now(flight)),
                 // The 304 is about some other response: fetch the real thing.
                 None => Box::pin(fill(x, key, fwd, None)).await,
             };
@@ -126,7 +127,7 @@ pub async fn fill(
             // RFC 5861 §4: a good stale copy beats an error.
             return (
                 stale_answer(x, s, "origin-error"),
-                Flight::Stored(s.entry.clone(), code),
+                Pending::Now(Flight::Stored(s.entry.clone(), code)),
             );
         }
     }
@@ -183,9 +184,33 @@ pub async fn fill(
                 status: code,
                 stored: Err(why),
             };
-            return (deliver::streamed(head, body, outcome), Flight::Pass);
+            return (
+                deliver::streamed(head, body, outcome),
+                Pending::Now(Flight::Pass),
+            );
         }
     };
+    if stream::eligible(x, esi) {
+        // The client reads as the origin sends; the cache fills from the same chunks.
+        return stream::fill(x, key, plan, head, body, fwd, clock.now());
+    }
+    let (answer, flight) = collect(x, key, plan, head, body, fwd, esi).await;
+    (answer, Pending::Now(flight))
+}
+
+/// The rest of a fill when the body is read whole before anyone gets it (a range, a
+/// precondition, an ESI page): stored if it fits.
+async fn collect(
+    x: &mut Exchange,
+    key: &StoreKey,
+    plan: admit::Plan,
+    head: http::response::Parts,
+    body: crate::origin::OriginBody,
+    fwd: Fwd,
+    esi: bool,
+) -> (Answer, Flight) {
+    let clock = x.shared.clock.clone();
+    let code = head.status.as_u16();
     let limit = x.gen.config.cache.max_object_bytes;
     match collect_limited(body, limit, x.site.origin.response_timeout()).await {
         Err(e) => (deliver::origin_error(&e, fwd), Flight::Failed(e)),

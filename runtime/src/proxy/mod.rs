@@ -7,6 +7,7 @@
 //!   hash     the cache key: default, then the site's script     (hash.rs)
 //!   lookup   hit | stale hit | fetch | only-if-cached: pure      (lookup.rs)
 //!   fetch    origin request, coalescing, revalidation           (fetch.rs)
+//!   stream   a miss streamed to its client while the cache fills (stream.rs)
 //!   admit    storable? for how long? what stays personal: pure  (admit.rs)
 //!   pass     not from cache: forward, invalidate on unsafe      (pass.rs)
 //!   deliver  entry → response, on_response, Cache-Status, log   (deliver.rs)
@@ -31,6 +32,7 @@ mod recv;
 mod replay;
 mod server;
 mod site;
+mod stream;
 mod upgrade;
 
 use std::sync::{Arc, OnceLock};

@@ -42,6 +42,17 @@ pub struct Reply {
     pub delay: Duration,
     /// The reply waits for a permit of this gate (taken for good), so a test decides when.
     pub gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// More body after `body`, sent when the test opens its gate (no Content-Length).
+    pub tail: Option<Tail>,
+}
+
+/// The second part of a streamed reply.
+#[derive(Debug, Clone)]
+pub struct Tail {
+    /// Opened by the test (a permit is taken for good).
+    pub gate: Arc<tokio::sync::Semaphore>,
+    /// What follows; `None`: the connection breaks instead.
+    pub rest: Option<Vec<u8>>,
 }
 
 impl Reply {
@@ -52,6 +63,7 @@ impl Reply {
             body: body.as_bytes().to_vec(),
             delay: Duration::ZERO,
             gate: None,
+            tail: None,
         }
     }
     pub fn status(status: u16, body: &str) -> Reply {
@@ -73,6 +85,52 @@ impl Reply {
         self.gate = Some(gate.clone());
         self
     }
+    /// Sends the body at once and `rest` once the test adds a permit to `gate`, chunked.
+    pub fn then(mut self, gate: &Arc<tokio::sync::Semaphore>, rest: &[u8]) -> Reply {
+        self.tail = Some(Tail {
+            gate: gate.clone(),
+            rest: Some(rest.to_vec()),
+        });
+        self
+    }
+    /// Sends the body at once and breaks the connection once the test opens `gate`.
+    pub fn then_break(mut self, gate: &Arc<tokio::sync::Semaphore>) -> Reply {
+        self.tail = Some(Tail {
+            gate: gate.clone(),
+            rest: None,
+        });
+        self
+    }
+}
+
+type OriginBody = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+/// The reply's body: whole, or its first part now and the tail when the gate opens.
+fn reply_body(body: Vec<u8>, tail: Option<Tail>) -> OriginBody {
+    let Some(tail) = tail else {
+        return Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed();
+    };
+    let (tx, rx) =
+        tokio::sync::mpsc::channel::<Result<hyper::body::Frame<Bytes>, std::io::Error>>(4);
+    tokio::spawn(async move {
+        let _ = tx
+            .send(Ok(hyper::body::Frame::data(Bytes::from(body))))
+            .await;
+        if let Ok(p) = tail.gate.acquire().await {
+            p.forget();
+        }
+        let last = match tail.rest {
+            Some(rest) => Ok(hyper::body::Frame::data(Bytes::from(rest))),
+            None => Err(std::io::Error::other("origin breaks off")),
+        };
+        let _ = tx.send(last).await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    http_body_util::StreamBody::new(stream).boxed()
 }
 
 type Handler = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
@@ -129,7 +187,7 @@ impl Origin {
                             if !reply.delay.is_zero() {
                                 tokio::time::sleep(reply.delay).await;
                             }
-                            let mut r = Response::new(Full::new(Bytes::from(reply.body)));
+                            let mut r = Response::new(reply_body(reply.body, reply.tail));
                             *r.status_mut() = StatusCode::from_u16(reply.status).unwrap();
                             for (k, v) in reply.headers {
                                 r.headers_mut().append(

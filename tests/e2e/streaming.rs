@@ -1,0 +1,165 @@
+//! Misses streamed to the client while the cache fills: the first bytes arrive before the
+//! origin has finished, a client that hangs up does not cost the cache the object, and
+//! what cannot be stored (too large, broken off) still reaches the client and is not kept.
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use crate::support::{origin_reaches, Lib, Origin, Reply, PATIENCE};
+
+const SITE: &str = "[[site]]\nname = \"s\"\norigin = \"{origin}\"\n";
+
+/// Sends a GET and reads until `want` has arrived (bounded by PATIENCE); the connection
+/// stays open for the caller.
+async fn read_until(lib: &Lib, path: &str, want: &str) -> (TcpStream, String) {
+    let mut s = TcpStream::connect(lib.addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains(want) {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "closed before `{want}`: {}",
+                String::from_utf8_lossy(&got)
+            );
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .unwrap_or_else(|_| panic!("`{want}` never arrived"));
+    let text = String::from_utf8_lossy(&got).into_owned();
+    (s, text)
+}
+
+#[tokio::test]
+async fn the_first_bytes_of_a_miss_reach_the_client_before_the_origin_has_finished() {
+    let gate = Arc::new(Semaphore::new(0));
+    let origin = Origin::start({
+        let gate = gate.clone();
+        move |_, _| {
+            Reply::ok("first part;")
+                .header("cache-control", "max-age=600")
+                .then(&gate, b"second part")
+        }
+    })
+    .await;
+    let lib = Lib::start(&origin, SITE).await;
+
+    // The origin holds back its second part until the test says so: the client already
+    // has the first.
+    let (mut conn, head) = read_until(&lib, "/big", "first part;").await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(!head.contains("second part"));
+    gate.add_permits(1);
+    let mut rest = Vec::new();
+    let finish = async {
+        let mut buf = [0u8; 4096];
+        // Up to the chunked body's last chunk, which ends the response.
+        while !String::from_utf8_lossy(&rest).contains("second part\r\n0\r\n\r\n") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            rest.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(PATIENCE, finish).await.unwrap();
+
+    // And the same bytes became the stored object.
+    let hit = lib.get("/big", &[]).await;
+    assert!(hit.hit(), "{}", hit.cache_status());
+    assert_eq!(hit.body, "first part;second part");
+    assert_eq!(origin.count(), 1);
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_miss_does_not_cost_the_cache_the_object() {
+    let gate = Arc::new(Semaphore::new(0));
+    let origin = Origin::start({
+        let gate = gate.clone();
+        move |_, _| {
+            Reply::ok("head;")
+                .header("cache-control", "max-age=600")
+                .then(&gate, b"tail")
+        }
+    })
+    .await;
+    let lib = Lib::start(&origin, SITE).await;
+    let (conn, _) = read_until(&lib, "/doc", "head;").await;
+    drop(conn);
+    gate.add_permits(1);
+    // The fill goes on without its client: the next request is served the whole object
+    // (waiting for the fill if it is still running), and the origin was asked once.
+    let got = lib.get("/doc", &[]).await;
+    assert_eq!(got.body, "head;tail");
+    assert_eq!(origin.count(), 1);
+    let again = lib.get("/doc", &[]).await;
+    assert!(again.hit() && again.body == "head;tail");
+}
+
+#[tokio::test]
+async fn a_streamed_body_over_the_object_limit_reaches_the_client_and_is_not_kept() {
+    let gate = Arc::new(Semaphore::new(0));
+    let first = "a".repeat(700);
+    let second = "b".repeat(700);
+    let origin = Origin::start({
+        let (gate, first, second) = (gate.clone(), first.clone(), second.clone());
+        move |_, _| {
+            Reply::ok(&first)
+                .header("cache-control", "max-age=600")
+                .then(&gate, second.as_bytes())
+        }
+    })
+    .await;
+    let lib = Lib::start(
+        &origin,
+        &format!("[cache]\nmax_object_size = \"1KiB\"\n{SITE}"),
+    )
+    .await;
+    gate.add_permits(2);
+    for n in 1..=2 {
+        let got = lib.get("/video", &[]).await;
+        assert_eq!(got.body.len(), 1400);
+        assert_eq!(got.body, format!("{first}{second}"));
+        assert!(!got.hit());
+        assert_eq!(
+            origin.count(),
+            n,
+            "not stored: every request goes to the origin"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_the_origin_breaks_off_is_cut_for_the_client_and_never_stored() {
+    let gate = Arc::new(Semaphore::new(0));
+    let origin = Origin::start({
+        let gate = gate.clone();
+        move |_, n| match n {
+            1 => Reply::ok("partial;")
+                .header("cache-control", "max-age=600")
+                .then_break(&gate),
+            _ => Reply::ok("whole").header("cache-control", "max-age=600"),
+        }
+    })
+    .await;
+    let lib = Lib::start(&origin, SITE).await;
+    let (mut conn, _) = read_until(&lib, "/f", "partial;").await;
+    gate.add_permits(1);
+    // The client's chunked body never gets its last chunk: the connection ends without it.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, conn.read_to_end(&mut rest)).await;
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("0\r\n\r\n"),
+        "a clean end was faked"
+    );
+    assert_eq!(origin_reaches(&origin, 1).await, 1);
+    let got = lib.get("/f", &[]).await;
+    assert_eq!(got.body, "whole", "the broken body was not stored");
+    assert_eq!(origin.count(), 2);
+}
