@@ -163,3 +163,58 @@ async fn a_body_the_origin_breaks_off_is_cut_for_the_client_and_never_stored() {
     assert_eq!(got.body, "whole", "the broken body was not stored");
     assert_eq!(origin.count(), 2);
 }
+
+#[tokio::test]
+async fn requests_coalesced_onto_a_streaming_miss_read_it_as_it_comes() {
+    let gate = Arc::new(Semaphore::new(0));
+    let origin = Origin::start({
+        let gate = gate.clone();
+        move |_, _| {
+            // A length that fits the cache: the fill is shared as it arrives.
+            Reply::ok("first;")
+                .header("cache-control", "max-age=600")
+                .header("content-length", "12")
+                .then(&gate, b"second")
+        }
+    })
+    .await;
+    let lib = Lib::start(&origin, SITE).await;
+    let (mut leader, _) = read_until(&lib, "/o", "first;").await;
+    // A second client joins the fill in progress and gets its first bytes before the
+    // origin has sent the rest.
+    let (mut follower, head) = read_until(&lib, "/o", "first;").await;
+    assert!(head.contains("collapsed"), "{head}");
+    // A range request waits for the complete object instead.
+    let ranged = tokio::spawn({
+        let addr = lib.addr;
+        async move {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /o HTTP/1.1\r\nHost: shop.test\r\nRange: bytes=6-11\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut out = Vec::new();
+            s.read_to_end(&mut out).await.unwrap();
+            String::from_utf8_lossy(&out).into_owned()
+        }
+    });
+    gate.add_permits(1);
+    for conn in [&mut leader, &mut follower] {
+        let mut rest = Vec::new();
+        let finish = async {
+            let mut buf = [0u8; 1024];
+            while !String::from_utf8_lossy(&rest).contains("second") {
+                let n = conn.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                rest.extend_from_slice(&buf[..n]);
+            }
+        };
+        tokio::time::timeout(PATIENCE, finish).await.unwrap();
+    }
+    let ranged = tokio::time::timeout(PATIENCE, ranged)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ranged.starts_with("HTTP/1.1 206"), "{ranged}");
+    assert!(ranged.ends_with("second"), "{ranged}");
+    assert_eq!(origin.count(), 1);
+}

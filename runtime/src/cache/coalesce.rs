@@ -70,6 +70,14 @@ impl<T: Clone> Leader<T> {
         }
     }
 
+    /// Hands followers an early outcome and keeps the flight open: those that accept it go
+    /// on with it, the others wait for [`Leader::finish`]; later arrivals see it too.
+    pub fn publish(&self, early: T) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.send(Some(early));
+        }
+    }
+
     fn close(&self) {
         self.flights
             .lock()
@@ -93,10 +101,18 @@ pub struct Follower<T: Clone>(watch::Receiver<Option<T>>);
 
 impl<T: Clone> Follower<T> {
     /// The leader's outcome, or `None` if the leader gave up.
-    pub async fn wait(mut self) -> Option<T> {
+    pub async fn wait(self) -> Option<T> {
+        self.wait_for(|_| true).await
+    }
+
+    /// The first outcome `accept` takes (an early one, or the final one), or what the
+    /// flight ended with: the final outcome, or `None` if the leader gave up.
+    pub async fn wait_for(mut self, accept: impl Fn(&T) -> bool) -> Option<T> {
         loop {
             if let Some(v) = self.0.borrow_and_update().clone() {
-                return Some(v);
+                if accept(&v) {
+                    return Some(v);
+                }
             }
             if self.0.changed().await.is_err() {
                 return self.0.borrow().clone();
@@ -122,6 +138,29 @@ mod tests {
         l.finish(7);
         assert_eq!(w.await.unwrap(), Some(7));
         assert!(!c.in_flight("k"));
+    }
+
+    #[tokio::test]
+    async fn an_early_outcome_reaches_those_that_take_it_and_the_rest_wait_for_the_end() {
+        let c: Coalescer<u32> = Coalescer::default();
+        let Role::Leader(l) = c.join("k") else {
+            panic!()
+        };
+        let Role::Follower(early) = c.join("k") else {
+            panic!()
+        };
+        let Role::Follower(last) = c.join("k") else {
+            panic!()
+        };
+        let last = tokio::spawn(last.wait_for(|v| *v != 1));
+        l.publish(1);
+        assert_eq!(early.wait().await, Some(1));
+        let Role::Follower(late) = c.join("k") else {
+            panic!("still in flight")
+        };
+        assert_eq!(late.wait().await, Some(1));
+        l.finish(2);
+        assert_eq!(last.await.unwrap(), Some(2));
     }
 
     #[tokio::test]

@@ -126,6 +126,29 @@ impl Encoded {
 }
 
 impl Entry {
+    /// A copy of everything but the body and its compressed copies: a fill's head, for
+    /// requests that read the body as it arrives.
+    pub fn clone_head(&self) -> Entry {
+        Entry {
+            status: self.status,
+            headers: self.headers.clone(),
+            body: Bytes::new(),
+            response_time: self.response_time,
+            initial_age: self.initial_age,
+            ttl: self.ttl,
+            swr: self.swr,
+            sie: self.sie,
+            no_cache: self.no_cache,
+            must_revalidate: self.must_revalidate,
+            tags: self.tags.clone(),
+            vary: self.vary.clone(),
+            uri: self.uri.clone(),
+            purged_at_age: AtomicU64::new(self.purged_at_age.load(Ordering::Relaxed)),
+            esi: self.esi.clone(),
+            encoded: Default::default(),
+        }
+    }
+
     /// Current age (RFC 9111 §4.2.3).
     pub fn age(&self, now: SystemTime) -> Duration {
         super::freshness::current_age(self.initial_age, self.response_time, now)

@@ -25,6 +25,9 @@ use crate::request::ClientRequest;
 pub enum Flight {
     /// The response was stored (or revalidated); waiters serve this entry.
     Stored(Arc<Entry>, u16),
+    /// Early, while the body still arrives: waiters that take the whole response read it
+    /// as it comes; the flight ends with another outcome.
+    Streaming(Arc<super::stream::Streamed>),
     /// Not shareable (private, too large, not storable): waiters fetch on their own.
     Pass,
     /// The origin failed; waiters answer with the same error.
@@ -264,7 +267,17 @@ impl Exchange {
                 .coalesced
                 .get_or_create(&crate::observe::site(&self.site.cfg.name))
                 .inc();
-            match follower.wait().await {
+            let joins = super::stream::takes_whole(&self.req);
+            let accept = |f: &Flight| joins || !matches!(f, Flight::Streaming(_));
+            match follower.wait_for(accept).await {
+                Some(Flight::Streaming(s)) if s.matches(&self.req.headers) => {
+                    return super::stream::join(&s, fwd, self.shared.clock.now());
+                }
+                // Another variant: wait with the requests for ours.
+                Some(Flight::Streaming(s)) => {
+                    let names = s.vary_names();
+                    flight = format!("{}{}", key.as_str(), variant_id(&names, &self.req.headers));
+                }
                 Some(Flight::Stored(entry, status)) if entry.vary.matches(&self.req.headers) => {
                     let now = self.shared.clock.now();
                     let outcome = Outcome::Collapsed { fwd, status };

@@ -1,6 +1,10 @@
 //! A miss streamed to its client while the cache fills: the client gets each chunk as the
 //! origin sends it, and the same chunks (shared, not copied) become the stored object.
 //!
+//! Requests coalesced onto the fill read the same chunks from the start, as they come, when
+//! the object's announced length fits the cache (it is kept whole anyway); otherwise they
+//! wait for the stored object.
+//!
 //! The fill runs as its own task, so it outlives the client: a client that hangs up does
 //! not cost the cache a storable object. Memory is bounded by `max_object_size` while the
 //! object may still be stored; past it the object is given up and the client reads at its
@@ -25,7 +29,7 @@ use super::deliver::{add_personal, Answer};
 use super::driver::{Exchange, Flight};
 use super::outcome::Outcome;
 use crate::cache::coalesce::Leader;
-use crate::cache::{Fwd, StoreKey};
+use crate::cache::{Entry, Fwd, StoreKey};
 use crate::origin::{BoxError, OriginBody, OriginError};
 
 /// Chunks a client may lag behind once the object is no longer kept.
@@ -54,30 +58,49 @@ impl Pending {
 /// flight is settled before the client sees the end of the body, so a client that asks
 /// again at once finds the stored object (or no flight of a failed fetch to join).
 #[derive(Default)]
-pub struct Settle(Mutex<(Option<Leader<Flight>>, Option<Flight>)>);
+pub struct Settle(Mutex<SettleState>);
+
+#[derive(Default)]
+struct SettleState {
+    leader: Option<Leader<Flight>>,
+    early: Option<Flight>,
+    outcome: Option<Flight>,
+}
 
 impl Settle {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SettleState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn early(&self, f: Flight) {
+        self.lock().early = Some(f);
+    }
+
     fn leader(&self, leader: Leader<Flight>) {
-        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match s.1.take() {
+        let mut s = self.lock();
+        match s.outcome.take() {
             Some(f) => leader.finish(f),
-            None => s.0 = Some(leader),
+            None => {
+                if let Some(e) = s.early.take() {
+                    leader.publish(e);
+                }
+                s.leader = Some(leader);
+            }
         }
     }
 
     fn outcome(&self, f: Flight) {
-        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        match s.0.take() {
+        let mut s = self.lock();
+        match s.leader.take() {
             Some(leader) => leader.finish(f),
-            None => s.1 = Some(f),
+            None => s.outcome = Some(f),
         }
     }
 }
 
-/// Whether this miss may be streamed: a plain GET whose answer is the whole response (a
-/// range or a precondition is answered from the complete object), not an ESI page (parsed
-/// whole when stored).
-pub fn eligible(x: &Exchange, esi: bool) -> bool {
+/// Whether the client's request takes the whole response: a plain GET (a range or a
+/// precondition is answered from the complete object).
+pub fn takes_whole(req: &crate::request::ClientRequest) -> bool {
     const WHOLE_ONLY: [header::HeaderName; 6] = [
         header::RANGE,
         header::IF_MATCH,
@@ -86,25 +109,68 @@ pub fn eligible(x: &Exchange, esi: bool) -> bool {
         header::IF_UNMODIFIED_SINCE,
         header::IF_RANGE,
     ];
-    !esi && x.req.method == http::Method::GET
-        && !WHOLE_ONLY.iter().any(|h| x.req.headers.contains_key(h))
+    req.method == http::Method::GET && !WHOLE_ONLY.iter().any(|h| req.headers.contains_key(h))
 }
 
-/// What the fill task and the client's body share.
+/// Whether this miss may be streamed: the client takes the whole response, and it is not
+/// an ESI page (parsed whole when stored).
+pub fn eligible(x: &Exchange, esi: bool) -> bool {
+    !esi && takes_whole(&x.req)
+}
+
+/// A fill in progress that requests coalesced onto it read from the start, as it comes.
+pub struct Streamed {
+    /// The object's head (its body is still arriving).
+    head: Arc<Entry>,
+    /// Its announced length.
+    length: HeaderValue,
+    tee: Arc<Tee>,
+}
+
+impl Streamed {
+    /// Whether it is the variant `req` asks for.
+    pub fn matches(&self, req: &http::HeaderMap) -> bool {
+        self.head.vary.matches(req)
+    }
+
+    /// The `Vary` field names of the object.
+    pub fn vary_names(&self) -> Vec<header::HeaderName> {
+        self.head.vary.names()
+    }
+}
+
+/// A coalesced request's answer from the fill in progress.
+pub fn join(s: &Streamed, fwd: Fwd, now: SystemTime) -> Answer {
+    let mut response = Response::new(s.tee.reader().boxed());
+    *response.status_mut() = s.head.status;
+    let h = response.headers_mut();
+    *h = s.head.headers.clone();
+    h.insert(header::AGE, HeaderValue::from(s.head.age(now).as_secs()));
+    h.insert(header::CONTENT_LENGTH, s.length.clone());
+    let status = s.head.status.as_u16();
+    let mut answer = Answer::new(response, Outcome::Collapsed { fwd, status });
+    answer.ttl = Some(s.head.remaining_ttl(now));
+    answer
+}
+
+/// What the fill task and the clients' bodies share. Shared (every chunk kept, each
+/// reader at its own place: the object fits `max_object_size`, and it is stored anyway)
+/// or a queue for the one client (the length is unknown: it may outgrow the bound).
 #[derive(Default)]
 struct Tee {
+    shared: bool,
     state: Mutex<TeeState>,
-    /// Wakes the fill task when the client took a chunk or went away.
+    /// Wakes the fill task when a client took a chunk or went away.
     taken: Notify,
 }
 
 #[derive(Default)]
 struct TeeState {
-    queue: VecDeque<Bytes>,
+    chunks: VecDeque<Bytes>,
     /// `Some` once the body ended: cleanly, or with this error.
     end: Option<Result<(), String>>,
-    waker: Option<Waker>,
-    reader_gone: bool,
+    wakers: Vec<Waker>,
+    readers: usize,
 }
 
 impl Tee {
@@ -112,47 +178,71 @@ impl Tee {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn push(&self, chunk: Bytes) {
-        let mut s = self.lock();
-        if !s.reader_gone {
-            s.queue.push_back(chunk);
+    fn reader(self: &Arc<Self>) -> TeeBody {
+        self.lock().readers += 1;
+        TeeBody {
+            tee: self.clone(),
+            at: 0,
         }
-        if let Some(w) = s.waker.take() {
+    }
+
+    fn wake(s: &mut TeeState) {
+        for w in s.wakers.drain(..) {
             w.wake();
         }
+    }
+
+    fn push(&self, chunk: Bytes) {
+        let mut s = self.lock();
+        if self.shared || s.readers > 0 {
+            s.chunks.push_back(chunk);
+        }
+        Tee::wake(&mut s);
     }
 
     fn end(&self, how: Result<(), String>) {
         let mut s = self.lock();
         s.end = Some(how);
-        if let Some(w) = s.waker.take() {
-            w.wake();
-        }
+        Tee::wake(&mut s);
     }
 }
 
-/// The client's body: the chunks as the fill task hands them over.
-struct TeeBody(Arc<Tee>);
+/// A client's body: the chunks as the fill task hands them over.
+struct TeeBody {
+    tee: Arc<Tee>,
+    /// The next chunk's place (shared tees).
+    at: usize,
+}
 
 impl http_body::Body for TeeBody {
     type Data = Bytes;
     type Error = BoxError;
 
     fn poll_frame(
-        self: Pin<&mut Self>,
+        mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let mut s = self.0.lock();
-        if let Some(chunk) = s.queue.pop_front() {
+        let tee = self.tee.clone();
+        let mut s = tee.lock();
+        let chunk = if tee.shared {
+            let c = s.chunks.get(self.at).cloned();
+            self.at += usize::from(c.is_some());
+            c
+        } else {
+            s.chunks.pop_front()
+        };
+        if let Some(chunk) = chunk {
             drop(s);
-            self.0.taken.notify_one();
+            tee.taken.notify_one();
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
         match &s.end {
             Some(Ok(())) => Poll::Ready(None),
             Some(Err(e)) => Poll::Ready(Some(Err(e.clone().into()))),
             None => {
-                s.waker = Some(cx.waker().clone());
+                if !s.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                    s.wakers.push(cx.waker().clone());
+                }
                 Poll::Pending
             }
         }
@@ -161,11 +251,13 @@ impl http_body::Body for TeeBody {
 
 impl Drop for TeeBody {
     fn drop(&mut self) {
-        let mut s = self.0.lock();
-        s.reader_gone = true;
-        s.queue.clear();
+        let mut s = self.tee.lock();
+        s.readers = s.readers.saturating_sub(1);
+        if !self.tee.shared && s.readers == 0 {
+            s.chunks.clear();
+        }
         drop(s);
-        self.0.taken.notify_one();
+        self.tee.taken.notify_one();
     }
 }
 
@@ -180,34 +272,53 @@ pub fn fill(
     now: SystemTime,
 ) -> (Answer, Pending) {
     let code = plan.entry.status.as_u16();
+    let limit = x.gen.config.cache.max_object_bytes;
+    let length = head.headers.get(header::CONTENT_LENGTH).cloned();
+    let fits = length
+        .as_ref()
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|n| n <= limit);
+    let tee = Arc::new(Tee {
+        shared: fits,
+        ..Tee::default()
+    });
     let mut headers = plan.entry.headers.clone();
     headers.insert(
         header::AGE,
         HeaderValue::from(plan.entry.age(now).as_secs()),
     );
-    if let Some(len) = head.headers.get(header::CONTENT_LENGTH) {
+    if let Some(len) = &length {
         headers.insert(header::CONTENT_LENGTH, len.clone());
     }
     let ttl = plan.entry.remaining_ttl(now);
-    let tee = Arc::new(Tee::default());
-    let mut response = Response::new(TeeBody(tee.clone()).boxed());
+    let mut response = Response::new(tee.reader().boxed());
     *response.status_mut() = plan.entry.status;
     *response.headers_mut() = headers;
     let Plan { entry, personal } = plan;
     add_personal(&mut response, personal);
     let settle = Arc::new(Settle::default());
+    if let (true, Some(length)) = (fits, length) {
+        // Requests coalesced onto this fill read it as it comes.
+        let head = Arc::new(entry.clone_head());
+        let streamed = Streamed {
+            head,
+            length,
+            tee: tee.clone(),
+        };
+        settle.early(Flight::Streaming(Arc::new(streamed)));
+    }
     let (store, key, done) = (x.shared.store.clone(), key.clone(), settle.clone());
     let job = Job {
         tee: tee.clone(),
         body,
-        limit: x.gen.config.cache.max_object_bytes,
+        limit,
         idle: x.site.origin.response_timeout(),
     };
     tokio::spawn(async move {
-        // Stored and settled first, then the client sees the end.
+        // Stored and settled first, then the clients see the end.
         let (flight, end) = match job.run().await {
             Ok(Some(body)) => {
-                let entry = Arc::new(crate::cache::Entry { body, ..entry });
+                let entry = Arc::new(Entry { body, ..entry });
                 store.insert(&key, entry.clone());
                 (Flight::Stored(entry, code), Ok(()))
             }
@@ -258,6 +369,10 @@ impl Job {
                 continue;
             };
             len += chunk.len() as u64;
+            if self.tee.shared && len > self.limit {
+                // More than the announced length that fitted: not the object announced.
+                return Err(OriginError::Connect("body longer than announced".into()));
+            }
             if kept.is_some() && len > self.limit {
                 // Too large to keep: give it up, and from now on read no faster than the
                 // client does.
@@ -272,11 +387,11 @@ impl Job {
                     let taken = self.tee.taken.notified();
                     {
                         let s = self.tee.lock();
-                        if s.reader_gone {
+                        if s.readers == 0 {
                             // Nobody reads and nothing is kept: stop fetching.
                             return Ok(None);
                         }
-                        if s.queue.len() < LAG_CHUNKS {
+                        if s.chunks.len() < LAG_CHUNKS {
                             break;
                         }
                     }
@@ -284,12 +399,12 @@ impl Job {
                 }
             }
         }
-        Ok(kept.map(join))
+        Ok(kept.map(concat))
     }
 }
 
 /// One buffer of the chunks (the chunk itself when there is one).
-fn join(chunks: Vec<Bytes>) -> Bytes {
+fn concat(chunks: Vec<Bytes>) -> Bytes {
     match chunks.len() {
         0 => Bytes::new(),
         1 => chunks.into_iter().next().unwrap_or_default(),
