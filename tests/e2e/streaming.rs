@@ -18,6 +18,12 @@ async fn read_until(lib: &Lib, path: &str, want: &str) -> (TcpStream, String) {
     let mut s = TcpStream::connect(lib.addr).await.unwrap();
     let req = format!("GET {path} HTTP/1.1\r\nHost: shop.test\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
+    let text = read_more(&mut s, want).await;
+    (s, text)
+}
+
+/// Reads from `s` until `want` has arrived (bounded by PATIENCE); what was read.
+async fn read_more(s: &mut TcpStream, want: &str) -> String {
     let mut got = Vec::new();
     let read = async {
         let mut buf = [0u8; 4096];
@@ -34,8 +40,7 @@ async fn read_until(lib: &Lib, path: &str, want: &str) -> (TcpStream, String) {
     tokio::time::timeout(PATIENCE, read)
         .await
         .unwrap_or_else(|_| panic!("`{want}` never arrived"));
-    let text = String::from_utf8_lossy(&got).into_owned();
-    (s, text)
+    String::from_utf8_lossy(&got).into_owned()
 }
 
 #[tokio::test]
@@ -58,17 +63,8 @@ async fn the_first_bytes_of_a_miss_reach_the_client_before_the_origin_has_finish
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(!head.contains("second part"));
     gate.add_permits(1);
-    let mut rest = Vec::new();
-    let finish = async {
-        let mut buf = [0u8; 4096];
-        // Up to the chunked body's last chunk, which ends the response.
-        while !String::from_utf8_lossy(&rest).contains("second part\r\n0\r\n\r\n") {
-            let n = conn.read(&mut buf).await.unwrap();
-            assert!(n > 0);
-            rest.extend_from_slice(&buf[..n]);
-        }
-    };
-    tokio::time::timeout(PATIENCE, finish).await.unwrap();
+    // Up to the chunked body's last chunk, which ends the response.
+    read_more(&mut conn, "second part\r\n0\r\n\r\n").await;
 
     // And the same bytes became the stored object.
     let hit = lib.get("/big", &[]).await;
@@ -199,16 +195,7 @@ async fn requests_coalesced_onto_a_streaming_miss_read_it_as_it_comes() {
     });
     gate.add_permits(1);
     for conn in [&mut leader, &mut follower] {
-        let mut rest = Vec::new();
-        let finish = async {
-            let mut buf = [0u8; 1024];
-            while !String::from_utf8_lossy(&rest).contains("second") {
-                let n = conn.read(&mut buf).await.unwrap();
-                assert!(n > 0);
-                rest.extend_from_slice(&buf[..n]);
-            }
-        };
-        tokio::time::timeout(PATIENCE, finish).await.unwrap();
+        read_more(conn, "second").await;
     }
     let ranged = tokio::time::timeout(PATIENCE, ranged)
         .await
