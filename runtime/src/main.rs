@@ -46,6 +46,9 @@ enum Cmd {
         /// Script(s) for the quick start, run in the order given.
         #[arg(long)]
         script: Vec<PathBuf>,
+        /// A shield node for the quick start's misses (repeatable; keys spread over them).
+        #[arg(long, requires = "origin")]
+        shield: Vec<String>,
         /// Address to listen on (overrides the config).
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
             config,
             origin,
             script,
+            shield,
             listen,
             name,
             workers,
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
                 config,
                 origin,
                 scripts: script,
+                shields: shield,
                 listen,
                 name,
                 workers,
@@ -227,6 +232,7 @@ struct Source {
     config: Option<PathBuf>,
     origin: Option<String>,
     scripts: Vec<PathBuf>,
+    shields: Vec<String>,
     listen: Option<SocketAddr>,
     name: Option<String>,
     workers: Option<usize>,
@@ -249,10 +255,18 @@ impl Source {
                 for s in &self.scripts {
                     anyhow::ensure!(s.is_file(), "--script: file {} not found", s.display());
                 }
-                Config::quick(
-                    DEFAULT_LISTEN.parse()?,
-                    Site::quick(uri, self.scripts.clone()),
-                )
+                let mut site = Site::quick(uri, self.scripts.clone());
+                for s in &self.shields {
+                    let shield: http::Uri = s
+                        .parse()
+                        .ok()
+                        .filter(|u: &http::Uri| {
+                            matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some()
+                        })
+                        .with_context(|| format!("--shield: `{s}` is not an http(s) URL"))?;
+                    site.shields.push(shield);
+                }
+                Config::quick(DEFAULT_LISTEN.parse()?, site)
             }
             (None, None) => anyhow::bail!("give --config FILE or --origin URL"),
         };

@@ -24,6 +24,7 @@ mod sharing;
 mod simulate;
 mod streaming;
 mod support;
+mod tiers;
 mod tls_listener;
 mod tls_origin;
 mod upgrade;

@@ -236,6 +236,8 @@ pub struct Site {
     pub origin: Uri,
     /// CA certificates (PEM) an https origin is checked against instead of the system's.
     pub origin_ca: Option<PathBuf>,
+    /// Shield nodes misses go to before the origin (edge → shield → origin).
+    pub shields: Vec<Uri>,
     /// Scripts to run, in chain order (each refines the previous one's key and decision).
     pub scripts: Vec<PathBuf>,
     /// Guest crates named by directory: built when the config is loaded (their builds are
@@ -294,6 +296,7 @@ impl Site {
             hosts: vec!["*".into()],
             origin,
             origin_ca: None,
+            shields: Vec::new(),
             scripts,
             script_crates: Vec::new(),
             limits: Limits {

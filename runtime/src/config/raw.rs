@@ -113,6 +113,7 @@ pub(super) struct RawSite {
     pub hosts: Option<Spanned<Vec<String>>>,
     pub origin: Spanned<String>,
     pub origin_ca: Option<Spanned<PathBuf>>,
+    pub shields: Option<Spanned<Vec<String>>>,
     pub script: Option<Spanned<OneOrMany>>,
     pub on_guest_error: Option<Spanned<toml::Value>>,
     pub connect_timeout_ms: Option<Spanned<u64>>,

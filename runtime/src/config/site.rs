@@ -62,6 +62,7 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
             Some(path)
         }
     };
+    let shields = shields(s.shields.as_ref(), &key, e)?;
     let mut scripts = Vec::new();
     let mut script_crates = Vec::new();
     if let Some(p) = &s.script {
@@ -159,6 +160,7 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
         hosts,
         origin,
         origin_ca,
+        shields,
         scripts,
         script_crates,
         limits,
@@ -167,6 +169,48 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
         response_timeout,
         caching,
     })
+}
+
+/// Most shields one site may name.
+pub const MAX_SHIELDS: usize = 16;
+
+fn shields(
+    raw: Option<&toml::Spanned<Vec<String>>>,
+    key: &dyn Fn(&str) -> String,
+    e: &Errors,
+) -> Result<Vec<Uri>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    let at = Some(raw.span());
+    let list = raw.get_ref();
+    if list.len() > MAX_SHIELDS {
+        return Err(e.at(at, format!("{}: at most {MAX_SHIELDS}", key("shields"))));
+    }
+    let mut out: Vec<Uri> = Vec::new();
+    for text in list {
+        let uri: Option<Uri> = text.parse().ok();
+        let uri = uri
+            .filter(|u| {
+                matches!(u.scheme_str(), Some("http" | "https"))
+                    && u.host().is_some()
+                    && u.path_and_query().is_none_or(|p| p.as_str() == "/")
+            })
+            .ok_or_else(|| {
+                e.at(
+                    at.clone(),
+                    format!(
+                        "{}: `{text}` must be an http:// or https:// URL with a host and no path",
+                        key("shields")
+                    ),
+                )
+            })?;
+        if out.contains(&uri) {
+            return Err(e.at(at, format!("{}: `{text}` is listed twice", key("shields"))));
+        }
+        out.push(uri);
+    }
+    Ok(out)
 }
 
 fn esi(raw: RawEsi, key: &dyn Fn(&str) -> String, e: &Errors) -> Result<EsiConfig, ConfigError> {

@@ -14,6 +14,7 @@ use super::headers::{
 use super::lookup::Stale;
 use super::outcome::{NoStore, Outcome, StaleReason};
 use super::stream::{self, Pending};
+use super::tier::{self, Target};
 use crate::cache::conditional;
 use crate::cache::freshness::ExchangeTimes;
 use crate::cache::{Decision, Fwd, StoreKey};
@@ -25,11 +26,30 @@ use crate::origin::{collect_limited, empty, Collected, OutBody};
 pub fn origin_request(
     x: &Exchange,
     method: Method,
+    headers: HeaderMap,
+    body: OutBody,
+    cache_path: bool,
+) -> Request<OutBody> {
+    let origin = Target {
+        base: &x.site.cfg.origin,
+        shield: false,
+    };
+    upstream_request(x, origin, method, headers, body, cache_path)
+}
+
+/// [`origin_request`] for a target: the origin, or a shield (which gets the client's Host).
+pub fn upstream_request(
+    x: &Exchange,
+    to: Target<'_>,
+    method: Method,
     mut headers: HeaderMap,
     body: OutBody,
     cache_path: bool,
 ) -> Request<OutBody> {
-    let origin = &x.site.cfg.origin;
+    let origin = to.base;
+    if to.shield {
+        tier::host_for_shield(&mut headers, &x.req.authority);
+    }
     let path = x.req.path();
     let target = match (&x.origin_query, cache_path) {
         (Some(Some(q)), true) => format!("{path}?{q}"),
@@ -93,9 +113,10 @@ pub async fn fill(
     }
     let clock = x.shared.clock.clone();
     let request_time = clock.now();
-    let out = origin_request(x, Method::GET, headers, empty(), true);
     let asked = std::time::Instant::now();
-    let sent = x.site.origin.send(out).await;
+    let build =
+        |to: Target<'_>| upstream_request(x, to, Method::GET, headers.clone(), empty(), true);
+    let sent = tier::send(x, true, build).await;
     x.origin_wait += asked.elapsed();
     let resp = match sent {
         Ok(r) => r,

@@ -8,6 +8,7 @@
 //!   lookup   hit | stale hit | fetch | only-if-cached: pure      (lookup.rs)
 //!   fetch    origin request, coalescing, revalidation           (fetch.rs)
 //!   stream   a miss streamed to its client while the cache fills (stream.rs)
+//!   tier     where a fetch goes: a shield by key, or the origin   (tier.rs)
 //!   admit    storable? for how long? what stays personal: pure  (admit.rs)
 //!   pass     not from cache: forward, invalidate on unsafe      (pass.rs)
 //!   deliver  entry → response, on_response, Cache-Status, log   (deliver.rs)
@@ -33,6 +34,7 @@ mod replay;
 mod server;
 mod site;
 mod stream;
+mod tier;
 mod upgrade;
 
 use std::sync::{Arc, OnceLock};

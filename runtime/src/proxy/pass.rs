@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 
 use super::deliver::{self, Answer};
 use super::driver::Exchange;
-use super::fetch::origin_request;
+use super::fetch::upstream_request;
 use super::headers::strip_hop_by_hop;
 use super::outcome::{Outcome, PassReason, Refusal};
 use crate::cache::{key, StoreKey};
@@ -31,6 +31,7 @@ pub async fn forward(x: &mut Exchange, reason: PassReason, body: Option<OutBody>
     // Bodies stream through; one that grows past the cap mid-way aborts the origin request.
     let overflowed = Arc::new(AtomicBool::new(false));
     let flag = overflowed.clone();
+    let body_absent = body.is_none();
     let body = match body {
         None => crate::origin::empty(),
         Some(body) => http_body_util::Limited::new(body, limit as usize)
@@ -42,9 +43,20 @@ pub async fn forward(x: &mut Exchange, reason: PassReason, body: Option<OutBody>
             })
             .boxed(),
     };
-    let out = origin_request(x, x.req.method.clone(), x.req.headers.clone(), body, false);
+    // A bodiless request may try the next shield when one fails; a body is sent once.
+    let retry = body_absent;
+    let body = std::sync::Mutex::new(Some(body));
+    let method = x.req.method.clone();
+    let build = |to: super::tier::Target<'_>| {
+        let b = body
+            .lock()
+            .ok()
+            .and_then(|mut b| b.take())
+            .unwrap_or_else(crate::origin::empty);
+        upstream_request(x, to, method.clone(), x.req.headers.clone(), b, false)
+    };
     let asked = std::time::Instant::now();
-    let sent = x.site.origin.send(out).await;
+    let sent = super::tier::send(x, retry, build).await;
     x.origin_wait += asked.elapsed();
     let resp = match sent {
         Ok(r) => r,

@@ -19,6 +19,8 @@ pub struct SiteRuntime {
     pub scripts: Arc<[Arc<Script>]>,
     /// Pooled client for the site's origin.
     pub origin: OriginClient,
+    /// The site's shields, each with its own pool and health.
+    pub shields: Vec<super::tier::Shield>,
     /// Targeted cache-control fields in precedence order.
     pub targets: Targets,
 }
@@ -56,26 +58,35 @@ impl SiteRuntime {
                 .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok()),
             SURROGATE_DEVICE,
         );
-        let tls = if cfg.origin.scheme() == Some(&http::uri::Scheme::HTTPS) {
-            Some(
-                crate::tls::client::client_config(cfg.origin_ca.as_deref()).map_err(|e| {
-                    LoadError {
-                        path: cfg
-                            .origin_ca
-                            .clone()
-                            .unwrap_or_else(|| "the system's CA certificates".into()),
-                        problem: format!("site {:?}: https origin: {e}", cfg.name),
-                    }
-                })?,
-            )
-        } else {
-            None
+        // TLS for an https upstream (origin or shield), checked against the site's CAs.
+        let tls_for = |url: &http::Uri, what: &str| {
+            if url.scheme() != Some(&http::uri::Scheme::HTTPS) {
+                return Ok(None);
+            }
+            crate::tls::client::client_config(cfg.origin_ca.as_deref())
+                .map(Some)
+                .map_err(|e| LoadError {
+                    path: cfg
+                        .origin_ca
+                        .clone()
+                        .unwrap_or_else(|| "the system's CA certificates".into()),
+                    problem: format!("site {:?}: https {what}: {e}", cfg.name),
+                })
         };
-        let origin = OriginClient::new(&cfg.name, cfg.connect_timeout, cfg.response_timeout, tls);
+        let client =
+            |tls| OriginClient::new(&cfg.name, cfg.connect_timeout, cfg.response_timeout, tls);
+        let mut shields = Vec::with_capacity(cfg.shields.len());
+        for url in &cfg.shields {
+            let tls = tls_for(url, &format!("shield {url}"))?;
+            shields.push(super::tier::Shield::new(url.clone(), client(tls)));
+        }
+        let tls = tls_for(&cfg.origin, "origin")?;
+        let origin = client(tls);
         Ok(SiteRuntime {
             cfg,
             scripts: scripts.into(),
             origin,
+            shields,
             targets,
         })
     }

@@ -457,6 +457,11 @@ impl Launch {
 }
 
 impl Proxy {
+    /// Kills the process (SIGKILL) and waits until it is gone.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
     /// `tessera serve --origin URL [--script S]…` on an ephemeral port.
     pub async fn quick(origin: &Origin, scripts: &[PathBuf]) -> Proxy {
         Launch::quick(origin, scripts).start().await

@@ -1,0 +1,211 @@
+//! Where a fetch goes: one of the site's shields (edge → shield → origin), chosen per key
+//! by rendezvous hashing so the shields' capacities add up, or the origin itself.
+//!
+//! A shield is another Tessera node with the site's origin configured. A shield that fails
+//! (refused, unreachable, timed out) is skipped for a back-off that doubles with each
+//! failure (1 s up to 60 s); the next shield for the key takes over, and the origin only
+//! when none is reachable. After the back-off the next request tries it again: passive
+//! health checking, no probe traffic.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, Uri};
+use sha2::{Digest, Sha256};
+
+use super::driver::Exchange;
+use crate::origin::{OriginBody, OriginClient, OriginError, OutBody};
+
+/// Longest a failing shield is skipped.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// One shield of a site, with its connections and health.
+pub struct Shield {
+    /// Its base URL.
+    pub url: Uri,
+    client: OriginClient,
+    health: Mutex<Health>,
+}
+
+#[derive(Default)]
+struct Health {
+    failures: u32,
+    down_until: Option<Instant>,
+}
+
+impl Shield {
+    /// A shield at `url`, reached through `client`.
+    pub fn new(url: Uri, client: OriginClient) -> Shield {
+        Shield {
+            url,
+            client,
+            health: Mutex::default(),
+        }
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether it is not in a back-off now.
+    pub fn up(&self) -> bool {
+        self.health().down_until.is_none_or(|t| Instant::now() >= t)
+    }
+
+    fn failed(&self) {
+        let mut h = self.health();
+        h.failures = h.failures.saturating_add(1);
+        let backoff = Duration::from_secs(1 << (h.failures - 1).min(6)).min(MAX_BACKOFF);
+        h.down_until = Some(Instant::now() + backoff);
+        tracing::warn!(shield = %self.url, failures = h.failures, "shield failed; skipped for {backoff:?}");
+    }
+
+    fn succeeded(&self) {
+        let mut h = self.health();
+        if h.failures > 0 {
+            tracing::info!(shield = %self.url, "shield answers again");
+        }
+        *h = Health::default();
+    }
+}
+
+/// `shields` in the order `key` tries them (rendezvous hashing: every edge computes the
+/// same order, and losing a shield moves only its keys).
+pub fn order<'a>(shields: &'a [Shield], key: &str) -> Vec<&'a Shield> {
+    let mut scored: Vec<(u64, &Shield)> = shields
+        .iter()
+        .map(|s| {
+            // A hash every build and platform agrees on: edges must pick alike.
+            let d = Sha256::new()
+                .chain_update(s.url.to_string().as_bytes())
+                .chain_update([0])
+                .chain_update(key.as_bytes())
+                .finalize();
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&d[..8]);
+            (u64::from_be_bytes(first), s)
+        })
+        .collect();
+    scored.sort_by_key(|(score, _)| std::cmp::Reverse(*score));
+    scored.into_iter().map(|(_, s)| s).collect()
+}
+
+/// Where one attempt goes.
+pub struct Target<'a> {
+    /// Base URL (scheme and authority).
+    pub base: &'a Uri,
+    /// A shield, not the origin: it needs the client's Host to find the site.
+    pub shield: bool,
+}
+
+/// Sends the request `build` makes for each target in turn: the key's shields that are up
+/// (all of them only when `retry`: a request with a body can be sent once), then the
+/// origin. A request that already came through this node (its `Via` names it) goes to the
+/// origin: shields configured in a loop must not bounce a request forever.
+pub async fn send(
+    x: &Exchange,
+    retry: bool,
+    build: impl Fn(Target<'_>) -> Request<OutBody>,
+) -> Result<Response<OriginBody>, OriginError> {
+    let origin = Target {
+        base: &x.site.cfg.origin,
+        shield: false,
+    };
+    if x.site.shields.is_empty() || looped(x) {
+        return x.site.origin.send(build(origin)).await;
+    }
+    let key = x.key.as_ref().map_or(&*x.uri, |k| k.as_str());
+    for shield in order(&x.site.shields, key).into_iter().filter(|s| s.up()) {
+        let target = Target {
+            base: &shield.url,
+            shield: true,
+        };
+        match shield.client.send(build(target)).await {
+            Ok(r) => {
+                shield.succeeded();
+                return Ok(r);
+            }
+            Err(e) => {
+                shield.failed();
+                if !retry {
+                    return Err(e);
+                }
+            }
+        }
+    }
+    x.site.origin.send(build(origin)).await
+}
+
+fn looped(x: &Exchange) -> bool {
+    let me = x.gen.config.node_name.as_str();
+    x.req
+        .headers
+        .get_all(header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|hop| hop.split_whitespace().nth(1) == Some(me))
+}
+
+/// The client's Host for a shield (it routes by it, as this node did).
+pub fn host_for_shield(headers: &mut http::HeaderMap, authority: &str) {
+    if let Ok(v) = HeaderValue::from_str(authority) {
+        headers.insert(header::HOST, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shields(n: usize) -> Vec<Shield> {
+        (0..n)
+            .map(|i| {
+                let url: Uri = format!("http://10.0.0.{i}:80").parse().unwrap();
+                let client =
+                    OriginClient::new("t", Duration::from_secs(1), Duration::from_secs(1), None);
+                Shield::new(url, client)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keys_spread_over_shields_and_losing_one_moves_only_its_keys() {
+        let three = shields(3);
+        let firsts: Vec<String> = (0..3000)
+            .map(|k| order(&three, &format!("site\u{1f}k{k}"))[0].url.to_string())
+            .collect();
+        for s in &three {
+            let n = firsts.iter().filter(|f| **f == s.url.to_string()).count();
+            assert!((700..1300).contains(&n), "{} got {n} of 3000", s.url);
+        }
+        // Without shield 0, keys it did not own keep their shield.
+        let two: Vec<Shield> = shields(3).into_iter().skip(1).collect();
+        for (k, before) in firsts.iter().enumerate() {
+            let key = format!("site\u{1f}k{k}");
+            let after = order(&two, &key)[0].url.to_string();
+            if *before != three[0].url.to_string() {
+                assert_eq!(*before, after, "{key} moved");
+            }
+        }
+    }
+
+    #[test]
+    fn a_failing_shield_backs_off_longer_each_time_and_recovers() {
+        let s = &shields(1)[0];
+        assert!(s.up());
+        s.failed();
+        assert!(!s.up());
+        let first = s.health().down_until.unwrap();
+        s.failed();
+        assert!(s.health().down_until.unwrap() > first);
+        for _ in 0..20 {
+            s.failed();
+        }
+        let cap = s.health().down_until.unwrap() - Instant::now();
+        assert!(cap <= MAX_BACKOFF, "{cap:?}");
+        s.succeeded();
+        assert!(s.up());
+    }
+}
