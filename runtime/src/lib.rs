@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod encoding;
+pub mod fleet;
 pub mod geoip;
 pub mod guest;
 pub mod html;

@@ -49,6 +49,9 @@ enum Cmd {
         /// A shield node for the quick start's misses (repeatable; keys spread over them).
         #[arg(long, requires = "origin")]
         shield: Vec<String>,
+        /// The fleet's Redis, e.g. redis://127.0.0.1:6379: purges reach every node (overrides the config).
+        #[arg(long)]
+        redis: Option<String>,
         /// Address to listen on (overrides the config).
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -150,6 +153,7 @@ fn main() -> ExitCode {
             origin,
             script,
             shield,
+            redis,
             listen,
             name,
             workers,
@@ -161,6 +165,7 @@ fn main() -> ExitCode {
                 origin,
                 scripts: script,
                 shields: shield,
+                redis,
                 listen,
                 name,
                 workers,
@@ -233,6 +238,7 @@ struct Source {
     origin: Option<String>,
     scripts: Vec<PathBuf>,
     shields: Vec<String>,
+    redis: Option<String>,
     listen: Option<SocketAddr>,
     name: Option<String>,
     workers: Option<usize>,
@@ -272,6 +278,13 @@ impl Source {
         };
         if let Some(l) = self.listen {
             config.listen = l;
+        }
+        if let Some(url) = &self.redis {
+            redis::Client::open(url.as_str()).with_context(|| format!("--redis: `{url}`"))?;
+            config.fleet = Some(tessera::config::FleetConfig {
+                redis: url.clone(),
+                stream: tessera::config::DEFAULT_FLEET_STREAM.into(),
+            });
         }
         if let Some(n) = &self.name {
             anyhow::ensure!(

@@ -11,6 +11,7 @@ mod core;
 mod edges;
 mod esi;
 mod examples;
+mod fleet;
 mod guests;
 mod hostile_clients;
 mod hostile_scripts;

@@ -117,11 +117,11 @@ pub(super) async fn handle(ctx: &Ctx, peer: SocketAddr, req: Request<Incoming>) 
             )
         }
         (Method::POST, "/purge") => match body::<PurgeRequest>(req).await {
-            Ok(r) => purge_one(ctx, peer, &r),
+            Ok(r) => purge_one(ctx, peer, &r).await,
             Err(e) => e,
         },
         (Method::POST, "/events") => match body::<Event>(req).await {
-            Ok(e) => event(ctx, peer, &e),
+            Ok(e) => event(ctx, peer, &e).await,
             Err(e) => e,
         },
         (_, p) => match ROUTES.iter().find(|(route, _)| *route == p) {
@@ -240,7 +240,33 @@ fn record(peer: SocketAddr, kind: &str, what: String, soft: bool, objects: usize
     });
 }
 
-fn purge_one(ctx: &Ctx, peer: SocketAddr, r: &PurgeRequest) -> Answer {
+/// Hands purges already applied here to the rest of the fleet, if there is one: `Err`
+/// with the reason when Redis did not take them (the purge then did not reach the fleet).
+async fn propagate(ctx: &Ctx, purges: Vec<(Purge, bool)>) -> Result<Option<String>, String> {
+    match &ctx.shared.fleet {
+        None => Ok(None),
+        Some(f) => f.publish(purges).await.map(Some),
+    }
+}
+
+/// The reply to a purge: 200 once applied here and, in a fleet, in the stream; 503 when
+/// the stream could not take it (applied here only: the caller must retry).
+fn purge_reply(mut body: serde_json::Value, fleet: Result<Option<String>, String>) -> Answer {
+    match fleet {
+        Ok(None) => json_reply(StatusCode::OK, body),
+        Ok(Some(id)) => {
+            body["fleet"] = json!({ "stream_id": id });
+            json_reply(StatusCode::OK, body)
+        }
+        Err(why) => {
+            tracing::warn!(target: "tessera::audit", "purge applied here but not sent to the fleet: {why}");
+            body["fleet"] = json!({ "error": format!("applied on this node only: {why}") });
+            json_reply(StatusCode::SERVICE_UNAVAILABLE, body)
+        }
+    }
+}
+
+async fn purge_one(ctx: &Ctx, peer: SocketAddr, r: &PurgeRequest) -> Answer {
     let gen = ctx.shared.generation();
     let (target, what) = match purge::targets(&gen, r) {
         Ok(t) => t,
@@ -248,13 +274,14 @@ fn purge_one(ctx: &Ctx, peer: SocketAddr, r: &PurgeRequest) -> Answer {
     };
     let objects = run(ctx, &target, r.soft);
     record(peer, kind(&target), what.clone(), r.soft, objects);
-    json_reply(
-        StatusCode::OK,
+    let fleet = propagate(ctx, vec![(target, r.soft)]).await;
+    purge_reply(
         json!({ "purged": what, "soft": r.soft, "objects": objects }),
+        fleet,
     )
 }
 
-fn event(ctx: &Ctx, peer: SocketAddr, e: &Event) -> Answer {
+async fn event(ctx: &Ctx, peer: SocketAddr, e: &Event) -> Answer {
     let gen = ctx.shared.generation();
     let name = describe(e);
     let targets = match purge::event_targets(&gen, &gen.config.events, e) {
@@ -287,9 +314,11 @@ fn event(ctx: &Ctx, peer: SocketAddr, e: &Event) -> Answer {
         soft,
         total,
     );
-    json_reply(
-        StatusCode::OK,
+    let all = targets.into_iter().map(|(t, _, soft)| (t, soft)).collect();
+    let fleet = propagate(ctx, all).await;
+    purge_reply(
         json!({ "event": name, "objects": total, "purges": done }),
+        fleet,
     )
 }
 

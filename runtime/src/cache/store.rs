@@ -218,7 +218,7 @@ impl Entry {
 }
 
 /// What a purge reaches. Names are in the store's namespaced form (`site` + `\u{1f}` + …).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Purge {
     /// Every variant and script key of one URI (site + default key).
     Uri(String),

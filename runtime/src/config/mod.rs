@@ -84,9 +84,23 @@ pub struct Config {
     pub admin: AdminConfig,
     /// How publish events map to purges.
     pub events: Vec<EventRule>,
+    /// The fleet's purge stream, when nodes share purges.
+    pub fleet: Option<FleetConfig>,
     /// Sites, matched by Host in order.
     pub sites: Vec<Site>,
 }
+
+/// `[fleet]`: the Redis stream through which purges reach every node.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetConfig {
+    /// `redis://[user:password@]host:port[/db]` (or `rediss://`, `redis+unix://`).
+    pub redis: String,
+    /// The stream's key.
+    pub stream: String,
+}
+
+/// The stream's key when `[fleet] stream` is not given.
+pub const DEFAULT_FLEET_STREAM: &str = "tessera:purges";
 
 /// Bounds of the shared object cache.
 #[derive(Debug, Clone, PartialEq)]
@@ -348,6 +362,7 @@ impl Config {
             scripts: ScriptsConfig::default(),
             compiled_dir: default_compiled_dir(),
             admin: AdminConfig::default(),
+            fleet: None,
             events: Vec::new(),
             sites: vec![site],
         }
@@ -437,6 +452,30 @@ impl Config {
         };
         let admin = admin::admin(raw.admin, base, &e)?;
         let events = admin::events(raw.event, &e)?;
+        let fleet = match raw.fleet {
+            None => None,
+            Some(f) => {
+                let url = f.redis.get_ref().clone();
+                redis::Client::open(url.as_str()).map_err(|why| {
+                    e.at(
+                        Some(f.redis.span()),
+                        format!("key `fleet.redis`: `{url}`: {why}"),
+                    )
+                })?;
+                let stream = match f.stream {
+                    None => DEFAULT_FLEET_STREAM.to_owned(),
+                    Some(s) if !s.get_ref().is_empty() && s.get_ref().len() <= 200 => {
+                        s.into_inner()
+                    }
+                    Some(s) => {
+                        return Err(
+                            e.at(Some(s.span()), "key `fleet.stream`: 1 to 200 bytes".into())
+                        )
+                    }
+                };
+                Some(FleetConfig { redis: url, stream })
+            }
+        };
         let listeners = listener::listeners(raw.listener, base, &e)?;
         Ok(Config {
             listen,
@@ -448,6 +487,7 @@ impl Config {
             compiled_dir,
             admin,
             events,
+            fleet,
             sites,
         })
     }

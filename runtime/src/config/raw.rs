@@ -16,12 +16,20 @@ pub(super) struct RawConfig {
     pub server: Option<RawServer>,
     pub scripts: Option<RawScripts>,
     pub admin: Option<RawAdmin>,
+    pub fleet: Option<RawFleet>,
     #[serde(default)]
     pub event: Vec<RawEvent>,
     #[serde(default)]
     pub listener: Vec<RawListener>,
     #[serde(default)]
     pub site: Vec<RawSite>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFleet {
+    pub redis: Spanned<String>,
+    pub stream: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -54,6 +54,13 @@ pub struct PurgeKind {
     pub soft: String,
 }
 
+/// Labels of fleet stream events.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FleetEvent {
+    /// `published`, `publish_failed`, `applied`, `disconnected`, `flushed_behind`, `malformed`.
+    pub event: String,
+}
+
 /// Labels of reloads.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Result {
@@ -106,6 +113,8 @@ pub struct Metrics {
     pub reloads: Family<Result, Counter>,
     /// Admin requests refused for a missing or wrong token.
     pub admin_denied: Counter,
+    /// Fleet purge stream events (see `fleet.rs`).
+    pub fleet: Family<FleetEvent, Counter>,
 }
 
 impl Metrics {
@@ -127,6 +136,7 @@ impl Metrics {
             cache_bytes: Gauge::default(),
             reloads: Family::default(),
             admin_denied: Counter::default(),
+            fleet: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -179,6 +189,11 @@ impl Metrics {
             "purged_objects",
             "Stored responses removed or marked stale by purges",
             m.purged_objects.clone(),
+        );
+        r.register(
+            "fleet_events",
+            "Fleet purge stream: published, publish_failed, applied, disconnected, flushed_behind, malformed",
+            m.fleet.clone(),
         );
         r.register(
             "coalesced_waiters",

@@ -69,6 +69,8 @@ pub struct Shared {
     pub pool: Arc<InstancePool>,
     /// Scripts' rate-limit counters (they outlive reloads).
     pub limiter: Arc<crate::guest::RateLimiter>,
+    /// The fleet's purge stream, when `[fleet]` is configured.
+    pub fleet: Option<Arc<crate::fleet::Fleet>>,
     /// The cache's clock.
     pub clock: Clock,
     /// The wasm engine, made when the first script is loaded.
@@ -162,6 +164,7 @@ impl Shared {
             ("cache", c.cache == config.cache),
             ("compiled_dir", c.compiled_dir == config.compiled_dir),
             ("admin", c.admin == config.admin),
+            ("fleet", c.fleet == config.fleet),
             ("listener", same_listeners(&c.listeners, &config.listeners)),
         ] {
             anyhow::ensure!(
@@ -255,6 +258,13 @@ async fn build_with(config: Config, clock: Clock, store: Store) -> anyhow::Resul
         flights: Default::default(),
         pool: Arc::new(InstancePool::new(&config.scripts)),
         limiter: Default::default(),
+        fleet: match &config.fleet {
+            None => None,
+            Some(f) => Some(Arc::new(
+                crate::fleet::Fleet::new(f, &config.node_name)
+                    .map_err(|e| anyhow::anyhow!("key `fleet.redis`: {e}"))?,
+            )),
+        },
         clock,
         engine: OnceLock::new(),
         max_memory,

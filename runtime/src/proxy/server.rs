@@ -70,6 +70,10 @@ struct Bound {
 /// connection limit and one drain cover them together.
 pub async fn serve(shared: Arc<Shared>) -> anyhow::Result<Running> {
     let config = shared.generation().config.clone();
+    if let Some(fleet) = &shared.fleet {
+        // Other nodes' purges reach this one for as long as it serves.
+        fleet.clone().follow(shared.store.clone());
+    }
     let mut bound = Vec::new();
     let listener =
         bind(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;

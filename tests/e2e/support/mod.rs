@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod mmdb;
+pub mod redis;
 pub mod tls;
 
 use std::collections::HashMap;

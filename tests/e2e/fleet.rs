@@ -1,0 +1,170 @@
+//! Fleet purges through a real Redis: a purge accepted by one node empties the object on
+//! the others, also on a node whose link to Redis was cut while the purge happened.
+
+use crate::support::admin::{call, TOKEN};
+use crate::support::redis::{Redis, Relay};
+use crate::support::{Launch, Origin, Proxy, Reply, PATIENCE};
+
+fn node(name: &str, redis: &str) -> String {
+    format!(
+        "node_name = \"{name}\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin-token\"\n[fleet]\nredis = \"{redis}\"\n[[site]]\nname = \"s\"\nhosts = [\"shop.test\"]\norigin = \"{{origin}}\"\n"
+    )
+}
+
+async fn origin() -> Origin {
+    Origin::start(|seen, n| {
+        Reply::ok(&format!("{} v{n}", seen.path_and_query)).header("cache-control", "max-age=600")
+    })
+    .await
+}
+
+/// Asks `proxy` for `path` until it is not a hit any more (bounded by PATIENCE).
+async fn until_purged(proxy: &Proxy, path: &str) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let got = proxy.get(path, &[]).await;
+        if !got.hit() {
+            return got.body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} was never purged on this node"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn purge_on(proxy: &Proxy, url: &str) -> serde_json::Value {
+    let got = call(
+        proxy.admin.unwrap(),
+        "POST",
+        "/purge",
+        Some(TOKEN),
+        &format!("{{\"url\":\"{url}\"}}"),
+    )
+    .await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    serde_json::from_str(&got.body).unwrap()
+}
+
+#[tokio::test]
+async fn a_purge_on_one_edge_empties_the_object_on_the_other() {
+    let redis = Redis::start().await;
+    let origin = origin().await;
+    let a = Launch::config(&origin, &node("edge-a", &redis.url()))
+        .start()
+        .await;
+    let b = Launch::config(&origin, &node("edge-b", &redis.url()))
+        .start()
+        .await;
+    for p in [&a, &b] {
+        p.get("/p", &[]).await;
+        assert!(p.get("/p", &[]).await.hit());
+    }
+    assert_eq!(origin.count(), 2);
+    let answer = purge_on(&a, "http://shop.test/p").await;
+    assert!(answer["fleet"]["stream_id"].is_string(), "{answer}");
+    // b gets it through the stream; a purged it itself.
+    assert_eq!(until_purged(&b, "/p").await, "/p v3");
+    assert!(!a.get("/p", &[]).await.hit());
+    // Unrelated objects stay.
+    b.get("/q", &[]).await;
+    assert!(b.get("/q", &[]).await.hit());
+}
+
+/// Redis, an origin, edge a on Redis and edge b behind a relay the test can cut.
+async fn relayed_pair() -> (Redis, Relay, Origin, Proxy, Proxy) {
+    let redis = Redis::start().await;
+    let relay = Relay::start(redis.addr).await;
+    let origin = origin().await;
+    let a = Launch::config(&origin, &node("edge-a", &redis.url()))
+        .start()
+        .await;
+    let b = Launch::config(&origin, &node("edge-b", &format!("redis://{}", relay.addr)))
+        .start()
+        .await;
+    (redis, relay, origin, a, b)
+}
+
+#[tokio::test]
+async fn a_node_cut_off_from_redis_applies_the_purge_when_it_is_back() {
+    let (_redis, relay, _origin, a, b) = relayed_pair().await;
+    b.get("/p", &[]).await;
+    assert!(b.get("/p", &[]).await.hit());
+    // b's link to the stream is cut; the purge happens meanwhile.
+    relay.cut().await;
+    purge_on(&a, "http://shop.test/p").await;
+    assert!(b.get("/p", &[]).await.hit(), "b cannot know yet");
+    relay.restore();
+    // b reconnects and replays from the last entry it saw.
+    until_purged(&b, "/p").await;
+}
+
+#[tokio::test]
+async fn without_redis_the_purge_says_it_stayed_on_this_node() {
+    let origin = origin().await;
+    // Nothing listens on this port.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let a = Launch::config(
+        &origin,
+        &node("edge-a", &format!("redis://127.0.0.1:{port}")),
+    )
+    .start()
+    .await;
+    a.get("/p", &[]).await;
+    let got = call(
+        a.admin.unwrap(),
+        "POST",
+        "/purge",
+        Some(TOKEN),
+        "{\"url\":\"http://shop.test/p\"}",
+    )
+    .await;
+    assert_eq!(got.status, 503, "{}", got.body);
+    assert!(
+        got.body.contains("applied on this node only"),
+        "{}",
+        got.body
+    );
+    assert!(!a.get("/p", &[]).await.hit(), "applied here all the same");
+    // Requests are answered throughout.
+    assert_eq!(a.get("/q", &[]).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_node_the_stream_was_trimmed_past_empties_its_cache_and_says_so() {
+    let (redis, relay, _origin, a, b) = relayed_pair().await;
+    // b sees one purge, so it has a last entry to come back to.
+    b.get("/seen", &[]).await;
+    purge_on(&a, "http://shop.test/seen").await;
+    until_purged(&b, "/seen").await;
+    b.get("/kept", &[]).await;
+    assert!(b.get("/kept", &[]).await.hit());
+    // Cut off, b misses a purge and the stream is trimmed past its last entry.
+    relay.cut().await;
+    purge_on(&a, "http://shop.test/elsewhere").await;
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("XTRIM")
+        .arg("tessera:purges")
+        .arg("MAXLEN")
+        .arg(0)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    purge_on(&a, "http://shop.test/later").await;
+    relay.restore();
+    // b cannot know what it missed: everything goes.
+    until_purged(&b, "/kept").await;
+    let metrics = call(b.admin.unwrap(), "GET", "/metrics", Some(TOKEN), "")
+        .await
+        .body;
+    assert!(
+        metrics.contains("tessera_fleet_events_total{event=\"flushed_behind\"} 1"),
+        "{metrics}"
+    );
+}
