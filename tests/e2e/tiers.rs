@@ -185,3 +185,23 @@ async fn a_fleet_starts_from_the_command_line_without_config_files() {
         "{out}"
     );
 }
+
+#[tokio::test]
+async fn age_carries_across_tiers_so_an_edge_never_extends_a_lifetime() {
+    // The origin's response is already 100 s old (a CDN or cache behind it).
+    let origin = Origin::start(|_, _| {
+        Reply::ok("aged")
+            .header("cache-control", "max-age=600")
+            .header("age", "100")
+    })
+    .await;
+    let shield = Proxy::with_config(&origin, &shield_config("shield-1")).await;
+    let edge = Proxy::with_config(&origin, &edge_config("edge-1", &[&shield])).await;
+    let got = edge.get("/a", &[]).await;
+    let age: u64 = got.h("age").parse().unwrap();
+    assert!(age >= 100, "age {age}");
+    // The edge's remaining freshness counts from the origin's age, not from its own fetch.
+    let again = edge.get("/a", &[]).await;
+    assert!(again.hit());
+    assert!(again.ttl() <= 500, "ttl {}", again.ttl());
+}

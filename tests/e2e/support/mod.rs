@@ -657,15 +657,19 @@ impl Got {
     /// The `ttl` parameter of our `Cache-Status` member.
     pub fn ttl(&self) -> i64 {
         let cs = self.cache_status();
-        let p = cs
+        // Our member is the last; upstream caches' come first.
+        let ours = cs.rsplit(',').next().unwrap_or_default();
+        let p = ours
             .split(';')
             .map(str::trim)
             .find_map(|p| p.strip_prefix("ttl="))
             .unwrap_or_else(|| panic!("no ttl in {cs}"));
         p.parse().unwrap()
     }
+    /// Whether this cache answered from its store (the last `X-Cache` member is ours; the
+    /// ones before it are upstream caches').
     pub fn hit(&self) -> bool {
-        self.h("x-cache") == "HIT"
+        self.h("x-cache").rsplit(", ").next() == Some("HIT")
     }
 }
 
