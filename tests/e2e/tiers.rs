@@ -205,3 +205,42 @@ async fn age_carries_across_tiers_so_an_edge_never_extends_a_lifetime() {
     assert!(again.hit());
     assert!(again.ttl() <= 500, "ttl {}", again.ttl());
 }
+
+#[tokio::test]
+async fn a_shield_learns_the_client_from_edges_it_trusts_and_from_no_one_else() {
+    let origin = Origin::start(|seen, _| {
+        let x = seen.headers.get("x-seen").and_then(|v| v.to_str().ok());
+        Reply::ok(x.unwrap_or("-")).header("cache-control", "no-store")
+    })
+    .await;
+    // The shield runs a script that tells the origin which country it sees.
+    let shield_toml = format!(
+        "node_name = \"shield-1\"\n[server]\ntrusted_edges = [\"127.0.0.1\"]\n[[site]]\nname = \"s\"\nhosts = [\"shop.test\"]\norigin = \"{{origin}}\"\nscript = \"{}\"\n",
+        crate::support::guest("tests/guests/hostile").display()
+    );
+    let shield = Proxy::with_config(&origin, &shield_toml).await;
+    let edge_toml = format!(
+        "node_name = \"edge-1\"\n[server]\nclient_country_header = \"cf-ipcountry\"\n[[site]]\nname = \"s\"\nhosts = [\"shop.test\"]\norigin = \"{{origin}}\"\nshields = [\"http://{}\"]\n",
+        shield.addr
+    );
+    let edge = Proxy::with_config(&origin, &edge_toml).await;
+    // The edge found DE; a client's own claim to the shield's field is dropped at the edge.
+    let got = edge
+        .get(
+            "/whoami",
+            &[("cf-ipcountry", "DE"), ("tessera-client-country", "US")],
+        )
+        .await;
+    assert_eq!(got.body, "scheme=http; country=DE");
+    let got = edge
+        .get("/whoami", &[("tessera-client-country", "US")])
+        .await;
+    assert_eq!(
+        got.body, "scheme=http; country=-",
+        "no country at the edge: none at the shield"
+    );
+    assert!(origin
+        .seen()
+        .iter()
+        .all(|s| s.headers.get("tessera-client-country").is_none()));
+}

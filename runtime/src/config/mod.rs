@@ -136,6 +136,9 @@ pub struct ServerConfig {
     pub client_country_header: Option<HeaderName>,
     /// A MaxMind DB giving the country of client addresses (when no header says it).
     pub geoip: Option<std::sync::Arc<crate::geoip::GeoIp>>,
+    /// Networks of edges whose word on the client (address, country) this node takes,
+    /// when it is their shield.
+    pub trusted_edges: Vec<ipnetwork::IpNetwork>,
     /// Threads serving requests; `None`: one per core.
     pub workers: Option<usize>,
 }
@@ -154,6 +157,7 @@ impl Default for ServerConfig {
             h2_max_concurrent_streams: 256,
             client_country_header: None,
             geoip: None,
+            trusted_edges: Vec::new(),
             workers: None,
         }
     }
@@ -581,6 +585,20 @@ fn server(
                 crate::geoip::GeoIp::open(&base.join(p.get_ref()))
                     .map_err(|why| e.at(Some(p.span()), format!("key `server.geoip_db`: {why}")))?,
             )),
+        },
+        trusted_edges: match &r.trusted_edges {
+            None => Vec::new(),
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .map(|n| n.parse::<ipnetwork::IpNetwork>())
+                .collect::<Result<_, _>>()
+                .map_err(|why| {
+                    e.at(
+                        Some(list.span()),
+                        format!("key `server.trusted_edges`: {why} (give addresses or networks such as 10.0.0.0/8)"),
+                    )
+                })?,
         },
         workers: match &r.workers {
             None => None,

@@ -96,6 +96,7 @@ pub(super) struct RawServer {
     pub h2_max_concurrent_streams: Option<Spanned<u64>>,
     pub client_country_header: Option<Spanned<String>>,
     pub geoip_db: Option<Spanned<PathBuf>>,
+    pub trusted_edges: Option<Spanned<Vec<String>>>,
     pub workers: Option<Spanned<u64>>,
 }
 

@@ -48,7 +48,7 @@ pub fn upstream_request(
 ) -> Request<OutBody> {
     let origin = to.base;
     if to.shield {
-        tier::host_for_shield(&mut headers, &x.req.authority);
+        tier::for_shield(&mut headers, &x.req.authority, &x.req.client);
     }
     let path = x.req.path();
     let target = match (&x.origin_query, cache_path) {

@@ -61,19 +61,27 @@ pub fn route(
     let site = gen.sites.iter().find(|s| s.cfg.matches(host))?.clone();
     strip_hop_by_hop(&mut parts.headers);
     crate::encoding::normalize_accept_encoding(&mut parts.headers);
+    let trusted = &gen.config.server.trusted_edges;
+    let (edge_ip, edge_country) =
+        super::tier::client_from_edge(&mut parts.headers, conn.peer.ip(), trusted);
     let uri = parts
         .uri
         .path_and_query()
         .and_then(|pq| Uri::try_from(pq.as_str()).ok())
         .unwrap_or_else(|| Uri::from_static("/"));
+    let ip = edge_ip.unwrap_or(conn.peer.ip());
     let client = Client {
-        ip: conn.peer.ip(),
-        // A trusted upstream's header first; the address only when it says nothing.
-        country: country_from(
-            &parts.headers,
-            gen.config.server.client_country_header.as_ref(),
-        )
-        .or_else(|| gen.config.server.geoip.as_ref()?.country(conn.peer.ip())),
+        ip,
+        // A trusted edge's word first, then a trusted upstream's header; the address only
+        // when neither says anything.
+        country: edge_country
+            .or_else(|| {
+                country_from(
+                    &parts.headers,
+                    gen.config.server.client_country_header.as_ref(),
+                )
+            })
+            .or_else(|| gen.config.server.geoip.as_ref()?.country(ip)),
         device: DeviceClass::of(parts.headers.get(header::USER_AGENT).map(|v| v.as_bytes())),
     };
     let req = ClientRequest {

@@ -148,11 +148,48 @@ fn looped(x: &Exchange) -> bool {
         .any(|hop| hop.split_whitespace().nth(1) == Some(me))
 }
 
-/// The client's Host for a shield (it routes by it, as this node did).
-pub fn host_for_shield(headers: &mut http::HeaderMap, authority: &str) {
+/// What a shield learns of the client from the edge, in fields only a trusting shield
+/// reads (`[server] trusted_edges`); every node removes them from anyone else.
+pub const CLIENT_IP: &str = "tessera-client-ip";
+/// The client's country, as the edge found it (header or GeoIP database).
+pub const CLIENT_COUNTRY: &str = "tessera-client-country";
+
+/// The client's Host for a shield (it routes by it, as this node did), and what the edge
+/// knows of the client that the shield cannot see.
+pub fn for_shield(headers: &mut http::HeaderMap, authority: &str, client: &crate::request::Client) {
     if let Ok(v) = HeaderValue::from_str(authority) {
         headers.insert(header::HOST, v);
     }
+    if let Ok(v) = HeaderValue::from_str(&client.ip.to_string()) {
+        headers.insert(CLIENT_IP, v);
+    }
+    match client.country.as_deref().map(HeaderValue::from_str) {
+        Some(Ok(v)) => {
+            headers.insert(CLIENT_COUNTRY, v);
+        }
+        _ => {
+            headers.remove(CLIENT_COUNTRY);
+        }
+    }
+}
+
+/// Takes the client's address and country from a trusted edge's fields, and removes the
+/// fields from every request (from a trusted edge once read, from anyone else unread).
+pub fn client_from_edge(
+    headers: &mut http::HeaderMap,
+    peer: std::net::IpAddr,
+    trusted: &[ipnetwork::IpNetwork],
+) -> (Option<std::net::IpAddr>, Option<String>) {
+    let ip = headers.remove(CLIENT_IP);
+    let country = headers.remove(CLIENT_COUNTRY);
+    if !trusted.iter().any(|n| n.contains(peer)) {
+        return (None, None);
+    }
+    let ip = ip.and_then(|v| v.to_str().ok()?.parse().ok());
+    let country = country
+        .filter(|v| v.len() == 2 && v.as_bytes().iter().all(u8::is_ascii_alphabetic))
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).to_ascii_uppercase());
+    (ip, country)
 }
 
 #[cfg(test)]
@@ -189,6 +226,31 @@ mod tests {
                 assert_eq!(*before, after, "{key} moved");
             }
         }
+    }
+
+    #[test]
+    fn only_trusted_edges_say_who_the_client_is() {
+        let trusted: Vec<ipnetwork::IpNetwork> = vec!["10.0.0.0/8".parse().unwrap()];
+        let claim = || {
+            let mut h = http::HeaderMap::new();
+            h.insert(CLIENT_IP, "203.0.113.7".parse().unwrap());
+            h.insert(CLIENT_COUNTRY, "de".parse().unwrap());
+            h
+        };
+        let mut h = claim();
+        let edge = "10.1.2.3".parse().unwrap();
+        assert_eq!(
+            client_from_edge(&mut h, edge, &trusted),
+            (Some("203.0.113.7".parse().unwrap()), Some("DE".into()))
+        );
+        assert!(h.is_empty(), "read once, then gone");
+        let mut h = claim();
+        let stranger = "192.0.2.1".parse().unwrap();
+        assert_eq!(client_from_edge(&mut h, stranger, &trusted), (None, None));
+        assert!(h.is_empty(), "a stranger's claim never reaches the origin");
+        let mut h = claim();
+        h.insert(CLIENT_COUNTRY, "DEU".parse().unwrap());
+        assert_eq!(client_from_edge(&mut h, edge, &trusted).1, None);
     }
 
     #[test]
