@@ -159,3 +159,34 @@ fn bad_arguments_are_named() {
     let (ok, out) = run_cli(&["key", "http://shop.test/"]);
     assert!(!ok, "{out}");
 }
+
+#[test]
+fn a_request_the_script_passes_is_reported_as_never_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tessera.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[site]]\nname = \"api\"\nhosts = [\"api.test\"]\norigin = \"http://127.0.0.1:9\"\nscript = \"{}\"\n[site.script_config]\napi_keys = \"partner-a:key-a-1\"\n",
+            guest("guest-examples/fresh-vs-cached").display()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let (ok, out) = run_cli(&[
+        "key",
+        "-c",
+        &config,
+        "http://api.test/fresh/stock",
+        "-H",
+        "x-api-key: key-a-1",
+    ]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        line(&out, "outcome"),
+        "passed to the origin past the cache (on-request), never stored"
+    );
+    let (ok, out) = run_cli(&["key", "-c", &config, "http://api.test/delivery/stock"]);
+    assert!(ok, "{out}");
+    assert_eq!(line(&out, "key "), "api.test/delivery/stock");
+}
