@@ -26,8 +26,11 @@ const MAX_RETRY: Duration = Duration::from_secs(10);
 /// One stream entry: the purges one request made on one node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
-    /// The node that accepted them (it applied them already).
+    /// The node that accepted them (it applied them already), for logs.
     pub node: String,
+    /// That node's process, told apart from every other (node names may repeat).
+    #[serde(default)]
+    pub instance: String,
     /// The purges, each with its `soft` flag.
     pub purges: Vec<(Purge, bool)>,
 }
@@ -37,6 +40,9 @@ pub struct Fleet {
     client: redis::Client,
     stream: String,
     node: String,
+    /// This process: its own entries are skipped by this, not by the node's name, which
+    /// may repeat across nodes (`HOSTNAME` unset everywhere).
+    instance: String,
     publisher: tokio::sync::Mutex<Option<MultiplexedConnection>>,
 }
 
@@ -63,6 +69,7 @@ impl Fleet {
             client,
             stream: cfg.stream.clone(),
             node: node.to_owned(),
+            instance: uuid::Uuid::new_v4().simple().to_string(),
             publisher: tokio::sync::Mutex::new(None),
         })
     }
@@ -80,6 +87,7 @@ impl Fleet {
     pub async fn publish(&self, purges: Vec<(Purge, bool)>) -> Result<String, String> {
         let msg = Message {
             node: self.node.clone(),
+            instance: self.instance.clone(),
             purges,
         };
         let body = serde_json::to_string(&msg).map_err(|e| e.to_string())?;
@@ -131,9 +139,14 @@ impl Fleet {
             let mut last: Option<String> = None;
             let mut wait = Duration::from_millis(200);
             loop {
-                match self.follow_once(&store, &mut last).await {
+                let mut connected = false;
+                match self.follow_once(&store, &mut last, &mut connected).await {
                     Ok(()) => wait = Duration::from_millis(200),
                     Err(e) => {
+                        if connected {
+                            // It worked for a while: start the back-off over.
+                            wait = Duration::from_millis(200);
+                        }
                         count("disconnected");
                         tracing::warn!("fleet: lost the purge stream ({e}); again in {wait:?}");
                         tokio::time::sleep(wait).await;
@@ -149,29 +162,24 @@ impl Fleet {
         &self,
         store: &Store,
         last: &mut Option<String>,
+        connected: &mut bool,
     ) -> redis::RedisResult<()> {
         let mut con = self.connect(BLOCK + Duration::from_secs(5)).await?;
+        *connected = true;
         let from = match last.clone() {
             None => {
                 // A node that starts has an empty cache: only what comes from now on.
-                let newest: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
-                    .arg(&self.stream)
-                    .arg("+")
-                    .arg("-")
-                    .arg("COUNT")
-                    .arg(1)
-                    .query_async(&mut con)
-                    .await?;
-                let id = newest
-                    .into_iter()
-                    .next()
-                    .map_or_else(|| "0-0".to_owned(), |e| e.0);
+                let id = self.newest(&mut con).await?;
                 tracing::info!(stream = %self.stream, from = %id, "fleet: following purges");
                 id
             }
             Some(id) => {
-                self.check_gap(&mut con, store, &id).await?;
-                id
+                if self.check_gap(&mut con, store, &id).await? {
+                    // Emptied: nothing before now can concern this cache any more.
+                    self.newest(&mut con).await?
+                } else {
+                    id
+                }
             }
         };
         *last = Some(from);
@@ -195,16 +203,32 @@ impl Fleet {
         }
     }
 
+    /// The stream's newest entry id (`0-0` when it is empty).
+    async fn newest(&self, con: &mut MultiplexedConnection) -> redis::RedisResult<String> {
+        let newest: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+            .arg(&self.stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(con)
+            .await?;
+        Ok(newest
+            .into_iter()
+            .next()
+            .map_or_else(|| "0-0".to_owned(), |e| e.0))
+    }
+
     /// After a reconnect: if the entry we saw last was trimmed away and newer ones exist,
-    /// some in between may be gone too. Nothing tells which: empty the cache.
+    /// some in between may be gone too. Nothing tells which: empty the cache (true).
     async fn check_gap(
         &self,
         con: &mut MultiplexedConnection,
         store: &Store,
         last: &str,
-    ) -> redis::RedisResult<()> {
+    ) -> redis::RedisResult<bool> {
         if last == "0-0" {
-            return Ok(());
+            return Ok(false);
         }
         let still: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
             .arg(&self.stream)
@@ -213,7 +237,7 @@ impl Fleet {
             .query_async(&mut *con)
             .await?;
         if !still.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let oldest: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
             .arg(&self.stream)
@@ -238,14 +262,10 @@ impl Fleet {
                 "fleet: purges may have been missed (the stream no longer reaches back to the last one seen): cache emptied"
             );
         }
-        Ok(())
+        Ok(behind)
     }
 
     fn apply(&self, store: &Store, entry: &redis::streams::StreamId) {
-        let node: Option<String> = entry.get("node");
-        if node.as_deref() == Some(self.node.as_str()) {
-            return;
-        }
         let body: Option<String> = entry.get("purges");
         let msg: Option<Message> = body.and_then(|b| serde_json::from_str(&b).ok());
         let Some(msg) = msg else {
@@ -253,6 +273,9 @@ impl Fleet {
             count("malformed");
             return;
         };
+        if msg.instance == self.instance {
+            return;
+        }
         let mut objects = 0;
         for (target, soft) in &msg.purges {
             objects += store.purge(target, *soft);
@@ -273,6 +296,7 @@ mod tests {
     fn messages_survive_the_stream_and_ids_order_numerically() {
         let m = Message {
             node: "edge-1".into(),
+            instance: "1f".into(),
             purges: vec![
                 (
                     Purge::Tag {

@@ -280,7 +280,7 @@ impl Source {
             config.listen = l;
         }
         if let Some(url) = &self.redis {
-            redis::Client::open(url.as_str()).with_context(|| format!("--redis: `{url}`"))?;
+            redis::Client::open(url.as_str()).context("--redis: not a Redis URL")?;
             config.fleet = Some(tessera::config::FleetConfig {
                 redis: url.clone(),
                 stream: tessera::config::DEFAULT_FLEET_STREAM.into(),

@@ -205,3 +205,23 @@ fn a_geoip_database_is_checked_and_used_by_tessera_key() {
         );
     }
 }
+
+#[test]
+fn a_secret_that_is_a_fifo_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("key");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let path = dir.path().join("t.toml");
+    std::fs::write(
+        &path,
+        "[[site]]\nname = \"s\"\norigin = \"http://127.0.0.1:9\"\n[site.script_config]\nk = { file = \"key\" }\n",
+    )
+    .unwrap();
+    let (ok, out) = run_cli(&["check", "--config", path.to_str().unwrap()]);
+    assert!(!ok && out.contains("is not a regular file"), "{out}");
+}

@@ -175,3 +175,20 @@ async fn a_node_the_stream_was_trimmed_past_empties_its_cache_and_says_so() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn nodes_with_the_same_name_still_purge_each_other() {
+    let redis = Redis::start().await;
+    let origin = origin().await;
+    // HOSTNAME unset everywhere: every node is called the same.
+    let a = Launch::config(&origin, &node("tessera", &redis.url()))
+        .start()
+        .await;
+    let b = Launch::config(&origin, &node("tessera", &redis.url()))
+        .start()
+        .await;
+    b.get("/p", &[]).await;
+    assert!(b.get("/p", &[]).await.hit());
+    purge_on(&a, "http://shop.test/p").await;
+    until_purged(&b, "/p").await;
+}

@@ -205,3 +205,32 @@ async fn requests_coalesced_onto_a_streaming_miss_read_it_as_it_comes() {
     assert!(ranged.ends_with("second"), "{ranged}");
     assert_eq!(origin.count(), 1);
 }
+
+#[tokio::test]
+async fn a_slow_client_on_an_oversized_miss_holds_up_no_one_else() {
+    let gate = Arc::new(Semaphore::new(0));
+    let big = "x".repeat(2048);
+    let origin = Origin::start({
+        let (gate, big) = (gate.clone(), big.clone());
+        move |_, n| match n {
+            // Over the 1 KiB limit at once, with no length, and then it waits.
+            1 => Reply::ok(&big)
+                .header("cache-control", "max-age=600")
+                .then(&gate, b"tail"),
+            _ => Reply::ok("second fetch").header("cache-control", "max-age=600"),
+        }
+    })
+    .await;
+    let lib = Lib::start(
+        &origin,
+        &format!("[cache]\nmax_object_size = \"1KiB\"\n{SITE}"),
+    )
+    .await;
+    // The first client gets its first bytes and then reads no more.
+    let (_slow, _) = read_until(&lib, "/big", "xxxx").await;
+    // Another request for the same object does not wait on that client's pace.
+    let got = lib.get("/big", &[]).await;
+    assert_eq!(got.body, "second fetch");
+    assert_eq!(origin.count(), 2);
+    gate.add_permits(1);
+}

@@ -90,13 +90,27 @@ pub struct Config {
     pub sites: Vec<Site>,
 }
 
-/// `[fleet]`: the Redis stream through which purges reach every node.
-#[derive(Debug, Clone, PartialEq)]
+/// `[fleet]`: the Redis stream through which purges reach every node. Its `Debug` hides
+/// the URL's password.
+#[derive(Clone, PartialEq)]
 pub struct FleetConfig {
     /// `redis://[user:password@]host:port[/db]` (or `rediss://`, `redis+unix://`).
     pub redis: String,
     /// The stream's key.
     pub stream: String,
+}
+
+impl fmt::Debug for FleetConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = match self.redis.split_once('@') {
+            Some((_, host)) => format!("redis://…@{host}"),
+            None => self.redis.clone(),
+        };
+        f.debug_struct("FleetConfig")
+            .field("redis", &shown)
+            .field("stream", &self.stream)
+            .finish()
+    }
 }
 
 /// The stream's key when `[fleet] stream` is not given.
@@ -460,10 +474,11 @@ impl Config {
             None => None,
             Some(f) => {
                 let url = f.redis.get_ref().clone();
+                // The URL may hold a password: it is not repeated in the error.
                 redis::Client::open(url.as_str()).map_err(|why| {
                     e.at(
                         Some(f.redis.span()),
-                        format!("key `fleet.redis`: `{url}`: {why}"),
+                        format!("key `fleet.redis`: not a Redis URL: {why}"),
                     )
                 })?;
                 let stream = match f.stream {

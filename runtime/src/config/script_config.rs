@@ -116,9 +116,24 @@ pub(super) fn script_config(
     Ok(ScriptConfig(out))
 }
 
-/// A secret file: private to its owner, its text without the final line break.
+/// A secret file: a regular file private to its owner, its text without the final line
+/// break. Opened once and read with a bound: a FIFO or a device never blocks a load.
 fn read_secret(path: &Path) -> Result<String, String> {
-    let meta = std::fs::metadata(path).map_err(|err| format!("{}: {err}", path.display()))?;
+    use std::io::Read;
+    let show = |err: std::io::Error| format!("{}: {err}", path.display());
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    #[cfg(unix)]
+    {
+        // Opening a FIFO for reading would wait for a writer: never wait.
+        use std::os::unix::fs::OpenOptionsExt;
+        open.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = open.open(path).map_err(show)?;
+    let meta = file.metadata().map_err(show)?;
+    if !meta.is_file() {
+        return Err(format!("{} is not a regular file", path.display()));
+    }
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -129,13 +144,17 @@ fn read_secret(path: &Path) -> Result<String, String> {
             ));
         }
     }
-    if meta.len() > MAX_VALUE_BYTES as u64 + 2 {
+    let mut bytes = Vec::new();
+    file.take(MAX_VALUE_BYTES as u64 + 3)
+        .read_to_end(&mut bytes)
+        .map_err(show)?;
+    if bytes.len() > MAX_VALUE_BYTES + 2 {
         return Err(format!(
             "{} is longer than {MAX_VALUE_BYTES} bytes",
             path.display()
         ));
     }
-    let text = std::fs::read_to_string(path).map_err(|err| format!("{}: {err}", path.display()))?;
+    let text = String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8", path.display()))?;
     Ok(text
         .strip_suffix('\n')
         .map(|t| t.strip_suffix('\r').unwrap_or(t))

@@ -43,8 +43,10 @@ pub async fn forward(x: &mut Exchange, reason: PassReason, body: Option<OutBody>
             })
             .boxed(),
     };
-    // A bodiless request may try the next shield when one fails; a body is sent once.
-    let retry = body_absent;
+    // A request may try the next shield when one fails only if sending it twice is
+    // harmless: safe methods, without a body (a body is sent once).
+    let idempotent = matches!(x.req.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    let retry = body_absent && idempotent;
     let body = std::sync::Mutex::new(Some(body));
     let method = x.req.method.clone();
     let build = |to: super::tier::Target<'_>| {

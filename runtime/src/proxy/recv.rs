@@ -74,12 +74,12 @@ pub fn route(
         ip,
         // A trusted edge's word first, then a trusted upstream's header; the address only
         // when neither says anything.
+        // From a trusted edge, the country header is the client's own (the edge passed it
+        // on): only the edge's word or the database counts.
         country: edge_country
             .or_else(|| {
-                country_from(
-                    &parts.headers,
-                    gen.config.server.client_country_header.as_ref(),
-                )
+                let header = gen.config.server.client_country_header.as_ref();
+                country_from(&parts.headers, header.filter(|_| edge_ip.is_none()))
             })
             .or_else(|| gen.config.server.geoip.as_ref()?.country(ip)),
         device: DeviceClass::of(parts.headers.get(header::USER_AGENT).map(|v| v.as_bytes())),

@@ -1,5 +1,5 @@
 //! A miss streamed to its client while the cache fills: the client gets each chunk as the
-//! origin sends it, and the same chunks (shared, not copied) become the stored object.
+//! origin sends it, and the same chunks are joined into the stored object at the end.
 //!
 //! Requests coalesced onto the fill read the same chunks from the start, as they come, when
 //! the object's announced length fits the cache (it is kept whole anyway); otherwise they
@@ -65,6 +65,9 @@ struct SettleState {
     leader: Option<Leader<Flight>>,
     early: Option<Flight>,
     outcome: Option<Flight>,
+    /// The first outcome given is the one: later ones (the end of a body whose object
+    /// was given up earlier) change nothing.
+    settled: bool,
 }
 
 impl Settle {
@@ -91,6 +94,9 @@ impl Settle {
 
     fn outcome(&self, f: Flight) {
         let mut s = self.lock();
+        if std::mem::replace(&mut s.settled, true) {
+            return;
+        }
         match s.leader.take() {
             Some(leader) => leader.finish(f),
             None => s.outcome = Some(f),
@@ -313,8 +319,17 @@ pub fn fill(
         body,
         limit,
         idle: x.site.origin.response_timeout(),
+        store: store.clone(),
+        key: key.clone(),
+        settle: settle.clone(),
     };
     tokio::spawn(async move {
+        // Should the task die (a panic), its waiters and readers are released all the same.
+        let mut guard = Released {
+            tee: tee.clone(),
+            settle: done.clone(),
+            armed: true,
+        };
         // Stored and settled first, then the clients see the end.
         let (flight, end) = match job.run().await {
             Ok(Some(body)) => {
@@ -322,15 +337,13 @@ pub fn fill(
                 store.insert(&key, entry.clone());
                 (Flight::Stored(entry, code), Ok(()))
             }
-            Ok(None) => {
-                store.mark_uncacheable(&key);
-                (Flight::Pass, Ok(()))
-            }
+            Ok(None) => (Flight::Pass, Ok(())),
             Err(e) => {
                 let why = format!("origin body: {}", e.detail());
                 (Flight::Failed(e), Err(why))
             }
         };
+        guard.armed = false;
         done.outcome(flight);
         tee.end(end);
     });
@@ -344,12 +357,31 @@ pub fn fill(
     (answer, Pending::Later(settle))
 }
 
+/// Releases a fill's waiters and readers if its task ends without doing so.
+struct Released {
+    tee: Arc<Tee>,
+    settle: Arc<Settle>,
+    armed: bool,
+}
+
+impl Drop for Released {
+    fn drop(&mut self) {
+        if self.armed {
+            self.settle.outcome(Flight::Pass);
+            self.tee.end(Err("the fill stopped".into()));
+        }
+    }
+}
+
 /// The fill task's part.
 struct Job {
     tee: Arc<Tee>,
     body: OriginBody,
     limit: u64,
     idle: Duration,
+    store: crate::cache::Store,
+    key: StoreKey,
+    settle: Arc<Settle>,
 }
 
 impl Job {
@@ -375,8 +407,11 @@ impl Job {
             }
             if kept.is_some() && len > self.limit {
                 // Too large to keep: give it up, and from now on read no faster than the
-                // client does.
+                // client does. Waiters must not wait on one client's pace: they fetch on
+                // their own, and so do requests from now on.
                 kept = None;
+                self.store.mark_uncacheable(&self.key);
+                self.settle.outcome(Flight::Pass);
             }
             if let Some(k) = &mut kept {
                 k.push(chunk.clone());
@@ -395,7 +430,11 @@ impl Job {
                             break;
                         }
                     }
-                    taken.await;
+                    // A client that takes nothing for as long as the origin may stay
+                    // silent is cut: it must not hold the origin connection forever.
+                    if tokio::time::timeout(self.idle, taken).await.is_err() {
+                        return Err(OriginError::Timeout);
+                    }
                 }
             }
         }

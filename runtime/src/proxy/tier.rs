@@ -182,6 +182,8 @@ pub fn client_from_edge(
 ) -> (Option<std::net::IpAddr>, Option<String>) {
     let ip = headers.remove(CLIENT_IP);
     let country = headers.remove(CLIENT_COUNTRY);
+    // An IPv4 edge on a dual-stack listener arrives as ::ffff:a.b.c.d.
+    let peer = peer.to_canonical();
     if !trusted.iter().any(|n| n.contains(peer)) {
         return (None, None);
     }
