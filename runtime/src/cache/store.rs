@@ -667,7 +667,7 @@ mod tests {
 
     #[test]
     fn a_soft_purge_ends_freshness_now_and_keeps_the_object() {
-        let clock = Clock::virtual_clock();
+        let clock = Clock::frozen();
         let s = Store::new(1 << 20, clock.clone());
         let k = StoreKey::new("a", "h/p");
         let e = Arc::new(Entry {
