@@ -109,29 +109,84 @@ async fn keys_spread_over_shields_and_a_dead_shield_costs_no_request() {
     assert_eq!(origin.count(), 90);
 }
 
-#[tokio::test]
-async fn shields_configured_in_a_loop_do_not_bounce_a_request_forever() {
-    let origin = Origin::start(object_origin()).await;
-    // The edge's shield names the edge as its own shield.
-    let edge_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+/// An edge and a shield configured as each other's shield; `trust` is their `[server]`.
+/// The shield reaches the edge through a forwarder whose target is set once the edge is up
+/// (each process binds an ephemeral port).
+async fn looped_pair(origin: &Origin, trust: &str) -> (Proxy, Proxy) {
+    let hole = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hole_addr = hole.local_addr().unwrap();
+    let target: std::sync::Arc<std::sync::OnceLock<std::net::SocketAddr>> = Default::default();
+    let to = target.clone();
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = hole.accept().await {
+            let Some(addr) = to.get().copied() else {
+                continue;
+            };
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(addr).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
     let shield_toml = format!(
-        "node_name = \"s1\"\n[[site]]\nname = \"s\"\norigin = \"{{origin}}\"\nshields = [\"http://127.0.0.1:{edge_port}\"]\n"
+        "node_name = \"s1\"\n{trust}[[site]]\nname = \"s\"\norigin = \"{{origin}}\"\nshields = [\"http://{hole_addr}\"]\n"
     );
-    let shield = Proxy::with_config(&origin, &shield_toml).await;
+    let shield = Proxy::with_config(origin, &shield_toml).await;
     let edge_toml = format!(
-        "node_name = \"e1\"\nlisten = \"127.0.0.1:{edge_port}\"\n[[site]]\nname = \"s\"\norigin = \"{{origin}}\"\nshields = [\"http://{}\"]\n",
+        "node_name = \"e1\"\n{trust}[[site]]\nname = \"s\"\norigin = \"{{origin}}\"\nshields = [\"http://{}\"]\n",
         shield.addr
     );
-    let edge = crate::support::Launch::config(&origin, &edge_toml)
-        .start()
-        .await;
+    let edge = Proxy::with_config(origin, &edge_toml).await;
+    target.set(edge.addr).unwrap();
+    (edge, shield)
+}
+
+#[tokio::test]
+async fn shields_configured_in_a_loop_do_not_bounce_a_request_forever() {
+    // Nodes that trust each other break the loop by going to the origin.
+    let origin = Origin::start(object_origin()).await;
+    let trust = "[server]\ntrusted_edges = [\"127.0.0.1\"]\n";
+    let (edge, _shield) = looped_pair(&origin, trust).await;
     let got = edge.get("/x", &[]).await;
     assert_eq!((got.status, got.body.as_str()), (200, "object /x"));
     assert_eq!(origin.count(), 1);
+    // It did go around once: edge, shield, edge again (which went to the origin).
+    let via: Vec<String> = origin.seen()[0]
+        .headers
+        .get_all("via")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        via,
+        ["1.1 e1 (tessera)", "1.1 s1 (tessera)", "1.1 e1 (tessera)"]
+    );
+
+    // Without trust the loop is refused at once: 508, the origin never asked.
+    let origin = Origin::start(object_origin()).await;
+    let (edge, _shield) = looped_pair(&origin, "").await;
+    let got = edge.get("/y", &[]).await;
+    assert_eq!(got.status, 508, "{} {:?}", got.body, got.headers);
+    assert_eq!(origin.count(), 0);
+}
+
+#[tokio::test]
+async fn a_client_that_writes_the_edge_into_via_gets_508_not_a_way_around_the_shield() {
+    let origin = Origin::start(object_origin()).await;
+    let shield = Proxy::with_config(&origin, &shield_config("shield-1")).await;
+    let edge = Proxy::with_config(&origin, &edge_config("edge-1", &[&shield])).await;
+    let got = edge.get("/z", &[("via", "1.1 edge-1 (tessera)")]).await;
+    assert_eq!(got.status, 508);
+    assert!(
+        got.cache_status().contains("detail=\"loop\""),
+        "{}",
+        got.cache_status()
+    );
+    assert_eq!(origin.count(), 0);
+    // Someone else's Via is fine.
+    let got = edge.get("/z", &[("via", "1.1 cdn-7 (varnish)")]).await;
+    assert_eq!((got.status, got.body.as_str()), (200, "object /z"));
 }
 
 #[test]

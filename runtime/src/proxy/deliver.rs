@@ -162,6 +162,10 @@ pub fn refused(why: Refusal) -> Answer {
         Refusal::ScriptFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "script error\n"),
         Refusal::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n"),
         Refusal::IncludeFailed(_) => (StatusCode::BAD_GATEWAY, "page could not be assembled\n"),
+        Refusal::Loop => (
+            StatusCode::LOOP_DETECTED,
+            "request loop: this node is in its Via\n",
+        ),
         Refusal::TooManyTunnels => (
             StatusCode::SERVICE_UNAVAILABLE,
             "too many upgraded connections\n",

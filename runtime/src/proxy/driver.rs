@@ -105,19 +105,26 @@ where
         .path_and_query()
         .map(|p| p.to_string())
         .unwrap_or_default();
-    let Some((site, req)) = recv::route(&gen, parts, &conn) else {
-        let answer = deliver::refused(Refusal::NoSite);
+    // Refused before any site is involved: logged with the request, never cached.
+    let refuse = |why: Refusal, id: Arc<str>| {
         let who = deliver::Who {
             id,
             site: "-".into(),
-            method,
-            target,
+            method: method.clone(),
+            target: target.clone(),
             started,
             origin_wait: std::time::Duration::ZERO,
             key: None,
             debug: false,
         };
-        return deliver::decorate(&gen, answer, who);
+        deliver::decorate(&gen, deliver::refused(why), who)
+    };
+    let (me, trusted) = (&gen.config.node_name, &gen.config.server.trusted_edges);
+    if super::tier::refuse_loop(&parts.headers, me, conn.peer.ip(), trusted) {
+        return refuse(Refusal::Loop, id);
+    }
+    let Some((site, req)) = recv::route(&gen, parts, &conn) else {
+        return refuse(Refusal::NoSite, id);
     };
     let mut x = Exchange::new(shared, gen, site, req, id, started);
     x.upgrade = upgrade;
@@ -181,6 +188,11 @@ impl Exchange {
         // upgrade: a WebSocket goes to the origin as a tunnel, past the cache.
         if let Some(up) = self.upgrade.take() {
             return upgrade::forward(self, up).await;
+        }
+        if super::tier::looped(self) {
+            // Back from a trusted edge: straight to the origin, never onto our own flight
+            // for this key (its leader is the request waiting for this one).
+            return pass::forward(self, PassReason::Loop, body).await;
         }
         if route == Route::Pass {
             // No key, no lookup, nothing stored; an unsafe method still invalidates.

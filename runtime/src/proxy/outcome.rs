@@ -121,6 +121,8 @@ pub enum PassReason {
     Upgrade,
     /// The site's `on_request` said `pass`.
     Script,
+    /// It came back round from a trusted edge (shields in a loop): to the origin.
+    Loop,
 }
 
 /// Why the proxy answered by itself.
@@ -140,6 +142,9 @@ pub enum Refusal {
     IncludeFailed(String),
     /// As many upgraded connections are open as `max_connections` allows.
     TooManyTunnels,
+    /// The request already came through this node (its `Via` names it) from a peer that is
+    /// not a trusted edge: a loop, or a client pretending to be one.
+    Loop,
 }
 
 impl Outcome {
@@ -193,6 +198,10 @@ impl Outcome {
                         s.fwd = Some(Fwd::Bypass);
                         s.detail = Some("script-pass".into());
                     }
+                    PassReason::Loop => {
+                        s.fwd = Some(Fwd::Bypass);
+                        s.detail = Some("loop".into());
+                    }
                 }
             }
             Outcome::OriginFailed { fwd, error } => {
@@ -213,6 +222,7 @@ impl Outcome {
                 Refusal::ScriptFailed(f) => s.detail = Some(f.detail()),
                 Refusal::BodyTooLarge => s.detail = Some("request-body-too-large".into()),
                 Refusal::TooManyTunnels => s.detail = Some("upgrade-limit".into()),
+                Refusal::Loop => s.detail = Some("loop".into()),
                 Refusal::IncludeFailed(why) => s.detail = Some(format!("esi; {why}")),
             },
         }

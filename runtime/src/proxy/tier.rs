@@ -137,15 +137,31 @@ pub async fn send(
     x.site.origin.send(build(origin)).await
 }
 
-fn looped(x: &Exchange) -> bool {
-    let me = x.gen.config.node_name.as_str();
-    x.req
-        .headers
+/// Whether the request already came through this node (only trusted edges get this far).
+pub fn looped(x: &Exchange) -> bool {
+    via_names(&x.req.headers, &x.gen.config.node_name)
+}
+
+/// Whether a `Via` hop of `headers` is the node `me`.
+pub fn via_names(headers: &http::HeaderMap, me: &str) -> bool {
+    headers
         .get_all(header::VIA)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|hop| hop.split_whitespace().nth(1) == Some(me))
+}
+
+/// A request that already came through this node is refused unless it comes from a
+/// trusted edge (then it is a shield loop, broken by going to the origin): a client that
+/// writes this node into `Via` gets a 508, not a way around the shields.
+pub fn refuse_loop(
+    headers: &http::HeaderMap,
+    me: &str,
+    peer: std::net::IpAddr,
+    trusted: &[ipnetwork::IpNetwork],
+) -> bool {
+    via_names(headers, me) && !trusted.iter().any(|n| n.contains(peer.to_canonical()))
 }
 
 /// What a shield learns of the client from the edge, in fields only a trusting shield
