@@ -60,6 +60,8 @@ pub struct Exchange {
     pub origin_query: Option<Option<String>>,
     /// The protocol upgrade the client asked for, if any.
     pub upgrade: Option<upgrade::ClientUpgrade>,
+    /// It already came through this node (a trusted edge's loop): origin only.
+    pub looped: bool,
 }
 
 /// Bounded: a follower whose leader gave up, or whose shared response is another variant,
@@ -119,8 +121,11 @@ where
         };
         deliver::decorate(&gen, deliver::refused(why), who)
     };
-    let (me, trusted) = (&gen.config.node_name, &gen.config.server.trusted_edges);
-    if super::tier::refuse_loop(&parts.headers, me, conn.peer.ip(), trusted) {
+    // Read once: a loop from anyone but a trusted edge is refused here; one from a trusted
+    // edge goes to the origin (`answer`, `tier::send`).
+    let looped = super::tier::via_names(&parts.headers, &gen.config.node_name);
+    let trusted = &gen.config.server.trusted_edges;
+    if looped && !super::tier::trusted(conn.peer.ip(), trusted) {
         return refuse(Refusal::Loop, id);
     }
     let Some((site, req)) = recv::route(&gen, parts, &conn) else {
@@ -128,6 +133,7 @@ where
     };
     let mut x = Exchange::new(shared, gen, site, req, id, started);
     x.upgrade = upgrade;
+    x.looped = looped;
     let body = (!body.is_end_stream()).then(|| body.map_err(Into::into).boxed());
     let answer = x.answer(body).await;
     // deliver: ESI assembly, the scripts' rewrite and on_response, the cache's headers.
@@ -176,6 +182,7 @@ impl Exchange {
             origin_wait: std::time::Duration::ZERO,
             origin_query: None,
             upgrade: None,
+            looped: false,
         }
     }
 
@@ -189,7 +196,7 @@ impl Exchange {
         if let Some(up) = self.upgrade.take() {
             return upgrade::forward(self, up).await;
         }
-        if super::tier::looped(self) {
+        if self.looped {
             // Back from a trusted edge: straight to the origin, never onto our own flight
             // for this key (its leader is the request waiting for this one).
             return pass::forward(self, PassReason::Loop, body).await;

@@ -153,53 +153,18 @@ pub async fn fill(
         }
     }
 
-    let tags = admit::surrogate_keys(&head.headers);
-    let cfg = &x.site.cfg.caching;
-    let proposal = admit::propose(
-        cfg,
-        &x.site.targets,
-        &x.req.headers,
+    let (plan, esi) = admission(
+        x,
+        key,
         head.status,
         head.headers.clone(),
         times,
-        tags,
-    );
-    let decision = decide(x, head.status, &proposal).await;
-    let decision = match decision {
-        // An error is stored only to shield the origin; it never evicts a good copy that a
-        // later request may still be allowed to serve stale.
-        Ok(_) if stale.is_some() && head.status.is_server_error() => Err(NoStore::KeptStaleCopy),
-        other => other,
-    };
-    let too_large = head
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        .is_some_and(|len| len > x.gen.config.cache.max_object_bytes);
-    let esi = crate::html::esi::active(
-        &x.site.cfg.esi,
-        proposal.ctl.surrogate_content.as_deref(),
-        x.req.path(),
-    ) && head.status.is_success();
-    let plan = decision.and_then(|d| {
-        if too_large {
-            return Err(NoStore::TooLarge);
-        }
-        admit::plan(
-            proposal,
-            d,
-            head.status,
-            &x.req.headers,
-            times,
-            x.uri.clone(),
-        )
-    });
+        stale.is_some(),
+    )
+    .await;
     let plan = match plan {
         Ok(plan) => plan,
         Err(why) => {
-            if why.marks_uncacheable() {
-                x.shared.store.mark_uncacheable(key);
-            }
             let outcome = Outcome::Forwarded {
                 fwd,
                 status: code,
@@ -213,7 +178,7 @@ pub async fn fill(
     };
     if stream::eligible(x, esi) {
         // The client reads as the origin sends; the cache fills from the same chunks.
-        return stream::fill(x, key, plan, head, body, fwd, clock.now());
+        return stream::fill(x, key, plan, body, fwd, clock.now());
     }
     let (answer, flight) = collect(x, key, plan, head, body, fwd, esi).await;
     (answer, Pending::Now(flight))
@@ -275,12 +240,60 @@ async fn collect(
     }
 }
 
-/// The proposal, as the site's script amends it; a failing script means "not stored".
-pub(super) async fn decide(
+/// What a response for this request may leave in the cache: RFC 9111 and the site's
+/// defaults propose, the script's `cache_policy` amends, `admit::plan` holds back what is
+/// personal. Why nothing is kept marks the key uncacheable when it should; also whether the
+/// response is an ESI page. `replaces_stale`: a stored copy is being revalidated (an error
+/// never replaces it).
+pub(super) async fn admission(
     x: &mut Exchange,
+    key: &StoreKey,
     status: StatusCode,
-    p: &Proposal,
-) -> Result<Decision, NoStore> {
+    headers: HeaderMap,
+    times: ExchangeTimes,
+    replaces_stale: bool,
+) -> (Result<admit::Plan, NoStore>, bool) {
+    let too_large = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+        .is_some_and(|len| len > x.gen.config.cache.max_object_bytes);
+    let tags = admit::surrogate_keys(&headers);
+    let proposal = admit::propose(
+        &x.site.cfg.caching,
+        &x.site.targets,
+        &x.req.headers,
+        status,
+        headers,
+        times,
+        tags,
+    );
+    let esi = crate::html::esi::active(
+        &x.site.cfg.esi,
+        proposal.ctl.surrogate_content.as_deref(),
+        x.req.path(),
+    ) && status.is_success();
+    let decision = match decide(x, status, &proposal).await {
+        // An error is stored only to shield the origin; it never evicts a good copy that a
+        // later request may still be allowed to serve stale.
+        Ok(_) if replaces_stale && status.is_server_error() => Err(NoStore::KeptStaleCopy),
+        other => other,
+    };
+    let plan = decision.and_then(|d| {
+        if too_large {
+            return Err(NoStore::TooLarge);
+        }
+        admit::plan(proposal, d, status, &x.req.headers, times, x.uri.clone())
+    });
+    if let Err(why) = &plan {
+        if why.marks_uncacheable() {
+            x.shared.store.mark_uncacheable(key);
+        }
+    }
+    (plan, esi)
+}
+
+/// The proposal, as the site's script amends it; a failing script means "not stored".
+async fn decide(x: &mut Exchange, status: StatusCode, p: &Proposal) -> Result<Decision, NoStore> {
     if !x.chain.implements(Hook::CachePolicy) {
         return Ok(p.decision.clone());
     }

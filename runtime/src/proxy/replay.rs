@@ -16,9 +16,8 @@ use http::{Method, Request, StatusCode};
 use super::driver::Exchange;
 use super::hash::{self, Keyed};
 use super::lookup::{self, Action, Directives, Stale};
-use super::outcome::NoStore;
 use super::recv::{self, ConnInfo};
-use super::{admit, fetch, Shared};
+use super::{fetch, Shared};
 use crate::cache::freshness::ExchangeTimes;
 use crate::cache::StoreKey;
 
@@ -190,10 +189,6 @@ async fn fill(
         206 | 304 => StatusCode::OK,
         s => StatusCode::from_u16(s).unwrap_or(StatusCode::OK),
     };
-    if stale.is_some() && status.is_server_error() {
-        // An error never replaces a stored copy that may still be served stale.
-        return false;
-    }
     let mut headers = origin.headers.clone();
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(origin.bytes));
     if let Some(ct) = origin
@@ -207,32 +202,10 @@ async fn fill(
         request_time: now,
         response_time: now,
     };
-    let tags = admit::surrogate_keys(&headers);
-    let proposal = admit::propose(
-        &x.site.cfg.caching,
-        &x.site.targets,
-        &x.req.headers,
-        status,
-        headers,
-        times,
-        tags,
-    );
-    let decision = fetch::decide(x, status, &proposal).await;
     let limit = x.gen.config.cache.max_object_bytes;
-    let plan = decision.and_then(|d| {
-        if origin.bytes > limit {
-            return Err(NoStore::TooLarge);
-        }
-        admit::plan(proposal, d, status, &x.req.headers, times, x.uri.clone())
-    });
-    match plan {
-        Err(why) => {
-            if why.marks_uncacheable() {
-                x.shared.store.mark_uncacheable(key);
-            }
-            false
-        }
-        Ok(plan) => {
+    match fetch::admission(x, key, status, headers, times, stale.is_some()).await {
+        (Err(_), _) => false,
+        (Ok(plan), _) => {
             let (entry, _personal) = plan.with_body(zeros(origin.bytes, limit));
             x.shared.store.insert(key, Arc::new(entry));
             true

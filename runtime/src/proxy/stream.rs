@@ -128,8 +128,6 @@ pub fn eligible(x: &Exchange, esi: bool) -> bool {
 pub struct Streamed {
     /// The object's head (its body is still arriving).
     head: Arc<Entry>,
-    /// Its announced length.
-    length: HeaderValue,
     tee: Arc<Tee>,
 }
 
@@ -152,7 +150,6 @@ pub fn join(s: &Streamed, fwd: Fwd, now: SystemTime) -> Answer {
     let h = response.headers_mut();
     *h = s.head.headers.clone();
     h.insert(header::AGE, HeaderValue::from(s.head.age(now).as_secs()));
-    h.insert(header::CONTENT_LENGTH, s.length.clone());
     let status = s.head.status.as_u16();
     let mut answer = Answer::new(response, Outcome::Collapsed { fwd, status });
     answer.ttl = Some(s.head.remaining_ttl(now));
@@ -272,16 +269,17 @@ pub fn fill(
     x: &Exchange,
     key: &StoreKey,
     plan: Plan,
-    head: http::response::Parts,
     body: OriginBody,
     fwd: Fwd,
     now: SystemTime,
 ) -> (Answer, Pending) {
     let code = plan.entry.status.as_u16();
     let limit = x.gen.config.cache.max_object_bytes;
-    let length = head.headers.get(header::CONTENT_LENGTH).cloned();
-    let fits = length
-        .as_ref()
+    // The stored head keeps the origin's Content-Length: it is the client's too.
+    let fits = plan
+        .entry
+        .headers
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .is_some_and(|n| n <= limit);
     let tee = Arc::new(Tee {
@@ -293,9 +291,6 @@ pub fn fill(
         header::AGE,
         HeaderValue::from(plan.entry.age(now).as_secs()),
     );
-    if let Some(len) = &length {
-        headers.insert(header::CONTENT_LENGTH, len.clone());
-    }
     let ttl = plan.entry.remaining_ttl(now);
     let mut response = Response::new(tee.reader().boxed());
     *response.status_mut() = plan.entry.status;
@@ -303,12 +298,11 @@ pub fn fill(
     let Plan { entry, personal } = plan;
     add_personal(&mut response, personal);
     let settle = Arc::new(Settle::default());
-    if let (true, Some(length)) = (fits, length) {
+    if fits {
         // Requests coalesced onto this fill read it as it comes.
         let head = Arc::new(entry.clone_head());
         let streamed = Streamed {
             head,
-            length,
             tee: tee.clone(),
         };
         settle.early(Flight::Streaming(Arc::new(streamed)));

@@ -112,7 +112,7 @@ pub async fn send(
         base: &x.site.cfg.origin,
         shield: false,
     };
-    if x.site.shields.is_empty() || looped(x) {
+    if x.site.shields.is_empty() || x.looped {
         return x.site.origin.send(build(origin)).await;
     }
     let key = x.key.as_ref().map_or(&*x.uri, |k| k.as_str());
@@ -137,12 +137,8 @@ pub async fn send(
     x.site.origin.send(build(origin)).await
 }
 
-/// Whether the request already came through this node (only trusted edges get this far).
-pub fn looped(x: &Exchange) -> bool {
-    via_names(&x.req.headers, &x.gen.config.node_name)
-}
-
-/// Whether a `Via` hop of `headers` is the node `me`.
+/// Whether a `Via` hop of `headers` is the node `me`: the request already came through
+/// this node. From anyone but a trusted edge that is refused (508) before anything else.
 pub fn via_names(headers: &http::HeaderMap, me: &str) -> bool {
     headers
         .get_all(header::VIA)
@@ -152,16 +148,11 @@ pub fn via_names(headers: &http::HeaderMap, me: &str) -> bool {
         .any(|hop| hop.split_whitespace().nth(1) == Some(me))
 }
 
-/// A request that already came through this node is refused unless it comes from a
-/// trusted edge (then it is a shield loop, broken by going to the origin): a client that
-/// writes this node into `Via` gets a 508, not a way around the shields.
-pub fn refuse_loop(
-    headers: &http::HeaderMap,
-    me: &str,
-    peer: std::net::IpAddr,
-    trusted: &[ipnetwork::IpNetwork],
-) -> bool {
-    via_names(headers, me) && !trusted.iter().any(|n| n.contains(peer.to_canonical()))
+/// Whether `peer` is one of the edges this node believes (`[server] trusted_edges`); an
+/// IPv4 edge on a dual-stack listener arrives as `::ffff:a.b.c.d`.
+pub fn trusted(peer: std::net::IpAddr, edges: &[ipnetwork::IpNetwork]) -> bool {
+    let peer = peer.to_canonical();
+    edges.iter().any(|n| n.contains(peer))
 }
 
 /// What a shield learns of the client from the edge, in fields only a trusting shield
@@ -198,9 +189,7 @@ pub fn client_from_edge(
 ) -> (Option<std::net::IpAddr>, Option<String>) {
     let ip = headers.remove(CLIENT_IP);
     let country = headers.remove(CLIENT_COUNTRY);
-    // An IPv4 edge on a dual-stack listener arrives as ::ffff:a.b.c.d.
-    let peer = peer.to_canonical();
-    if !trusted.iter().any(|n| n.contains(peer)) {
+    if !self::trusted(peer, trusted) {
         return (None, None);
     }
     let ip = ip.and_then(|v| v.to_str().ok()?.parse().ok());

@@ -119,7 +119,7 @@ impl Simulation {
             }
         }
         let Some(req) = self.request(rec) else {
-            self.tally.unroutable(rec);
+            self.tally.unroutable();
             return;
         };
         let content_type = rec
@@ -140,7 +140,7 @@ impl Simulation {
                 }
                 self.tally.record(rec, now, &done)
             }
-            None => self.tally.unroutable(rec),
+            None => self.tally.unroutable(),
         }
     }
 

@@ -80,7 +80,7 @@ impl Tally {
     }
 
     /// A line whose host no site serves, or whose target is not a URI.
-    pub fn unroutable(&mut self, _rec: &LogRecord) {
+    pub fn unroutable(&mut self) {
         self.served.unroutable += 1;
     }
 
