@@ -397,6 +397,10 @@ fn run_until_signal(
         if let Some(a) = admin {
             a.shutdown().await;
         }
+        if let Some(disk) = shared.store.disk().cloned() {
+            // What is queued for the disk is part of the cache a restart finds.
+            tokio::task::spawn_blocking(move || disk.close()).await?;
+        }
         eprintln!("stopped");
         Ok(())
     })

@@ -8,6 +8,7 @@ mod compress;
 mod concurrency;
 mod conformance;
 mod core;
+mod disk;
 mod edges;
 mod esi;
 mod examples;

@@ -110,6 +110,7 @@ pub(super) async fn handle(ctx: &Ctx, peer: SocketAddr, req: Request<Incoming>) 
             let m = metrics();
             m.cache_entries.set(store.entry_count() as i64);
             m.cache_bytes.set(store.weighted_size() as i64);
+            store.gauge_tiers(&m.storage);
             reply(
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -4,6 +4,7 @@ pub mod coalesce;
 pub mod conditional;
 mod decision;
 pub mod directives;
+pub mod disk;
 pub mod freshness;
 pub mod index;
 pub mod key;
@@ -11,6 +12,7 @@ pub mod key;
 mod props;
 pub mod status;
 pub mod store;
+pub mod tiers;
 pub mod vary;
 
 pub use decision::Decision;

@@ -313,6 +313,8 @@ pub struct Store {
     uncacheable: Cache<StoreKey, ()>,
     generations: Arc<AtomicU64>,
     clock: Clock,
+    /// The disk tier, when `[cache] disk` is set.
+    pub(super) disk: Option<Arc<super::disk::Disk>>,
 }
 
 impl Store {
@@ -341,7 +343,14 @@ impl Store {
             })
             .expire_after(UsefulLife(clock.clone()))
             .eviction_listener(
-                move |k: Arc<StoreKey>, v: Arc<Variants>, _cause: RemovalCause| {
+                move |k: Arc<StoreKey>, v: Arc<Variants>, cause: RemovalCause| {
+                    if cause == RemovalCause::Size {
+                        crate::observe::metrics()
+                            .storage
+                            .evictions
+                            .get_or_create(&crate::observe::storage::MEMORY)
+                            .inc_by(v.list.len() as u64);
+                    }
                     for e in &v.list {
                         listener_uris.remove(&e.uri, &k, v.generation);
                         for t in &e.tags {
@@ -362,7 +371,19 @@ impl Store {
             uncacheable,
             generations: Arc::new(AtomicU64::new(0)),
             clock,
+            disk: None,
         }
+    }
+
+    /// This store with `disk` as its second tier: written through, read on memory misses.
+    pub fn with_disk(mut self, disk: Arc<super::disk::Disk>) -> Store {
+        self.disk = Some(disk);
+        self
+    }
+
+    /// The disk tier, if there is one.
+    pub fn disk(&self) -> Option<&Arc<super::disk::Disk>> {
+        self.disk.as_ref()
     }
 
     /// The store's clock.
@@ -389,8 +410,16 @@ impl Store {
     }
 
     /// Stores `entry` under `key`, replacing the variant with the same secondary key, and
-    /// forgets that the key was not cacheable.
+    /// forgets that the key was not cacheable; queues it for the disk tier too.
     pub fn insert(&self, key: &StoreKey, entry: Arc<Entry>) {
+        if let Some(disk) = &self.disk {
+            disk.store(key, &entry);
+        }
+        self.insert_memory(key, entry);
+    }
+
+    /// [`Store::insert`] in memory only (what was read back from disk).
+    pub(super) fn insert_memory(&self, key: &StoreKey, entry: Arc<Entry>) {
         let now = self.clock.now();
         let mut list: Vec<Arc<Entry>> = vec![entry.clone()];
         if let Some(old) = self.objects.get(key) {
@@ -427,8 +456,13 @@ impl Store {
         self.uncacheable.invalidate(key);
     }
 
-    /// Removes every variant under `key`; returns how many there were.
+    /// Removes every variant under `key`, in every tier; returns how many there were.
     pub fn remove(&self, key: &StoreKey) -> usize {
+        let on_disk = self.disk.as_ref().map_or(0, |d| d.remove_key(key));
+        self.remove_memory(key).max(on_disk)
+    }
+
+    fn remove_memory(&self, key: &StoreKey) -> usize {
         self.uncacheable.invalidate(key);
         self.objects.remove(key).map_or(0, |v| v.list.len())
     }
@@ -436,13 +470,23 @@ impl Store {
     /// Removes every object stored for requests to `uri` (site + default key), whatever
     /// keys and variants the site's script gave them; returns how many objects went.
     pub fn remove_uri(&self, uri: &str) -> usize {
-        self.uris.get(uri).iter().map(|k| self.remove(k)).sum()
+        self.purge(&Purge::Uri(uri.to_owned()), false)
     }
 
     /// Purges what `target` names: removes it (hard), or marks it stale so that
     /// stale-while-revalidate and stale-if-error may still serve it while it is refreshed
     /// (soft). Returns how many stored responses (variants) it reached.
+    ///
+    /// Disk first: a variant read back from disk is promoted into memory only while still
+    /// indexed there (`Disk::confirm`), so once disk has forgotten it, the memory pass below
+    /// reaches any copy promoted before. Disk holds what memory holds and more: the count
+    /// is the larger of the two tiers'.
     pub fn purge(&self, target: &Purge, soft: bool) -> usize {
+        let on_disk = self.disk.as_ref().map_or(0, |d| d.purge(target, soft));
+        self.purge_memory(target, soft).max(on_disk)
+    }
+
+    fn purge_memory(&self, target: &Purge, soft: bool) -> usize {
         let now = self.clock.now();
         let keys: Vec<StoreKey> = match target {
             Purge::Uri(uri) => self.uris.get(uri),
@@ -476,7 +520,7 @@ impl Store {
                             .count()
                     })
                 } else {
-                    self.remove(k)
+                    self.remove_memory(k)
                 }
             })
             .sum()
@@ -503,6 +547,12 @@ impl Store {
     pub fn entry_count(&self) -> u64 {
         self.objects.run_pending_tasks();
         self.objects.entry_count()
+    }
+
+    /// Stored responses (variants) in memory now.
+    pub fn variant_count(&self) -> u64 {
+        self.objects.run_pending_tasks();
+        self.objects.iter().map(|(_, v)| v.list.len() as u64).sum()
     }
 
     /// Drops every object past use by the store's clock; returns how many. moka's own

@@ -1,6 +1,7 @@
 //! `tessera.toml` → typed, validated [`Config`]; every error names file, line and key.
 
 mod admin;
+mod disk;
 mod listener;
 mod raw;
 mod script_config;
@@ -123,6 +124,8 @@ pub struct CacheConfig {
     pub max_bytes: u64,
     /// Objects larger than this are streamed through and not stored.
     pub max_object_bytes: u64,
+    /// The disk tier, if any (memory only by default).
+    pub disk: Option<crate::cache::disk::DiskConfig>,
 }
 
 /// How the listener treats connections.
@@ -375,6 +378,7 @@ impl Config {
             cache: CacheConfig {
                 max_bytes: DEFAULT_CACHE_BYTES,
                 max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+                disk: None,
             },
             server: ServerConfig::default(),
             scripts: ScriptsConfig::default(),
@@ -437,6 +441,7 @@ impl Config {
             None => CacheConfig {
                 max_bytes: DEFAULT_CACHE_BYTES,
                 max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
+                disk: None,
             },
             Some(c) => CacheConfig {
                 max_bytes: e.size(&c.max_size, "key `cache.max_size`", DEFAULT_CACHE_BYTES)?,
@@ -445,6 +450,11 @@ impl Config {
                     "key `cache.max_object_size`",
                     DEFAULT_MAX_OBJECT_BYTES,
                 )?,
+                disk: c
+                    .disk
+                    .as_ref()
+                    .map(|d| disk::disk(d, base, &e))
+                    .transpose()?,
             },
         };
         let server = server(raw.server.as_ref(), base, &e)?;

@@ -80,6 +80,14 @@ pub(super) struct RawEvent {
 pub(super) struct RawCache {
     pub max_size: Option<Spanned<Size>>,
     pub max_object_size: Option<Spanned<Size>>,
+    pub disk: Option<Spanned<RawDisk>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDisk {
+    pub path: Spanned<PathBuf>,
+    pub size: Option<Spanned<Size>>,
 }
 
 #[derive(Deserialize)]

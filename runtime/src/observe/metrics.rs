@@ -115,6 +115,8 @@ pub struct Metrics {
     pub admin_denied: Counter,
     /// Fleet purge stream events (see `fleet.rs`).
     pub fleet: Family<FleetEvent, Counter>,
+    /// Storage tiers (memory, disk).
+    pub storage: super::storage::Storage,
 }
 
 impl Metrics {
@@ -137,6 +139,7 @@ impl Metrics {
             reloads: Family::default(),
             admin_denied: Counter::default(),
             fleet: Family::default(),
+            storage: Default::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -220,6 +223,7 @@ impl Metrics {
             "Admin requests refused for a missing or wrong token",
             m.admin_denied.clone(),
         );
+        m.storage.register(r);
         Metrics { registry, ..m }
     }
 

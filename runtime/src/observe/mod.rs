@@ -3,6 +3,7 @@
 mod board;
 mod budget;
 mod metrics;
+pub mod storage;
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

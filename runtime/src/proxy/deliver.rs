@@ -127,6 +127,29 @@ pub fn from_entry(
     }
 }
 
+/// A hit whose body is still on disk (large, plain 200, no `Range` asked): the head
+/// answered as [`from_entry`] does, the body streamed from its file.
+pub fn from_disk(
+    req: &ClientRequest,
+    head: &Arc<Entry>,
+    body: crate::cache::disk::DiskBody,
+    outcome: Outcome,
+    now: SystemTime,
+) -> Answer {
+    let mut a = from_entry(req, head, outcome, now);
+    // Compression at delivery would need the body whole: it goes out as stored.
+    a.encodable = None;
+    if a.response.status() == StatusCode::OK {
+        a.response
+            .headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        if req.method == Method::GET {
+            *a.response.body_mut() = body.into_body();
+        }
+    }
+    a
+}
+
 /// A complete response for this client only (nothing stored).
 pub fn whole(status: StatusCode, mut headers: HeaderMap, body: Bytes, outcome: Outcome) -> Answer {
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));

@@ -14,6 +14,7 @@ use super::recv::{self, ConnInfo, Route};
 use super::site::SiteRuntime;
 use super::{fetch, pass, upgrade, Generation, Shared};
 use crate::cache::coalesce::Role;
+use crate::cache::tiers::Tiered;
 use crate::cache::vary::variant_id;
 use crate::cache::{key, Entry, Fwd, Lookup, StoreKey};
 use crate::guest::Chain;
@@ -232,13 +233,39 @@ impl Exchange {
         let refresh_ahead = self.site.cfg.caching.refresh_ahead;
         let mut flight = key.as_str().to_owned();
         for _ in 0..LOOKUPS {
-            let found = self.shared.store.lookup(&key, &self.req.headers);
+            let store = &self.shared.store;
+            let streamable = matches!(self.req.method, Method::GET | Method::HEAD)
+                && !self.req.headers.contains_key(http::header::RANGE);
+            let mut tiered = store
+                .lookup_tiered(&key, &self.req.headers, streamable)
+                .await;
+            let now = self.shared.clock.now();
+            if tiered.body.is_some()
+                && !matches!(
+                    lookup::decide(&tiered.lookup, &directives, now, refresh_ahead),
+                    Action::Hit { refresh: false, .. }
+                )
+            {
+                // A body left on disk serves a plain hit only: anything else (a stale copy
+                // to revalidate, a refresh) needs it whole.
+                tiered = store.lookup_tiered(&key, &self.req.headers, false).await;
+            }
+            let Tiered {
+                lookup: found,
+                tier,
+                body,
+            } = tiered;
             if let Lookup::VaryMiss(names) = &found {
                 flight = format!("{}{}", key.as_str(), variant_id(names, &self.req.headers));
             }
             let now = self.shared.clock.now();
             let (fwd, stale) = match lookup::decide(&found, &directives, now, refresh_ahead) {
                 Action::Hit { entry, refresh } => {
+                    if let Some(body) = body {
+                        count_hit(&tier, body.len());
+                        return deliver::from_disk(&self.req, &entry, body, Outcome::Hit, now);
+                    }
+                    count_hit(&tier, entry.body.len() as u64);
                     if refresh {
                         self.refresh_in_background(&key, &flight, entry.clone());
                     }
@@ -249,6 +276,7 @@ impl Exchange {
                     reason,
                     refresh,
                 } => {
+                    count_hit(&tier, entry.body.len() as u64);
                     if refresh {
                         self.refresh_in_background(&key, &flight, entry.clone());
                     }
@@ -349,4 +377,11 @@ impl Exchange {
             pending.finish(leader);
         });
     }
+}
+
+/// A hit, by the tier that held it.
+fn count_hit(tier: &crate::observe::storage::Tier, body_bytes: u64) {
+    let m = &crate::observe::metrics().storage;
+    m.hits.get_or_create(tier).inc();
+    m.hit_bytes.get_or_create(tier).inc_by(body_bytes);
 }

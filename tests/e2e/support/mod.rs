@@ -295,6 +295,8 @@ pub struct Launch {
     dir: Option<tempfile::TempDir>,
     config: Option<PathBuf>,
     capture_logs: bool,
+    /// A program the binary is run through (its path is that program's last argument).
+    wrap: Vec<String>,
 }
 
 impl Launch {
@@ -317,6 +319,7 @@ impl Launch {
             dir: None,
             config: None,
             capture_logs: false,
+            wrap: Vec::new(),
         }
     }
 
@@ -349,6 +352,7 @@ impl Launch {
             dir: Some(dir),
             config: Some(path),
             capture_logs: false,
+            wrap: Vec::new(),
         }
     }
 
@@ -369,6 +373,12 @@ impl Launch {
         self
     }
 
+    /// Runs the binary through `program args… <tessera> <serve args…>` (e.g. `unshare`).
+    pub fn through(mut self, program: &[&str]) -> Launch {
+        self.wrap = program.iter().map(|s| s.to_string()).collect();
+        self
+    }
+
     /// Keeps stderr (info-level logs) for [`Proxy::logs`].
     pub fn capture_logs(mut self) -> Launch {
         self.capture_logs = true;
@@ -383,8 +393,17 @@ impl Launch {
             dir,
             config,
             capture_logs,
+            wrap,
         } = self;
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
+        let bin = env!("CARGO_BIN_EXE_tessera");
+        let mut cmd = match wrap.split_first() {
+            None => tokio::process::Command::new(bin),
+            Some((program, rest)) => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(rest).arg(bin);
+                c
+            }
+        };
         cmd.args(&args)
             // Quiet by default: hostile tests make proxies log on purpose.
             .env(

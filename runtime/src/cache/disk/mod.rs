@@ -1,0 +1,408 @@
+//! The disk tier: every stored response also kept in a file of its own (nginx's layout),
+//! found again after a restart, read back and checked when memory no longer holds it.
+//!
+//! Memory stays the hot tier (moka, TinyLFU admission); disk is written through, in the
+//! background and in order (a purge never overtakes the write it must undo), and is the
+//! larger, slower tier that survives restarts. A file is written whole under a temporary
+//! name and renamed into place, so a crash leaves the old file or the new one; checksums
+//! catch what the disk itself damages.
+
+mod body;
+mod format;
+mod index;
+mod load;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use sha2::{Digest, Sha256};
+
+pub use body::DiskBody;
+pub use format::Damage;
+pub use index::Find;
+use index::{Index, Meta, Name};
+pub use load::{Loaded, Recovered};
+use writer::Op;
+
+use super::store::{Entry, Purge, StoreKey};
+use super::vary::VaryKey;
+use crate::clock::Clock;
+use crate::observe::metrics;
+
+/// Bytes of writes waiting for the disk at most; beyond, writes are dropped (a cache may
+/// forget), never queued without bound.
+const MAX_PENDING: u64 = 64 << 20;
+/// How long the tier stays out of use after an I/O error.
+const DOWN_FOR: Duration = Duration::from_secs(30);
+
+/// Where the disk tier lives and how much it may hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiskConfig {
+    /// Its directory (created private to the user if absent).
+    pub path: PathBuf,
+    /// Upper bound on file bytes.
+    pub max_bytes: u64,
+}
+
+struct Inner {
+    root: PathBuf,
+    capacity: u64,
+    index: Mutex<Index>,
+    pending: AtomicU64,
+    /// Unix ms (real time) until which the tier is out of use after an error.
+    down_until: AtomicU64,
+    clock: Clock,
+}
+
+/// The disk tier of a store.
+pub struct Disk {
+    inner: Arc<Inner>,
+    ops: Mutex<Option<Sender<Op>>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Disk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Disk")
+            .field("root", &self.inner.root)
+            .finish()
+    }
+}
+
+/// A variant's file name.
+fn name_of(key: &str, vary: &VaryKey) -> Name {
+    let mut h = Sha256::new();
+    h.update(key.as_bytes());
+    h.update([0]);
+    if let VaryKey::Fields(f) = vary {
+        for (n, v) in f {
+            h.update(n.as_str().as_bytes());
+            match v {
+                Some(v) => {
+                    h.update(b"=");
+                    h.update(v.as_bytes());
+                }
+                None => h.update([1]),
+            }
+            h.update(b"\n");
+        }
+    }
+    h.finalize().into()
+}
+
+fn path_of(root: &Path, name: &Name) -> PathBuf {
+    let hex = hex::encode(name);
+    root.join("objects").join(&hex[..2]).join(hex)
+}
+
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl Inner {
+    fn is_up(&self) -> bool {
+        self.down_until.load(Ordering::Relaxed) <= unix_ms_now()
+    }
+
+    /// An I/O error: counted, logged, and the tier is left alone for a while (memory keeps
+    /// serving; requests never wait on a failing disk).
+    fn degrade(&self, op: &'static str, e: &std::io::Error) {
+        let m = &metrics().storage;
+        m.disk_errors
+            .get_or_create(&crate::observe::storage::DiskOp { op })
+            .inc();
+        let was_up = self.is_up();
+        self.down_until.store(
+            unix_ms_now() + DOWN_FOR.as_millis() as u64,
+            Ordering::Relaxed,
+        );
+        if was_up {
+            tracing::error!(
+                path = %self.root.display(),
+                "disk cache: {op} failed ({e}); serving from memory only for {} s",
+                DOWN_FOR.as_secs()
+            );
+        }
+    }
+
+    /// A file that failed its checks: removed from the index and the disk, counted.
+    fn drop_damaged(&self, key: &StoreKey, name: &Name, serial: u64, why: &dyn std::fmt::Display) {
+        metrics().storage.disk_damaged.inc();
+        tracing::warn!(key = key.key(), "disk cache: {why}; entry dropped");
+        self.index
+            .lock()
+            .expect("disk index")
+            .remove_serial(key, name, serial);
+        let _ = std::fs::remove_file(path_of(&self.root, name));
+    }
+}
+
+impl Disk {
+    /// Opens (or creates) the tier at `cfg.path` and finds what an earlier run left there.
+    pub fn open(cfg: &DiskConfig, clock: Clock) -> anyhow::Result<(Arc<Disk>, Recovered)> {
+        let root = cfg.path.clone();
+        load::prepare(&root)?;
+        let (entries, recovered) = load::scan(&root, clock.now());
+        let mut index = Index::default();
+        for (key, meta) in entries {
+            let serial = index.next_serial();
+            index.insert(&key, Meta { serial, ..meta });
+        }
+        let inner = Arc::new(Inner {
+            root,
+            capacity: cfg.max_bytes,
+            index: Mutex::new(index),
+            pending: AtomicU64::new(0),
+            down_until: AtomicU64::new(0),
+            clock,
+        });
+        let (tx, rx): (Sender<Op>, Receiver<Op>) = std::sync::mpsc::channel();
+        let w = inner.clone();
+        let writer = std::thread::Builder::new()
+            .name("tessera-disk".into())
+            .spawn(move || writer::run(&w, rx))?;
+        let disk = Disk {
+            inner,
+            ops: Mutex::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+        };
+        // Over the bound (the size was lowered): make room before serving.
+        disk.send(Op::Maintain);
+        Ok((Arc::new(disk), recovered))
+    }
+
+    fn send(&self, op: Op) {
+        if let Some(tx) = self.ops.lock().expect("disk ops").as_ref() {
+            let _ = tx.send(op);
+        }
+    }
+
+    /// Whether the tier is in use (not degraded after an error).
+    pub fn is_up(&self) -> bool {
+        self.inner.is_up()
+    }
+
+    /// Variants and file bytes held.
+    pub fn usage(&self) -> (u64, u64) {
+        let i = self.inner.index.lock().expect("disk index");
+        (i.objects, i.bytes)
+    }
+
+    /// Counts `bytes` as queued if they fit under [`MAX_PENDING`].
+    fn reserve(&self, bytes: u64) -> bool {
+        let before = self.inner.pending.fetch_add(bytes, Ordering::AcqRel);
+        if before + bytes > MAX_PENDING {
+            self.inner.pending.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Queues `entry` to be written under `key`. Never waits: when the queue is full or the
+    /// tier is degraded the write is dropped (and any older copy of the variant removed).
+    pub fn store(&self, key: &StoreKey, entry: &Entry) {
+        let Some(head) = format::Head::of(key.as_str(), entry) else {
+            return;
+        };
+        let name = name_of(key.as_str(), &entry.vary);
+        let head_bytes = format::encode_head(&head);
+        let bytes = (format::PREFIX + head_bytes.len() + entry.body.len()) as u64;
+        // No one object takes more than an eighth of the tier.
+        let room = bytes <= self.inner.capacity / 8 && self.is_up() && self.reserve(bytes);
+        let mut index = self.inner.index.lock().expect("disk index");
+        if !room {
+            metrics().storage.disk_writes_dropped.inc();
+            // An older copy must not outlive the newer response memory now holds.
+            if index.remove_name(key, &name).is_some() {
+                drop(index);
+                self.send(Op::Remove(vec![name]));
+            }
+            return;
+        }
+        let serial = index.next_serial();
+        index.insert(
+            key,
+            Meta {
+                name,
+                serial,
+                vary: entry.vary.clone(),
+                uri: entry.uri.clone(),
+                tags: entry.tags.iter().map(|t| t.as_str().into()).collect(),
+                response_time: entry.response_time,
+                initial_age: entry.initial_age,
+                until: head.useful_until(),
+                purged_at_age: entry.purged_at_age.load(Ordering::Relaxed),
+                bytes,
+                body_len: entry.body.len() as u64,
+                used: 0,
+            },
+        );
+        drop(index);
+        self.send(Op::Write {
+            key: key.clone(),
+            name,
+            serial,
+            head: head_bytes,
+            body: entry.body.clone(),
+        });
+    }
+
+    /// The variant of `key` on disk that serves `req`, if any.
+    pub fn find(&self, key: &StoreKey, req: &HeaderMap) -> Find {
+        if !self.is_up() {
+            return Find::Miss;
+        }
+        let now = self.inner.clock.now();
+        self.inner
+            .index
+            .lock()
+            .expect("disk index")
+            .find(key, req, now)
+    }
+
+    /// Reads `found` back (blocking: call it off the runtime's threads): whole, or, for a
+    /// plain 200 whose body is at least `stream_from` bytes, its head and a [`DiskBody`]
+    /// that reads the rest as it is sent. `None` when the file is gone (a write still
+    /// queued) or failed its checks (then it is dropped).
+    pub fn read(
+        &self,
+        key: &StoreKey,
+        found: &Meta,
+        stream_from: u64,
+    ) -> Option<(Entry, Option<DiskBody>)> {
+        let loaded = match load::read(&self.inner.root, &found.name, key, stream_from) {
+            Ok(loaded) => loaded?,
+            Err(load::ReadError::Damaged(why)) => {
+                self.inner
+                    .drop_damaged(key, &found.name, found.serial, &why);
+                return None;
+            }
+            Err(load::ReadError::Io(e)) => {
+                self.inner.degrade("read", &e);
+                return None;
+            }
+        };
+        let (mut entry, body) = match loaded {
+            Loaded::Whole(entry) => (entry, None),
+            Loaded::Head(entry, file, fixed) => {
+                let (inner, key, name, serial) =
+                    (self.inner.clone(), key.clone(), found.name, found.serial);
+                let on_damage = Box::new(move || {
+                    inner.drop_damaged(&key, &name, serial, &"the body's checksum")
+                });
+                let body = DiskBody::new(file, fixed.body_len, fixed.body_crc, on_damage);
+                (entry, Some(body))
+            }
+        };
+        let recorded = entry.purged_at_age.get_mut();
+        *recorded = (*recorded).min(found.purged_at_age);
+        Some((entry, body))
+    }
+
+    /// Runs `promote` if the variant read is still the one indexed (no purge or newer write
+    /// came meanwhile), under the index's lock so that no purge can pass between the check
+    /// and what `promote` does; gives it the soft purge recorded since.
+    pub fn confirm(&self, key: &StoreKey, found: &Meta, promote: impl FnOnce(u64)) -> bool {
+        let index = self.inner.index.lock().expect("disk index");
+        match index.get(key, &found.name) {
+            Some(m) if m.serial == found.serial => {
+                promote(m.purged_at_age);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Removes every variant of `key`.
+    pub fn remove_key(&self, key: &StoreKey) -> usize {
+        let gone = self.inner.index.lock().expect("disk index").remove_key(key);
+        let n = gone.len();
+        if n > 0 {
+            self.send(Op::Remove(gone.into_iter().map(|m| m.name).collect()));
+        }
+        n
+    }
+
+    /// Purges what `target` names on disk (hard: files removed; soft: marked stale from
+    /// now, in the index at once and in the files in order). Returns the variants reached.
+    pub fn purge(&self, target: &Purge, soft: bool) -> usize {
+        let now = self.inner.clock.now();
+        let mut index = self.inner.index.lock().expect("disk index");
+        let keys = index.keys_for(target);
+        if !soft {
+            let gone: Vec<Name> = keys
+                .iter()
+                .flat_map(|k| index.remove_key(k))
+                .map(|m| m.name)
+                .collect();
+            let n = gone.len();
+            drop(index);
+            if n > 0 {
+                self.send(Op::Remove(gone));
+            }
+            return n;
+        }
+        let mut marks = Vec::new();
+        for k in &keys {
+            for m in index.variants_mut(k) {
+                if let Purge::Tag { tag, .. } = target {
+                    if !m.tags.iter().any(|t| **t == **tag) {
+                        continue;
+                    }
+                }
+                let age = crate::cache::freshness::current_age(m.initial_age, m.response_time, now);
+                let age = age.as_millis().min(u128::from(u64::MAX - 1)) as u64;
+                m.purged_at_age = m.purged_at_age.min(age);
+                marks.push((m.name, m.purged_at_age));
+            }
+        }
+        let n = marks.len();
+        drop(index);
+        if n > 0 {
+            self.send(Op::SoftPurge(marks));
+        }
+        n
+    }
+
+    /// Waits until every queued operation has reached the disk.
+    pub fn flush(&self) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.send(Op::Flush(tx));
+        let _ = rx.recv();
+    }
+
+    /// Finishes queued writes and stops the writer (a clean stop).
+    pub fn close(&self) {
+        drop(self.ops.lock().expect("disk ops").take());
+        if let Some(w) = self.writer.lock().expect("disk writer").take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Disk {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// The ESI template of an entry read back, when its head says it is one.
+pub fn reparse_esi(entry: &mut Entry, esi: bool) -> Result<(), Damage> {
+    if !esi {
+        return Ok(());
+    }
+    let body: Bytes = std::mem::take(&mut entry.body);
+    let (body, template) = crate::html::esi::prepare(body, &mut entry.headers, u64::MAX)
+        .map_err(|_| Damage("an ESI body"))?;
+    entry.body = body;
+    entry.esi = Some(Arc::new(template));
+    Ok(())
+}
