@@ -500,3 +500,70 @@ async fn large_bodies_stream_from_disk_and_a_damaged_one_is_cut_not_served() {
     .await;
     assert_eq!(metric(&m, "tessera_cache_disk_damaged_total"), Some(1.0));
 }
+
+#[tokio::test]
+async fn one_hit_wonders_do_not_flush_the_hot_set_from_memory() {
+    let origin = Origin::start(pages).await;
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    let p = start(&origin, &config(&disk, "64KiB", "16MiB")).await;
+    let admin = p.admin.unwrap();
+    let hot: Vec<String> = (0..4).map(|i| format!("/big/8?hot{i}")).collect();
+    for _ in 0..30 {
+        for path in &hot {
+            p.get(path, &[]).await;
+        }
+    }
+    // A crawler's scan: 200 objects, each asked once, three times what memory holds.
+    for i in 0..200 {
+        assert!(!p.get(&format!("/big/8?scan{i}"), &[]).await.hit());
+    }
+    let memory_hits = |m: &str| metric(m, "tessera_cache_tier_hits_total{tier=\"memory\"}");
+    let before = memory_hits(&scrape_until(admin, &[]).await).unwrap();
+    for path in &hot {
+        assert!(p.get(path, &[]).await.hit());
+    }
+    let after = memory_hits(&scrape_until(admin, &[]).await).unwrap();
+    assert_eq!(
+        after - before,
+        4.0,
+        "the hot objects are still in memory (TinyLFU admission turned the scan away)"
+    );
+    assert_eq!(origin.count(), 204);
+}
+
+#[tokio::test]
+async fn two_processes_never_share_one_disk_directory() {
+    let origin = Origin::start(pages).await;
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    let toml = config(&disk, "1MiB", "16MiB");
+    let first = start(&origin, &toml).await;
+    let second = Launch::config(&origin, &toml);
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--config", second.config_path().to_str().unwrap()])
+        .args(["--listen", "127.0.0.1:0"])
+        .env("XDG_CACHE_HOME", crate::support::compiled_dir())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .expect("the second process gives up instead of serving")
+        .unwrap();
+    assert!(!status.success());
+    let mut err = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut err)
+        .await
+        .unwrap();
+    assert!(
+        err.contains("key `cache.disk.path`") && err.contains("in use by another tessera process"),
+        "{err}"
+    );
+    assert!(
+        first.get("/a", &[]).await.status == 200,
+        "the first one is unharmed"
+    );
+}

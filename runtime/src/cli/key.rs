@@ -76,6 +76,9 @@ pub fn run(args: KeyArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // Offline: the disk tier (which a running server holds) is neither read nor locked.
+    let mut config = config;
+    config.cache.disk = None;
     let report = rt.block_on(async {
         let shared = tessera::proxy::build(config, Clock::system()).await?;
         anyhow::Ok(tessera::proxy::explain(shared, req, SocketAddr::new(args.client_ip, 0)).await)

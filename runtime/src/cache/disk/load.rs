@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::{ErrorKind, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
@@ -41,12 +42,22 @@ pub enum ReadError {
     Io(#[from] std::io::Error),
 }
 
-/// Creates the tier's directories (private to the user) and clears half-written files.
-pub fn prepare(root: &Path) -> std::io::Result<()> {
+/// Creates the tier's directories (private to the user), takes the directory's lock (held
+/// as long as the returned file is open: one process per directory) and clears
+/// half-written files.
+pub fn prepare(root: &Path) -> std::io::Result<File> {
     let mut dirs = std::fs::DirBuilder::new();
     dirs.recursive(true).mode(0o700);
     dirs.create(root)?;
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
+    let lock = File::create(root.join("lock"))?;
+    // SAFETY: flock on a descriptor we own; no memory is shared with the call.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        return Err(std::io::Error::new(
+            ErrorKind::WouldBlock,
+            format!("{} is in use by another tessera process", root.display()),
+        ));
+    }
     let tmp = root.join("tmp");
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
@@ -55,7 +66,7 @@ pub fn prepare(root: &Path) -> std::io::Result<()> {
     for i in 0..=255u8 {
         dirs.create(root.join("objects").join(hex::encode([i])))?;
     }
-    Ok(())
+    Ok(lock)
 }
 
 /// Every usable entry under `root`: damaged and dead files are removed on the way.

@@ -65,6 +65,8 @@ pub struct Disk {
     inner: Arc<Inner>,
     ops: Mutex<Option<Sender<Op>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Holds the directory's lock while open.
+    _lock: std::fs::File,
 }
 
 impl std::fmt::Debug for Disk {
@@ -149,7 +151,7 @@ impl Disk {
     /// Opens (or creates) the tier at `cfg.path` and finds what an earlier run left there.
     pub fn open(cfg: &DiskConfig, clock: Clock) -> anyhow::Result<(Arc<Disk>, Recovered)> {
         let root = cfg.path.clone();
-        load::prepare(&root)?;
+        let lock = load::prepare(&root)?;
         let (entries, recovered) = load::scan(&root, clock.now());
         let mut index = Index::default();
         for (key, meta) in entries {
@@ -173,6 +175,7 @@ impl Disk {
             inner,
             ops: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            _lock: lock,
         };
         // Over the bound (the size was lowered): make room before serving.
         disk.send(Op::Maintain);
