@@ -107,7 +107,7 @@ async fn zipf_run(
     // part of the time measured).
     let pace = |misses: &mut u64| {
         *misses += 1;
-        if *misses % 64 == 0 {
+        if (*misses).is_multiple_of(64) {
             if let Some(d) = store.disk() {
                 d.flush();
             }
