@@ -105,8 +105,12 @@ async fn stop(mut p: Proxy) {
     assert!(p.exit_status().await, "a clean stop exits 0");
 }
 
+/// Starts a proxy and waits until its start-up scan of the disk is done (entries found
+/// later than a request would make that request a miss).
 async fn start(origin: &Origin, toml: &str) -> Proxy {
-    Launch::config(origin, toml).start().await
+    let p = Launch::config(origin, toml).start().await;
+    scrape_until(p.admin.unwrap(), &[("tessera_cache_disk_loading", 0.0)]).await;
+    p
 }
 
 #[tokio::test]

@@ -88,6 +88,7 @@ impl Store {
             m.objects.get_or_create(&DISK).set(objects as i64);
             m.bytes.get_or_create(&DISK).set(bytes as i64);
             m.disk_up.set(i64::from(d.is_up()));
+            m.disk_loading.set(i64::from(d.is_loading()));
         }
     }
 }

@@ -47,6 +47,8 @@ pub struct Storage {
     pub disk_writes_dropped: Counter,
     /// 1 while the disk tier is in use, 0 while degraded to memory only.
     pub disk_up: Gauge,
+    /// 1 while the start-up scan of the disk tier runs.
+    pub disk_loading: Gauge,
 }
 
 impl Storage {
@@ -92,6 +94,11 @@ impl Storage {
             "cache_disk_up",
             "1 while the disk tier is in use, 0 while degraded to memory only",
             self.disk_up.clone(),
+        );
+        r.register(
+            "cache_disk_loading",
+            "1 while the start-up scan of the disk tier runs (entries serve as they are found)",
+            self.disk_loading.clone(),
         );
     }
 }

@@ -237,21 +237,8 @@ pub fn compiled_cache(config: &Config) -> anyhow::Result<Option<CompiledCache>> 
 pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Arc<Shared>> {
     let mut store = Store::new(config.cache.max_bytes, clock.clone());
     if let Some(disk) = &config.cache.disk {
-        let (cfg, c) = (disk.clone(), clock.clone());
-        let (disk, found) =
-            tokio::task::spawn_blocking(move || crate::cache::disk::Disk::open(&cfg, c))
-                .await?
-                .map_err(|e| anyhow::anyhow!("key `cache.disk.path`: {e:#}"))?;
-        tracing::info!(
-            objects = found.objects,
-            bytes = found.bytes,
-            damaged = found.damaged,
-            expired = found.expired,
-            ms = found.took.as_millis() as u64,
-            "disk cache: {} entries found again in {:.2} s",
-            found.objects,
-            found.took.as_secs_f64()
-        );
+        let disk = crate::cache::disk::Disk::open(disk, clock.clone())
+            .map_err(|e| anyhow::anyhow!("key `cache.disk.path`: {e:#}"))?;
         store = store.with_disk(disk);
     }
     build_with(config, clock, store).await

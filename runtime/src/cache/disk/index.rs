@@ -25,7 +25,7 @@ pub struct Meta {
     /// Normalised URI of the request that stored it.
     pub uri: Arc<str>,
     /// Surrogate keys.
-    pub tags: Box<[Box<str>]>,
+    pub tags: Box<[Arc<str>]>,
     /// For soft purges: the age is computed from these.
     pub response_time: SystemTime,
     /// Corrected initial age.
@@ -42,40 +42,70 @@ pub struct Meta {
     pub used: u64,
 }
 
-/// URI or tag → keys, counting variants (a name goes when its last variant does).
+/// URI or tag → keys, counting variants (a name goes when its last variant does). The
+/// name's text is shared with the variants' own (`Arc`), and a name of one key, the common
+/// case, keeps it inline: a map per name would cost more than the entry.
 #[derive(Debug, Default)]
-pub struct Names(HashMap<Box<str>, HashMap<StoreKey, u32>>);
+pub struct Names(HashMap<Arc<str>, Holders>);
+
+#[derive(Debug)]
+enum Holders {
+    One(StoreKey, u32),
+    Many(HashMap<StoreKey, u32>),
+}
 
 impl Names {
-    fn add(&mut self, name: &str, key: &StoreKey) {
-        *self
-            .0
-            .entry(name.into())
-            .or_default()
-            .entry(key.clone())
-            .or_default() += 1;
+    fn add(&mut self, name: &Arc<str>, key: &StoreKey) {
+        match self.0.get_mut(name) {
+            None => {
+                self.0.insert(name.clone(), Holders::One(key.clone(), 1));
+            }
+            Some(Holders::One(k, n)) if k == key => *n += 1,
+            Some(h @ Holders::One(..)) => {
+                let Holders::One(k, n) = std::mem::replace(h, Holders::Many(HashMap::new())) else {
+                    unreachable!("matched One")
+                };
+                if let Holders::Many(m) = h {
+                    m.insert(k, n);
+                    m.insert(key.clone(), 1);
+                }
+            }
+            Some(Holders::Many(m)) => *m.entry(key.clone()).or_default() += 1,
+        }
     }
 
     fn remove(&mut self, name: &str, key: &StoreKey) {
-        let Some(keys) = self.0.get_mut(name) else {
-            return;
-        };
-        if let Some(n) = keys.get_mut(key) {
-            *n -= 1;
-            if *n == 0 {
-                keys.remove(key);
+        let gone = match self.0.get_mut(name) {
+            None => false,
+            Some(Holders::One(k, n)) if k == key => {
+                *n -= 1;
+                *n == 0
             }
-        }
-        if keys.is_empty() {
+            Some(Holders::One(..)) => false,
+            Some(Holders::Many(m)) => {
+                if let Some(n) = m.get_mut(key) {
+                    *n -= 1;
+                    if *n == 0 {
+                        m.remove(key);
+                    }
+                }
+                m.is_empty()
+            }
+        };
+        if gone {
             self.0.remove(name);
         }
     }
 
+    fn keys_of(h: &Holders) -> Vec<StoreKey> {
+        match h {
+            Holders::One(k, _) => vec![k.clone()],
+            Holders::Many(m) => m.keys().cloned().collect(),
+        }
+    }
+
     fn get(&self, name: &str) -> Vec<StoreKey> {
-        self.0
-            .get(name)
-            .map(|k| k.keys().cloned().collect())
-            .unwrap_or_default()
+        self.0.get(name).map(Names::keys_of).unwrap_or_default()
     }
 
     fn with_prefix(&self, prefix: &str) -> Vec<StoreKey> {
@@ -83,7 +113,7 @@ impl Names {
             .0
             .iter()
             .filter(|(n, _)| n.starts_with(prefix))
-            .flat_map(|(_, k)| k.keys().cloned())
+            .flat_map(|(_, h)| Names::keys_of(h))
             .collect();
         keys.sort_by(|a, b| a.as_str().cmp(b.as_str()));
         keys.dedup();
@@ -91,9 +121,54 @@ impl Names {
     }
 }
 
+/// A removal made while the start-up scan runs: entries it finds later are checked against
+/// it, so nothing purged comes back because it was found after the purge.
+#[derive(Debug, Clone)]
+pub enum Forget {
+    /// A purge, hard or soft, and when it was made.
+    Purge {
+        /// What it names.
+        target: Purge,
+        /// Marked stale rather than removed.
+        soft: bool,
+        /// When.
+        at: SystemTime,
+    },
+    /// Every variant of one key.
+    Key(StoreKey),
+}
+
+/// What became of an entry the scan found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Placed {
+    /// Indexed as found.
+    Indexed,
+    /// Indexed, and a soft purge made meanwhile must be written to its file (age in ms).
+    Softened(u64),
+    /// A purge made meanwhile removed it (the caller removes its file).
+    Dropped,
+    /// A newer write of the same variant is indexed already; the find is moot.
+    Superseded,
+}
+
+fn named_by(target: &Purge, key: &StoreKey, meta: &Meta) -> bool {
+    match target {
+        Purge::Uri(uri) => *meta.uri == **uri,
+        Purge::Prefix(prefix) => meta.uri.starts_with(prefix.as_str()),
+        Purge::Tag { tag, site } => {
+            meta.tags.iter().any(|t| **t == **tag)
+                && site.as_deref().is_none_or(|s| key.site() == s)
+        }
+        Purge::Site(site) => key.site() == site,
+        Purge::All => true,
+    }
+}
+
 /// The whole index; one lock (only memory misses and writes reach it).
 #[derive(Debug, Default)]
 pub struct Index {
+    /// While the start-up scan runs: the removals made so far.
+    pub loading: Option<Vec<Forget>>,
     keys: HashMap<StoreKey, Vec<Meta>>,
     uris: Names,
     tags: Names,
@@ -117,6 +192,14 @@ pub enum Find {
 }
 
 impl Index {
+    /// An empty index whose start-up scan is about to run.
+    pub fn loading() -> Index {
+        Index {
+            loading: Some(Vec::new()),
+            ..Index::default()
+        }
+    }
+
     /// A number no write has had yet.
     pub fn next_serial(&mut self) -> u64 {
         self.serial += 1;
@@ -135,6 +218,43 @@ impl Index {
         self.bytes += meta.bytes;
         self.objects += 1;
         self.keys.entry(key.clone()).or_default().push(meta);
+    }
+
+    /// Indexes an entry the start-up scan found, unless something made since says otherwise.
+    pub fn place_found(&mut self, key: &StoreKey, mut meta: Meta) -> Placed {
+        if self.get(key, &meta.name).is_some() {
+            return Placed::Superseded;
+        }
+        let mut softened = None;
+        for f in self.loading.iter().flatten() {
+            match f {
+                Forget::Key(k) if k == key => return Placed::Dropped,
+                Forget::Purge { target, soft, at } if named_by(target, key, &meta) => {
+                    if !soft {
+                        return Placed::Dropped;
+                    }
+                    let age = crate::cache::freshness::current_age(
+                        meta.initial_age,
+                        meta.response_time,
+                        *at,
+                    );
+                    let age = age.as_millis().min(u128::from(u64::MAX - 1)) as u64;
+                    meta.purged_at_age = meta.purged_at_age.min(age);
+                    softened = Some(meta.purged_at_age);
+                }
+                _ => {}
+            }
+        }
+        meta.serial = self.next_serial();
+        self.insert(key, meta);
+        softened.map_or(Placed::Indexed, Placed::Softened)
+    }
+
+    /// Notes a removal while the scan runs.
+    pub fn note(&mut self, forget: Forget) {
+        if let Some(list) = self.loading.as_mut() {
+            list.push(forget);
+        }
     }
 
     /// Removes the variant `name` of `key`; returns it.
@@ -289,7 +409,7 @@ mod tests {
             serial: 0,
             vary: VaryKey::Any,
             uri: uri.into(),
-            tags: tags.iter().map(|t| Box::from(*t)).collect(),
+            tags: tags.iter().map(|t| Arc::from(*t)).collect(),
             response_time: SystemTime::UNIX_EPOCH,
             initial_age: Duration::ZERO,
             until: SystemTime::UNIX_EPOCH + Duration::from_secs(100),
@@ -320,6 +440,49 @@ mod tests {
         i.remove_name(&b, &[2; 32]);
         assert_eq!((i.objects, i.bytes), (0, 0));
         assert!(i.uris.0.is_empty() && i.tags.0.is_empty() && i.keys.is_empty());
+    }
+
+    #[test]
+    fn what_the_scan_finds_after_a_purge_is_checked_against_it() {
+        let mut i = Index::loading();
+        let (a, b, c) = (
+            StoreKey::new("s", "a"),
+            StoreKey::new("s", "b"),
+            StoreKey::new("s", "c"),
+        );
+        i.note(Forget::Purge {
+            target: Purge::Tag {
+                tag: "t".into(),
+                site: None,
+            },
+            soft: false,
+            at: SystemTime::UNIX_EPOCH,
+        });
+        i.note(Forget::Purge {
+            target: Purge::Prefix("s/soft".into()),
+            soft: true,
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(7),
+        });
+        i.note(Forget::Key(c.clone()));
+        assert_eq!(
+            i.place_found(&a, meta(1, "s/u", &["t"], 10)),
+            Placed::Dropped
+        );
+        assert_eq!(
+            i.place_found(&b, meta(2, "s/soft/1", &[], 10)),
+            Placed::Softened(7_000)
+        );
+        assert_eq!(i.place_found(&c, meta(3, "s/x", &[], 10)), Placed::Dropped);
+        i.insert(&a, meta(4, "s/new", &[], 10));
+        assert_eq!(
+            i.place_found(&a, meta(4, "s/old", &[], 10)),
+            Placed::Superseded
+        );
+        assert_eq!(
+            i.place_found(&a, meta(5, "s/other", &[], 10)),
+            Placed::Indexed
+        );
+        assert_eq!(i.objects, 3);
     }
 
     #[test]

@@ -14,9 +14,9 @@ mod load;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 pub use body::DiskBody;
 pub use format::Damage;
 pub use index::Find;
-use index::{Index, Meta, Name};
+use index::{Forget, Index, Meta, Name, Placed};
 pub use load::{Loaded, Recovered};
 use writer::Op;
 
@@ -58,6 +58,11 @@ struct Inner {
     /// Unix ms (real time) until which the tier is out of use after an error.
     down_until: AtomicU64,
     clock: Clock,
+    /// Set by [`Disk::close`]: the start-up scan stops.
+    closing: AtomicBool,
+    /// What the start-up scan found, once it is done.
+    loaded: Mutex<Option<Recovered>>,
+    loaded_cv: Condvar,
 }
 
 /// The disk tier of a store.
@@ -65,6 +70,7 @@ pub struct Disk {
     inner: Arc<Inner>,
     ops: Mutex<Option<Sender<Op>>>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    loader: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Holds the directory's lock while open.
     _lock: std::fs::File,
 }
@@ -148,38 +154,55 @@ impl Inner {
 }
 
 impl Disk {
-    /// Opens (or creates) the tier at `cfg.path` and finds what an earlier run left there.
-    pub fn open(cfg: &DiskConfig, clock: Clock) -> anyhow::Result<(Arc<Disk>, Recovered)> {
+    /// Opens (or creates) the tier at `cfg.path` and starts finding what an earlier run
+    /// left there, in the background: entries serve as they are found (nginx's cache
+    /// loader does the same), and purges made meanwhile reach what is found after them.
+    pub fn open(cfg: &DiskConfig, clock: Clock) -> anyhow::Result<Arc<Disk>> {
         let root = cfg.path.clone();
         let lock = load::prepare(&root)?;
-        let (entries, recovered) = load::scan(&root, clock.now());
-        let mut index = Index::default();
-        for (key, meta) in entries {
-            let serial = index.next_serial();
-            index.insert(&key, Meta { serial, ..meta });
-        }
         let inner = Arc::new(Inner {
             root,
             capacity: cfg.max_bytes,
-            index: Mutex::new(index),
+            index: Mutex::new(Index::loading()),
             pending: AtomicU64::new(0),
             down_until: AtomicU64::new(0),
             clock,
+            closing: AtomicBool::new(false),
+            loaded: Mutex::new(None),
+            loaded_cv: Condvar::new(),
         });
         let (tx, rx): (Sender<Op>, Receiver<Op>) = std::sync::mpsc::channel();
         let w = inner.clone();
         let writer = std::thread::Builder::new()
             .name("tessera-disk".into())
             .spawn(move || writer::run(&w, rx))?;
-        let disk = Disk {
+        let (l, ops) = (inner.clone(), tx.clone());
+        let loader = std::thread::Builder::new()
+            .name("tessera-disk-load".into())
+            .spawn(move || load_all(&l, &ops))?;
+        Ok(Arc::new(Disk {
             inner,
             ops: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(writer)),
+            loader: Mutex::new(Some(loader)),
             _lock: lock,
-        };
-        // Over the bound (the size was lowered): make room before serving.
-        disk.send(Op::Maintain);
-        Ok((Arc::new(disk), recovered))
+        }))
+    }
+
+    /// Waits for the start-up scan and says what it found.
+    pub fn wait_loaded(&self) -> Recovered {
+        let mut done = self.inner.loaded.lock().expect("disk loaded");
+        loop {
+            if let Some(r) = done.as_ref() {
+                return r.clone();
+            }
+            done = self.inner.loaded_cv.wait(done).expect("disk loaded");
+        }
+    }
+
+    /// Whether the start-up scan is still running.
+    pub fn is_loading(&self) -> bool {
+        self.inner.loaded.lock().expect("disk loaded").is_none()
     }
 
     fn send(&self, op: Op) {
@@ -326,7 +349,11 @@ impl Disk {
 
     /// Removes every variant of `key`.
     pub fn remove_key(&self, key: &StoreKey) -> usize {
-        let gone = self.inner.index.lock().expect("disk index").remove_key(key);
+        let gone = {
+            let mut index = self.inner.index.lock().expect("disk index");
+            index.note(Forget::Key(key.clone()));
+            index.remove_key(key)
+        };
         let n = gone.len();
         if n > 0 {
             self.send(Op::Remove(gone.into_iter().map(|m| m.name).collect()));
@@ -339,6 +366,11 @@ impl Disk {
     pub fn purge(&self, target: &Purge, soft: bool) -> usize {
         let now = self.inner.clock.now();
         let mut index = self.inner.index.lock().expect("disk index");
+        index.note(Forget::Purge {
+            target: target.clone(),
+            soft,
+            at: now,
+        });
         let keys = index.keys_for(target);
         if !soft {
             let gone: Vec<Name> = keys
@@ -382,8 +414,12 @@ impl Disk {
         let _ = rx.recv();
     }
 
-    /// Finishes queued writes and stops the writer (a clean stop).
+    /// Stops the start-up scan, finishes queued writes and stops the writer (a clean stop).
     pub fn close(&self) {
+        self.inner.closing.store(true, Ordering::Relaxed);
+        if let Some(l) = self.loader.lock().expect("disk loader").take() {
+            let _ = l.join();
+        }
         drop(self.ops.lock().expect("disk ops").take());
         if let Some(w) = self.writer.lock().expect("disk writer").take() {
             let _ = w.join();
@@ -395,6 +431,46 @@ impl Drop for Disk {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The start-up scan: what it finds is indexed a directory at a time, checked against the
+/// purges made since the start.
+fn load_all(inner: &Inner, ops: &Sender<Op>) {
+    let place = |found: Vec<(StoreKey, Meta)>| {
+        let (mut dropped, mut softened) = (Vec::new(), Vec::new());
+        {
+            let mut index = inner.index.lock().expect("disk index");
+            for (key, meta) in found {
+                let name = meta.name;
+                match index.place_found(&key, meta) {
+                    Placed::Dropped => dropped.push(name),
+                    Placed::Softened(age) => softened.push((name, age)),
+                    Placed::Indexed | Placed::Superseded => {}
+                }
+            }
+        }
+        if !dropped.is_empty() {
+            let _ = ops.send(Op::Remove(dropped));
+        }
+        if !softened.is_empty() {
+            let _ = ops.send(Op::SoftPurge(softened));
+        }
+    };
+    let found = load::scan(&inner.root, inner.clock.now(), &inner.closing, &place);
+    inner.index.lock().expect("disk index").loading = None;
+    // Over the bound (the size was lowered since): make room.
+    let _ = ops.send(Op::Maintain);
+    tracing::info!(
+        objects = found.objects,
+        bytes = found.bytes,
+        damaged = found.damaged,
+        expired = found.expired,
+        "disk cache: {} entries found again in {:.2} s",
+        found.objects,
+        found.took.as_secs_f64()
+    );
+    *inner.loaded.lock().expect("disk loaded") = Some(found);
+    inner.loaded_cv.notify_all();
 }
 
 /// The ESI template of an entry read back, when its head says it is one.
