@@ -217,7 +217,13 @@ impl Index {
         }
         self.bytes += meta.bytes;
         self.objects += 1;
-        self.keys.entry(key.clone()).or_default().push(meta);
+        // Most keys have one variant: a Vec's first growth would reserve four.
+        match self.keys.get_mut(key) {
+            Some(list) => list.push(meta),
+            None => {
+                self.keys.insert(key.clone(), vec![meta]);
+            }
+        }
     }
 
     /// Indexes an entry the start-up scan found, unless something made since says otherwise.
