@@ -3,8 +3,8 @@
 # working set (312 MiB) is 5x the memory tier (62 MiB): Tessera memory-only and Tessera
 # memory + disk in one run, each on one core with one worker and wrk on the other; hit
 # ratio from the origin's own count, requests per second from wrk. Then the latency of a
-# memory hit next to a disk hit (one connection, one object; for the disk hit the memory
-# tier is too small to keep it, and the tier metrics say where hits came from).
+# memory hit next to a disk hit (one connection, 2,000 objects in turn; for the disk hit the
+# memory tier holds one object at most, and the tier metrics say where hits came from).
 #
 #   bash bench/load/disk.sh [SECONDS]
 set -euo pipefail
@@ -36,18 +36,20 @@ math.randomseed(7)
 request = function()
   local u, lo, hi = math.random(), 1, n
   while lo < hi do
-    local mid = (lo + hi) // 2
+    local mid = math.floor((lo + hi) / 2)
     if cdf[mid] < u then lo = mid + 1 else hi = mid end
   end
   return wrk.format("GET", "/z/" .. (lo - 1) .. ".html")
 end
 EOF
 config() { # port admin-port memory [disk-dir]
+  local disk=""
+  [ -n "${4:-}" ] && disk="disk = { path = \"$4\", size = \"1GiB\" }"
   cat > "$WORK/$1.toml" <<EOF
 listen = "127.0.0.1:$1"
 [cache]
 max_size = "$3"
-${4:+disk = { path = "$4", size = "1GiB" \}}
+$disk
 [admin]
 listen = "127.0.0.1:$2"
 [[site]]
@@ -65,7 +67,7 @@ for p in $MEM_PORT $HYB_PORT $TINY_PORT; do
 done
 origin_count() { curl -s "http://127.0.0.1:$ORIGIN_PORT/__count"; }
 metric() { # admin-port series
-  curl -s -H "x-admin-token: $TESSERA_ADMIN_TOKEN" "http://127.0.0.1:$1/metrics" | awk -v s="$2" '$1 == s { print $2 }'
+  curl -s -H "authorization: Bearer $TESSERA_ADMIN_TOKEN" "http://127.0.0.1:$1/metrics" | awk -v s="$2" '$1 == s { print $2 }'
 }
 zipf() { # name port
   taskset -c 1 wrk -t1 -c32 -d"$((SECS / 2))"s -s "$WORK/zipf.lua" "http://127.0.0.1:$2" >/dev/null
@@ -84,15 +86,25 @@ zipf memory-only $MEM_PORT
 zipf memory+disk $HYB_PORT
 echo "disk hits during the hybrid run: $(metric 18413 'tessera_cache_tier_hits_total{tier="disk"}'), memory hits: $(metric 18413 'tessera_cache_tier_hits_total{tier="memory"}')"
 
+cat > "$WORK/seq.lua" <<'EOF'
+local i = 0
+request = function()
+  i = (i + 1) % 2000
+  return wrk.format("GET", "/z/" .. i .. ".html")
+end
+EOF
+hits() { metric "$1" "tessera_cache_tier_hits_total{tier=\"$2\"}" | awk '{ print $1 + 0 } END { if (NR == 0) print 0 }'; }
 one() { # name port admin
-  curl -s -o /dev/null "http://127.0.0.1:$2/z/1.html"; sleep 1
-  local out
-  out=$(taskset -c 1 wrk -t1 -c1 -d5s --latency "http://127.0.0.1:$2/z/1.html")
+  for i in $(seq 0 1999); do curl -s -o /dev/null "http://127.0.0.1:$2/z/$i.html"; done
+  sleep 2
+  local out m0 d0
+  m0=$(hits "$3" memory) d0=$(hits "$3" disk)
+  out=$(taskset -c 1 wrk -t1 -c1 -d5s --latency -s "$WORK/seq.lua" "http://127.0.0.1:$2")
   printf '%-12s %8s req/s  p50 %-8s p99 %-8s' "$1" \
     "$(echo "$out" | awk '/Requests\/sec/ { print $2 }')" \
     "$(echo "$out" | awk '$1 == "50%" { print $2 }')" "$(echo "$out" | awk '$1 == "99%" { print $2 }')"
-  echo "  (tier hits: memory $(metric "$3" 'tessera_cache_tier_hits_total{tier="memory"}'), disk $(metric "$3" 'tessera_cache_tier_hits_total{tier="disk"}'))"
+  echo "  (hits meanwhile: memory $(( $(hits "$3" memory) - m0 )), disk $(( $(hits "$3" disk) - d0 )))"
 }
-echo "one 16 KiB object, one connection:"
+echo "2,000 objects of 16 KiB asked in turn over one connection:"
 one memory-hit $MEM_PORT 18412
 one disk-hit $TINY_PORT 18414
