@@ -175,6 +175,7 @@ async fn zipf() {
     let cfg = DiskConfig {
         path: dir.clone(),
         max_bytes: working_set * 2,
+        max_body: 16 << 20,
     };
     let disk = Disk::open(&cfg, Clock::system()).expect("disk tier opens");
     let hybrid = Store::new(memory, Clock::system()).with_disk(disk.clone());
@@ -246,6 +247,7 @@ fn recover(n: usize) {
     let cfg = DiskConfig {
         path: dir.clone(),
         max_bytes: 64 << 30,
+        max_body: 16 << 20,
     };
     let disk = Disk::open(&cfg, Clock::system()).expect("disk tier opens");
     let started = Instant::now();
@@ -293,6 +295,7 @@ fn scan(dir: &Path) {
     let cfg = DiskConfig {
         path: dir.to_owned(),
         max_bytes: 64 << 30,
+        max_body: 16 << 20,
     };
     let before = rss();
     let disk = Disk::open(&cfg, Clock::system()).expect("disk tier opens");

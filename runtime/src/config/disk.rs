@@ -17,6 +17,7 @@ use crate::cache::disk::DiskConfig;
 /// The disk tier's settings, validated against the filesystem.
 pub(super) fn disk(
     raw: &Spanned<RawDisk>,
+    max_body: u64,
     base: &Path,
     e: &Errors,
 ) -> Result<DiskConfig, ConfigError> {
@@ -76,7 +77,11 @@ pub(super) fn disk(
             ));
         }
     }
-    Ok(DiskConfig { path, max_bytes })
+    Ok(DiskConfig {
+        path,
+        max_bytes,
+        max_body,
+    })
 }
 
 /// The closest ancestor of `path` that exists (where the directory would be created).

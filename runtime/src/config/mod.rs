@@ -443,19 +443,22 @@ impl Config {
                 max_object_bytes: DEFAULT_MAX_OBJECT_BYTES,
                 disk: None,
             },
-            Some(c) => CacheConfig {
-                max_bytes: e.size(&c.max_size, "key `cache.max_size`", DEFAULT_CACHE_BYTES)?,
-                max_object_bytes: e.size(
+            Some(c) => {
+                let max_object_bytes = e.size(
                     &c.max_object_size,
                     "key `cache.max_object_size`",
                     DEFAULT_MAX_OBJECT_BYTES,
-                )?,
-                disk: c
-                    .disk
-                    .as_ref()
-                    .map(|d| disk::disk(d, base, &e))
-                    .transpose()?,
-            },
+                )?;
+                CacheConfig {
+                    max_bytes: e.size(&c.max_size, "key `cache.max_size`", DEFAULT_CACHE_BYTES)?,
+                    max_object_bytes,
+                    disk: c
+                        .disk
+                        .as_ref()
+                        .map(|d| disk::disk(d, max_object_bytes, base, &e))
+                        .transpose()?,
+                }
+            }
         };
         let server = server(raw.server.as_ref(), base, &e)?;
         let scripts = scripts(raw.scripts.as_ref(), &e)?;

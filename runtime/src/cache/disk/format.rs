@@ -188,7 +188,8 @@ pub struct Fixed {
 impl Fixed {
     /// Total file length these fields describe.
     pub fn file_len(&self) -> u64 {
-        PREFIX as u64 + u64::from(self.head_len) + self.body_len
+        // Saturating: a hostile body length must not wrap into a plausible one.
+        (PREFIX as u64 + u64::from(self.head_len)).saturating_add(self.body_len)
     }
 
     /// Reads and checks the first [`PREFIX`] bytes.
@@ -337,5 +338,11 @@ mod tests {
         let fixed = crc32fast::hash(&g[20..40]);
         g[40..44].copy_from_slice(&fixed.to_le_bytes());
         assert_eq!(Fixed::parse(&g), Err(Damage("a head length")));
+        // A body length that would wrap the file's length around is no way past the check.
+        let mut h = prefix_and_head(&[0; 4], u64::MAX, 0, 0);
+        h[28..36].copy_from_slice(&(u64::MAX - 10).to_le_bytes());
+        let fixed = crc32fast::hash(&h[20..40]);
+        h[40..44].copy_from_slice(&fixed.to_le_bytes());
+        assert_eq!(Fixed::parse(&h).unwrap().file_len(), u64::MAX);
     }
 }

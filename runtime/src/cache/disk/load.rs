@@ -216,7 +216,7 @@ pub enum Loaded {
     Head(Entry, File, Fixed),
 }
 
-/// The entry in file `name` if it is `key`'s: whole, or its head and open file when
+/// The entry in file `name` if it is `key`'s (a body above `max_body` is damage): whole, or its head and open file when
 /// `stream_from` is at most its body's length and it is a plain 200 (the caller streams
 /// it). `Ok(None)`: no such file.
 pub fn read(
@@ -224,12 +224,16 @@ pub fn read(
     name: &Name,
     key: &StoreKey,
     stream_from: u64,
+    max_body: u64,
 ) -> Result<Option<Loaded>, ReadError> {
     let (mut f, fixed, head, _) = match open_checked(&path_of(root, name)) {
         Ok(opened) => opened,
         Err(ReadError::Io(e)) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    if fixed.body_len > max_body {
+        return Err(Damage("a body larger than any stored").into());
+    }
     if head.key != key.as_str() || name_of(&head.key, &head.vary_key()?) != *name {
         return Err(Damage("another key's file").into());
     }

@@ -48,11 +48,14 @@ pub struct DiskConfig {
     pub path: PathBuf,
     /// Upper bound on file bytes.
     pub max_bytes: u64,
+    /// Largest body kept (`cache.max_object_size`): a file claiming more is damage.
+    pub max_body: u64,
 }
 
 struct Inner {
     root: PathBuf,
     capacity: u64,
+    max_body: u64,
     index: Mutex<Index>,
     pending: AtomicU64,
     /// Unix ms (real time) until which the tier is out of use after an error.
@@ -163,6 +166,7 @@ impl Disk {
         let inner = Arc::new(Inner {
             root,
             capacity: cfg.max_bytes,
+            max_body: cfg.max_body,
             index: Mutex::new(Index::loading()),
             pending: AtomicU64::new(0),
             down_until: AtomicU64::new(0),
@@ -304,7 +308,8 @@ impl Disk {
         found: &Meta,
         stream_from: u64,
     ) -> Option<(Entry, Option<DiskBody>)> {
-        let loaded = match load::read(&self.inner.root, &found.name, key, stream_from) {
+        let at = &self.inner;
+        let loaded = match load::read(&at.root, &found.name, key, stream_from, at.max_body) {
             Ok(loaded) => loaded?,
             Err(load::ReadError::Damaged(why)) => {
                 self.inner
