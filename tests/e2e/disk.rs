@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::support::admin::{call, metric, purge, scrape_until, TOKEN};
+use crate::support::admin::{metric, purge, scrape_until};
 use crate::support::{run_cli, Launch, Origin, Proxy, Reply, Seen, PATIENCE};
 
 /// A site with an admin listener and the disk tier at `disk`; `{memory}` bounds memory.
@@ -381,11 +381,18 @@ async fn purges_reach_disk_entries_after_a_restart() {
         ]
     );
     assert_eq!(origin.count() - before, 5);
-    assert_eq!(purge(p.admin.unwrap(), r#"{"all":true}"#).await, 7);
+    assert_eq!(purge(p.admin.unwrap(), r#"{"site":"shop"}"#).await, 7);
     for path in paths {
-        assert!(!p.get(path, &[]).await.hit(), "{path} after purging all");
+        assert!(
+            !p.get(path, &[]).await.hit(),
+            "{path} after purging the site"
+        );
     }
-    let _ = call(p.admin.unwrap(), "GET", "/metrics", Some(TOKEN), "").await;
+    stop(p).await;
+    let p = start(&origin, &toml).await;
+    assert_eq!(purge(p.admin.unwrap(), r#"{"all":true}"#).await, 7);
+    stop(p).await;
+    assert_eq!(files(&disk), 0, "purging all leaves no file behind");
 }
 
 #[test]
