@@ -39,6 +39,20 @@ pub async fn start_sample_origin(root: PathBuf, addr: SocketAddr) -> anyhow::Res
     Ok(bound)
 }
 
+/// The file a sample origin serves for `path` (its `..` and dot segments refused by the
+/// caller): `/p` → `p`, `p.html`, `p.json` or `p/index.html`; never a `.headers` side file.
+pub(crate) fn sample_file(root: &Path, path: &str) -> Option<PathBuf> {
+    let rel = path.trim_start_matches('/');
+    [
+        root.join(rel),
+        root.join(format!("{rel}.html")),
+        root.join(format!("{rel}.json")),
+        root.join(rel).join("index.html"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file() && p.extension().is_none_or(|e| e != "headers"))
+}
+
 fn serve_file(root: &Path, req: Request<Incoming>, n: u64) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let resp = |status: StatusCode, ctype: &'static str, body: Bytes| {
@@ -61,20 +75,14 @@ fn serve_file(root: &Path, req: Request<Incoming>, n: u64) -> Response<Full<Byte
         );
     }
     let rel = path.trim_start_matches('/');
-    let candidates = [
-        root.join(rel),
-        root.join(format!("{rel}.html")),
-        root.join(format!("{rel}.json")),
-        root.join(rel).join("index.html"),
-    ];
-    let Some(file) = candidates.iter().find(|p| p.is_file()) else {
+    let Some(file) = sample_file(root, path) else {
         return resp(
             StatusCode::NOT_FOUND,
             "text/html; charset=utf-8",
             Bytes::from_static(b"<h1>Not found</h1>\n"),
         );
     };
-    let Ok(body) = std::fs::read(file) else {
+    let Ok(body) = std::fs::read(&file) else {
         return resp(
             StatusCode::INTERNAL_SERVER_ERROR,
             "text/plain",

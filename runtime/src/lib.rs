@@ -18,4 +18,5 @@ pub mod reload;
 pub mod request;
 pub mod scaffold;
 pub mod simulate;
+pub mod testing;
 pub mod tls;

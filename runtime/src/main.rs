@@ -109,6 +109,9 @@ enum Cmd {
     Simulate(cli::simulate::SimulateArgs),
     /// Write a realistic sample access log of a shop (for simulate).
     GenLog(cli::simulate::GenLogArgs),
+    /// Run test files (*.test.toml): the site's config and scripts against sample pages,
+    /// on a virtual clock, with expectations on every answer.
+    Test(cli::test::TestArgs),
     /// Create a guest crate NAME to start a script from (with tests and a tessera.toml).
     New {
         /// The script's crate name (lower-case letters, digits, - and _).
@@ -137,8 +140,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG")
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("TESSERA_LOG").unwrap_or_else(|_| {
+                // A test run reports its own results; access lines would drown them.
+                if matches!(cli.command, Cmd::Test(_)) {
+                    "warn".into()
+                } else {
+                    "info".into()
+                }
+            }),
         )
         .with_writer(std::io::stderr)
         // Colour codes only for a person at a terminal, never into a file or a collector.
@@ -203,6 +212,11 @@ fn main() -> ExitCode {
         Cmd::Key(args) => cli::key::run(args),
         Cmd::Simulate(args) => cli::simulate::run(args),
         Cmd::GenLog(args) => cli::simulate::gen_log(args),
+        Cmd::Test(args) => match cli::test::run(args) {
+            // Failing tests are reported already; only the exit status is left to say.
+            Ok(false) => return ExitCode::FAILURE,
+            other => other.map(|_| ()),
+        },
         Cmd::New { name, sdk } => {
             tessera::scaffold::new_guest(Path::new("."), &name, sdk.as_deref()).map(|p| {
                 println!(

@@ -26,6 +26,7 @@ mod sharing;
 mod simulate;
 mod streaming;
 mod support;
+mod test_command;
 mod tiers;
 mod tls_listener;
 mod tls_origin;

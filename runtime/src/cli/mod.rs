@@ -3,6 +3,7 @@
 pub mod check;
 pub mod key;
 pub mod simulate;
+pub mod test;
 
 use std::path::PathBuf;
 

@@ -42,10 +42,12 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwap;
 
 pub(crate) use deliver::{refused, Answer};
+pub(crate) use driver::handle;
 pub(crate) use driver::Exchange;
 pub use driver::Flight;
 pub use explain::{explain, KeyReport};
 pub use outcome::{NoStore, Outcome, PassReason, Refusal, StaleReason};
+pub(crate) use recv::ConnInfo;
 pub use replay::{replay, Replayed, Served, Synthetic};
 pub(crate) use server::next_connection;
 pub use server::{serve, Running};

@@ -1,0 +1,168 @@
+//! The origin of a `tessera test` file: sample pages from a folder (`/p` → `p`, `p.html`,
+//! `p.json` or `p/index.html`), each with response fields from a side file `<file>.headers`
+//! (`Name: value` lines; `Status: 404` sets the status), counting what it is asked.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+use crate::clock::Clock;
+
+/// A running sample origin; stops when dropped.
+pub struct Pages {
+    /// Where it listens (loopback, an ephemeral port).
+    pub addr: SocketAddr,
+    seen: Arc<Mutex<HashMap<String, u64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Pages {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Pages {
+    /// Serves the files below `root`, dated by `clock` (the test's virtual clock: a real
+    /// `Date` would make every response look as old as the time the steps skipped).
+    pub async fn start(root: PathBuf, clock: Clock) -> std::io::Result<Pages> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let (root, counts) = (Arc::new(root), seen.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (root, counts, clock) = (root.clone(), counts.clone(), clock.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let target = req
+                            .uri()
+                            .path_and_query()
+                            .map_or("/".to_owned(), |p| p.to_string());
+                        *counts
+                            .lock()
+                            .expect("page counts")
+                            .entry(target)
+                            .or_default() += 1;
+                        let mut r = serve(&root, req.uri().path());
+                        let date = httpdate::fmt_http_date(clock.now());
+                        if let Ok(v) = HeaderValue::from_str(&date) {
+                            r.headers_mut().insert(header::DATE, v);
+                        }
+                        async move { Ok::<_, Infallible>(r) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Ok(Pages { addr, seen, task })
+    }
+
+    /// Requests seen so far, in total.
+    pub fn total(&self) -> u64 {
+        self.seen.lock().expect("page counts").values().sum()
+    }
+
+    /// Requests seen so far for `target` (path and query as sent).
+    pub fn count(&self, target: &str) -> u64 {
+        self.seen
+            .lock()
+            .expect("page counts")
+            .get(target)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+fn serve(root: &Path, path: &str) -> Response<Full<Bytes>> {
+    if path.split('/').any(|s| s == ".." || s.starts_with('.')) {
+        return text(StatusCode::BAD_REQUEST, "bad path\n");
+    }
+    let Some(file) = crate::demo::sample_file(root, path) else {
+        return text(StatusCode::NOT_FOUND, "no such sample page\n");
+    };
+    let Ok(body) = std::fs::read(&file) else {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, "read error\n");
+    };
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    let ctype = match file.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("json") => "application/json",
+        Some("css") => "text/css",
+        Some("txt") => "text/plain",
+        _ => "application/octet-stream",
+    };
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    let side = PathBuf::from(format!("{}.headers", file.display()));
+    if let Ok(fields) = std::fs::read_to_string(&side) {
+        for line in fields
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
+            let Some((name, value)) = line.split_once(':') else {
+                return text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "a .headers line is not `Name: value`\n",
+                );
+            };
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("status") {
+                match value
+                    .parse::<u16>()
+                    .ok()
+                    .and_then(|s| StatusCode::from_u16(s).ok())
+                {
+                    Some(s) => *r.status_mut() = s,
+                    None => {
+                        return text(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "a bad Status in .headers\n",
+                        )
+                    }
+                }
+                continue;
+            }
+            match (
+                HeaderName::from_bytes(name.trim().as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                (Ok(n), Ok(v)) => {
+                    if n == header::CONTENT_TYPE {
+                        r.headers_mut().insert(n, v);
+                    } else {
+                        r.headers_mut().append(n, v);
+                    }
+                }
+                _ => {
+                    return text(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "a bad field in .headers\n",
+                    )
+                }
+            }
+        }
+    }
+    r
+}

@@ -1,0 +1,269 @@
+//! A `tessera test` file: the site's config, its sample pages, and the steps a visitor takes
+//! with what they must see. Errors name the file, line and key, as the config's do.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// One test file, checked.
+#[derive(Debug)]
+pub struct Spec {
+    /// The file.
+    pub file: PathBuf,
+    /// The site's `tessera.toml`.
+    pub config: PathBuf,
+    /// The folder of sample pages the origin serves.
+    pub pages: PathBuf,
+    /// What happens, in order.
+    pub steps: Vec<Step>,
+}
+
+/// One step.
+#[derive(Debug)]
+pub enum Step {
+    /// A request and what its answer must be.
+    Request(Box<RequestStep>),
+    /// The virtual clock moves forward.
+    Advance(Duration),
+}
+
+/// A request step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestStep {
+    /// `"GET /path?query"` or just `"/path"`.
+    pub request: String,
+    /// The Host (default: the first name of the first site, else `localhost`).
+    pub host: Option<String>,
+    /// Request header fields.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Cookies, sent as one `Cookie` field.
+    #[serde(default)]
+    pub cookies: BTreeMap<String, String>,
+    /// What the answer must be.
+    #[serde(default)]
+    pub expect: Expect,
+    /// The line of the step in its file (filled in after parsing).
+    #[serde(skip)]
+    pub line: usize,
+}
+
+/// Expectations on one answer; every one given must hold.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Status code.
+    pub status: Option<u16>,
+    /// Header fields with their exact value (all lines joined by `, `); `""` to say absent.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Served from the cache (`Cache-Status` has `hit`) or not.
+    pub hit: Option<bool>,
+    /// `Cache-Status` `fwd=` value (`uri-miss`, `vary-miss`, `stale`, `bypass`, …).
+    pub fwd: Option<String>,
+    /// Whether this response was stored (`Cache-Status` `stored`).
+    pub stored: Option<bool>,
+    /// The body, exactly.
+    pub body: Option<String>,
+    /// Texts the body contains.
+    #[serde(default)]
+    pub body_contains: Vec<String>,
+    /// Texts the body must not contain.
+    #[serde(default)]
+    pub body_not_contains: Vec<String>,
+    /// Requests the origin has seen so far, in total.
+    pub origin_requests: Option<u64>,
+    /// Requests the origin has seen so far, per path (path and query as sent).
+    #[serde(default)]
+    pub origin_requests_for: BTreeMap<String, u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSpec {
+    config: Spanned<PathBuf>,
+    pages: Option<Spanned<PathBuf>>,
+    #[serde(default)]
+    step: Vec<Spanned<toml::Table>>,
+}
+
+/// A test file that cannot be run: file, line and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {message}", file.display(), line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct SpecError {
+    /// The test file.
+    pub file: PathBuf,
+    /// The line, when known.
+    pub line: Option<usize>,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// `"130s"`, `"2m"`, `"1h"`, `"30d"`, `"1500ms"`.
+pub fn duration(text: &str) -> Option<Duration> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit())?;
+    let n: u64 = t[..split].parse().ok()?;
+    let unit = match &t[split..] {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    n.checked_mul(unit).map(Duration::from_millis)
+}
+
+impl Spec {
+    /// Reads and checks the test file at `file`.
+    pub fn load(file: &Path) -> Result<Spec, SpecError> {
+        let text = std::fs::read_to_string(file).map_err(|e| SpecError {
+            file: file.to_owned(),
+            line: None,
+            message: format!("cannot read it: {e}"),
+        })?;
+        Spec::parse(file, &text)
+    }
+
+    /// Checks a test file's text.
+    pub fn parse(file: &Path, text: &str) -> Result<Spec, SpecError> {
+        let err = |span: Option<std::ops::Range<usize>>, message: String| SpecError {
+            file: file.to_owned(),
+            line: span.map(|s| line_of(text, s.start)),
+            message,
+        };
+        let raw: RawSpec =
+            toml::from_str(text).map_err(|e| err(e.span(), e.message().to_owned()))?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        let config = base.join(raw.config.get_ref());
+        if !config.is_file() {
+            return Err(err(
+                Some(raw.config.span()),
+                format!("key `config`: {} not found", config.display()),
+            ));
+        }
+        let pages = match &raw.pages {
+            Some(p) => (base.join(p.get_ref()), Some(p.span())),
+            None => (base.join("pages"), None),
+        };
+        if !pages.0.is_dir() {
+            return Err(err(
+                pages.1,
+                format!("key `pages`: folder {} not found", pages.0.display()),
+            ));
+        }
+        let mut steps = Vec::with_capacity(raw.step.len());
+        for (i, s) in raw.step.into_iter().enumerate() {
+            let span = s.span();
+            let key = format!("step {} (the {} [[step]])", i + 1, ordinal(i + 1));
+            let table = s.into_inner();
+            match (table.contains_key("request"), table.get("advance")) {
+                (false, Some(v)) => {
+                    if table.len() > 1 {
+                        return Err(err(
+                            Some(span),
+                            format!("{key}: an `advance` step has nothing else"),
+                        ));
+                    }
+                    let d = v.as_str().and_then(duration).ok_or_else(|| {
+                        err(
+                            Some(span.clone()),
+                            format!("{key} key `advance`: expected a time such as \"130s\", \"2m\", \"30d\""),
+                        )
+                    })?;
+                    steps.push(Step::Advance(d));
+                }
+                (true, None) => {
+                    let mut r: RequestStep =
+                        toml::Value::Table(table)
+                            .try_into()
+                            .map_err(|e: toml::de::Error| {
+                                err(Some(span.clone()), format!("{key}: {}", e.message()))
+                            })?;
+                    r.line = line_of(text, span.start);
+                    request_line(&r.request).map_err(|why| {
+                        err(Some(span.clone()), format!("{key} key `request`: {why}"))
+                    })?;
+                    steps.push(Step::Request(Box::new(r)));
+                }
+                _ => {
+                    return Err(err(
+                        Some(span),
+                        format!("{key}: needs either `request` or `advance`"),
+                    ))
+                }
+            }
+        }
+        if steps.is_empty() {
+            return Err(err(None, "no `[[step]]`: add at least one".into()));
+        }
+        Ok(Spec {
+            file: file.to_owned(),
+            config,
+            pages: pages.0,
+            steps,
+        })
+    }
+}
+
+fn ordinal(n: usize) -> String {
+    let suffix = match (n % 10, n % 100) {
+        (1, r) if r != 11 => "st",
+        (2, r) if r != 12 => "nd",
+        (3, r) if r != 13 => "rd",
+        _ => "th",
+    };
+    format!("{n}{suffix}")
+}
+
+/// The method and target of `"GET /path"` or `"/path"`.
+pub fn request_line(text: &str) -> Result<(http::Method, String), String> {
+    let mut parts = text.split_whitespace();
+    let (method, target) = match (parts.next(), parts.next(), parts.next()) {
+        (Some(t), None, None) => ("GET", t),
+        (Some(m), Some(t), None) => (m, t),
+        _ => return Err(format!("expected \"GET /path\" or \"/path\", got {text:?}")),
+    };
+    if !target.starts_with('/') {
+        return Err(format!("the target must start with `/`, got {target:?}"));
+    }
+    let method = http::Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("not a method: {method:?}"))?;
+    target
+        .parse::<http::Uri>()
+        .map_err(|e| format!("{target:?}: {e}"))?;
+    Ok((method, target.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_the_docs_say() {
+        assert_eq!(duration("130s"), Some(Duration::from_secs(130)));
+        assert_eq!(duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(duration("30d"), Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(duration("1500ms"), Some(Duration::from_millis(1500)));
+        for bad in ["", "s", "10", "-5s", "5 weeks", "99999999999999999999d"] {
+            assert_eq!(duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn request_lines_are_checked() {
+        assert_eq!(request_line("/a?b=1").unwrap().1, "/a?b=1");
+        assert_eq!(request_line("POST /cart").unwrap().0, http::Method::POST);
+        assert!(request_line("GET a").is_err());
+        assert!(request_line("GET /a HTTP/1.1").is_err());
+    }
+}

@@ -1,0 +1,184 @@
+//! `tessera test`: passing and failing test files through the real binary, the failure
+//! messages a script author reads, virtual time, and bad test files named by file and line.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::support::{compiled_dir, repo};
+
+/// Runs `tessera test ARGS…` (generous patience: a crate script is built on first use).
+fn tessera_test(args: &[&str]) -> (bool, String) {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("test")
+        .args(args)
+        .env("XDG_CACHE_HOME", compiled_dir())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tessera test ran too long"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// A site with no script, sample pages with their headers, and `files` as test files.
+fn site(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("tessera.toml"),
+        "[[site]]\nname = \"s\"\nhosts = [\"s.example\"]\norigin = \"http://127.0.0.1:9\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("pages/a")).unwrap();
+    std::fs::write(d.join("pages/index.html"), "<h1>Home</h1>\n").unwrap();
+    std::fs::write(
+        d.join("pages/index.html.headers"),
+        "Cache-Control: max-age=60\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("pages/a/month.json"), "{\"n\":1}\n").unwrap();
+    std::fs::write(
+        d.join("pages/a/month.json.headers"),
+        "# thirty days\nCache-Control: max-age=2592000\nX-Kind: monthly\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("pages/gone.html"), "gone\n").unwrap();
+    std::fs::write(d.join("pages/gone.html.headers"), "Status: 410\n").unwrap();
+    for (name, text) in files {
+        std::fs::write(d.join(name), text).unwrap();
+    }
+    dir
+}
+
+fn path(dir: &Path, name: &str) -> String {
+    dir.join(name).display().to_string()
+}
+
+#[test]
+fn a_thirty_day_ttl_expires_on_the_virtual_clock_in_no_time() {
+    let dir = site(&[(
+        "month.test.toml",
+        r#"config = "tessera.toml"
+[[step]]
+request = "/a/month.json"
+expect = { status = 200, hit = false, stored = true, headers = { x-kind = "monthly", content-type = "application/json" } }
+[[step]]
+advance = "29d"
+[[step]]
+request = "/a/month.json"
+expect = { hit = true, body = "{\"n\":1}\n", headers = { age = "2505600" }, origin_requests = 1 }
+[[step]]
+advance = "2d"
+[[step]]
+request = "GET /a/month.json"
+expect = { hit = false, fwd = "uri-miss", headers = { age = "0" }, origin_requests_for = { "/a/month.json" = 2 } }
+[[step]]
+request = "/gone"
+expect = { status = 410, body_contains = ["gone"], body_not_contains = ["Home"], headers = { x-kind = "" } }
+"#,
+    )]);
+    let (ok, out) = tessera_test(&[&path(dir.path(), "month.test.toml")]);
+    assert!(ok, "{out}");
+    assert!(out.contains("month.test.toml ... ok (6 steps)"), "{out}");
+    assert!(out.contains("test result: ok. 1 passed; 0 failed"), "{out}");
+}
+
+#[test]
+fn each_kind_of_mismatch_fails_with_the_request_and_expected_against_got() {
+    let cases = [
+        ("status", "expect = { status = 404 }", "expected status: 404\n       got status: 200"),
+        ("hit", "expect = { hit = true }", "expected a hit: true\n       got a hit: false"),
+        ("header", "expect = { headers = { cache-control = \"no-store\" } }", "expected header `cache-control`: \"no-store\"\n       got header `cache-control`: \"max-age=60\""),
+        ("contains", "expect = { body_contains = [\"Away\"] }", "expected the body to contain \"Away\"\n       got body: \"<h1>Home</h1>\\n\""),
+        ("origin", "expect = { origin_requests = 2 }", "expected origin requests so far: 2\n       got origin requests so far: 1"),
+        ("body", "expect = { body = \"<h1>Home</h1>\" }", "expected body: \"<h1>Home</h1>\"\n       got body: \"<h1>Home</h1>\\n\""),
+    ];
+    let files: Vec<(String, String)> = cases
+        .iter()
+        .map(|(name, expect, _)| {
+            (
+                format!("{name}.test.toml"),
+                format!("config = \"tessera.toml\"\n\n[[step]]\nrequest = \"/\"\n{expect}\n"),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    let dir = site(&refs);
+    let (ok, out) = tessera_test(&[&dir.path().display().to_string()]);
+    assert!(!ok, "failing files make a failing run: {out}");
+    for (name, _, message) in cases {
+        assert!(
+            out.contains(&format!("{name}.test.toml ... FAILED (0 steps)")),
+            "{name}: {out}"
+        );
+        assert!(
+            out.contains(message),
+            "{name}: wanted {message:?} in\n{out}"
+        );
+    }
+    assert!(out.contains("step 1 (line 3): / (host s.example)"), "{out}");
+    assert!(
+        out.contains("(Cache-Status: tessera; fwd=uri-miss; fwd-status=200; stored; ttl=60)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("test result: FAILED. 0 passed; 6 failed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn bad_test_files_are_named_by_file_line_and_key() {
+    let cases = [
+        ("typo", "config = \"tessera.toml\"\n[[step]]\nrequest = \"/\"\nexpect = { hti = true }\n", ":2: step 1 (the 1st [[step]]): unknown field `hti`"),
+        ("when", "config = \"tessera.toml\"\n[[step]]\nadvance = \"5 weeks\"\n", ":2: step 1 (the 1st [[step]]) key `advance`: expected a time"),
+        ("both", "config = \"tessera.toml\"\n[[step]]\nrequest = \"/\"\nadvance = \"1s\"\n", ":2: step 1 (the 1st [[step]]): needs either `request` or `advance`"),
+        ("target", "config = \"tessera.toml\"\n\n[[step]]\nrequest = \"/\"\n[[step]]\nrequest = \"GET a\"\n", ":5: step 2 (the 2nd [[step]]) key `request`: the target must start with `/`"),
+        ("config", "config = \"nope.toml\"\n[[step]]\nrequest = \"/\"\n", ":1: key `config`: "),
+        ("empty", "config = \"tessera.toml\"\n", "no `[[step]]`"),
+    ];
+    let refs: Vec<(String, &str)> = cases
+        .iter()
+        .map(|(n, text, _)| (format!("{n}.test.toml"), *text))
+        .collect();
+    let refs: Vec<(&str, &str)> = refs.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+    let dir = site(&refs);
+    let (ok, out) = tessera_test(&[&dir.path().display().to_string()]);
+    assert!(!ok);
+    for (name, _, message) in cases {
+        let want = format!("{name}.test.toml{message}");
+        let want = if message.starts_with(':') {
+            want
+        } else {
+            message.to_owned()
+        };
+        assert!(out.contains(&want), "{name}: wanted {want:?} in\n{out}");
+    }
+}
+
+#[test]
+fn the_normalize_key_example_passes_its_own_site_tests() {
+    let (ok, out) = tessera_test(&[&repo()
+        .join("guest-examples/normalize-key")
+        .display()
+        .to_string()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("keys.test.toml ... ok (5 steps)"), "{out}");
+}
