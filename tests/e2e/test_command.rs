@@ -182,3 +182,71 @@ fn the_normalize_key_example_passes_its_own_site_tests() {
     assert!(ok, "{out}");
     assert!(out.contains("keys.test.toml ... ok (5 steps)"), "{out}");
 }
+
+#[test]
+fn html_is_checked_by_selector_and_snapshot_and_results_go_to_junit() {
+    let page = "<html><body>\n<h1 class=\"greeting\">Hello, visitor</h1>\n<ul>\n<li class=\"i\">One <b>1</b></li>\n<li class=\"i\">Two</li>\n</ul>\n<a id=\"buy\" href=\"/cart\">Buy</a>\n</body></html>\n";
+    let dir = site(&[(
+        "html.test.toml",
+        r##"config = "tessera.toml"
+[[step]]
+request = "/list"
+[step.expect]
+body_snapshot = "snapshots/list.html"
+select = [
+  { css = "li.i", count = 2 },
+  { css = "h1.greeting", text = "Hello, visitor" },
+  { css = "ul > li", contains = "One" },
+  { css = "a#buy", attr = "href", equals = "/cart" },
+]
+"##,
+    )]);
+    std::fs::write(dir.path().join("pages/list.html"), page).unwrap();
+    let file = path(dir.path(), "html.test.toml");
+    let (ok, out) = tessera_test(&[&file]);
+    assert!(!ok && out.contains("cannot read the snapshot"), "{out}");
+    let (ok, out) = tessera_test(&["--update-snapshots", &file]);
+    assert!(ok, "{out}");
+    let snap = dir.path().join("snapshots/list.html");
+    assert_eq!(std::fs::read_to_string(&snap).unwrap(), page);
+    let junit = dir.path().join("junit.xml");
+    let (ok, out) = tessera_test(&["--junit", junit.to_str().unwrap(), &file]);
+    assert!(ok, "{out}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<testsuite name=\"tessera test\" tests=\"1\"") && !xml.contains("<failure"),
+        "{xml}"
+    );
+
+    // The page changes: the snapshot shows the lines that differ, JUnit the failure.
+    std::fs::write(&snap, page.replace("Two", "Three")).unwrap();
+    let (ok, out) = tessera_test(&["--junit", junit.to_str().unwrap(), &file]);
+    assert!(!ok);
+    assert!(
+        out.contains("the body is not the snapshot snapshots/list.html"),
+        "{out}"
+    );
+    assert!(
+        out.contains("-<li class=\"i\">Three</li>") && out.contains("+<li class=\"i\">Two</li>"),
+        "{out}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(
+        xml.contains("<failure") && xml.contains("step 1 (line 2): /list"),
+        "{xml}"
+    );
+
+    // A selector that no longer holds says which and what it found.
+    std::fs::write(
+        dir.path().join("pages/list.html"),
+        page.replace("visitor", "alice"),
+    )
+    .unwrap();
+    std::fs::remove_file(&snap).unwrap();
+    let (_, out) = tessera_test(&["--update-snapshots", &file]);
+    assert!(
+        out.contains("expected the text of `h1.greeting`: \"Hello, visitor\"")
+            && out.contains("got the text of `h1.greeting`: \"Hello, alice\""),
+        "{out}"
+    );
+}

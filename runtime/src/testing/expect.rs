@@ -70,12 +70,36 @@ fn cut(s: &str) -> String {
     format!("{:?}… ({} bytes)", &s[..end], s.len())
 }
 
+/// Where body snapshots live, and whether they are being rewritten.
+pub struct Snapshots<'a> {
+    /// The test file's folder (snapshot paths are relative to it).
+    pub dir: &'a std::path::Path,
+    /// `--update-snapshots`: write them instead of comparing.
+    pub update: bool,
+}
+
+/// Expected against got for two bodies: a line diff when either spans lines, else both.
+fn body_mismatch(expected: &str, got: &str) -> String {
+    if !expected.contains('\n') && !got.contains('\n') || expected.len() + got.len() < 120 {
+        return mismatch("body", cut(expected), cut(got));
+    }
+    let diff = similar::TextDiff::from_lines(expected, got);
+    let shown = diff
+        .unified_diff()
+        .context_radius(2)
+        .header("expected", "got")
+        .to_string();
+    let lines: Vec<&str> = shown.lines().take(60).collect();
+    format!("  the body differs:\n    {}", lines.join("\n    "))
+}
+
 /// The first expectation `got` fails, as a message.
 pub fn check(
     e: &Expect,
     got: &Got,
     origin_total: u64,
     origin_for: &dyn Fn(&str) -> u64,
+    snapshots: &Snapshots,
 ) -> Result<(), String> {
     let cache_status = got
         .headers
@@ -136,7 +160,31 @@ pub fn check(
     }
     if let Some(b) = &e.body {
         if *b != got.body {
-            return fail(mismatch("body", cut(b), cut(&got.body)));
+            return fail(body_mismatch(b, &got.body));
+        }
+    }
+    if let Some(rel) = &e.body_snapshot {
+        let path = snapshots.dir.join(rel);
+        if snapshots.update {
+            if let Some(parent) = path.parent() {
+                let _ = std::fs::create_dir_all(parent);
+            }
+            std::fs::write(&path, &got.body)
+                .map_err(|err| format!("  cannot write the snapshot {}: {err}", path.display()))?;
+        } else {
+            let want = std::fs::read_to_string(&path).map_err(|err| {
+                format!(
+                    "  cannot read the snapshot {}: {err} (`tessera test --update-snapshots` writes it)",
+                    path.display()
+                )
+            })?;
+            if want != got.body {
+                return fail(format!(
+                    "  the body is not the snapshot {} (`--update-snapshots` to accept it):\n{}",
+                    rel.display(),
+                    body_mismatch(&want, &got.body)
+                ));
+            }
         }
     }
     for t in &e.body_contains {
@@ -155,6 +203,11 @@ pub fn check(
             ));
         }
     }
+    for sel in &e.select {
+        if let Err(m) = select(&got.body, sel) {
+            return fail(m);
+        }
+    }
     if let Some(n) = e.origin_requests {
         if n != origin_total {
             return fail(mismatch("origin requests so far", n, origin_total));
@@ -167,6 +220,104 @@ pub fn check(
                 &format!("origin requests for {target} so far"),
                 n,
                 have,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// One element a selector matched.
+#[derive(Debug, Default)]
+struct Found {
+    attrs: Vec<(String, String)>,
+    text: String,
+}
+
+/// Every element of `html` that `css` matches, with its attributes and text.
+fn matches(html: &str, css: &str) -> Result<Vec<Found>, String> {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    css.parse::<lol_html::Selector>()
+        .map_err(|e| format!("  the selector {css:?} does not parse: {e}"))?;
+    let found: Rc<RefCell<Vec<Found>>> = Rc::default();
+    let (on_el, on_text) = (found.clone(), found.clone());
+    let settings = lol_html::RewriteStrSettings::new()
+        .append_element_content_handler(lol_html::element!(css, move |el| {
+            on_el.borrow_mut().push(Found {
+                attrs: el
+                    .attributes()
+                    .iter()
+                    .map(|a| (a.name(), a.value()))
+                    .collect(),
+                text: String::new(),
+            });
+            Ok(())
+        }))
+        .append_element_content_handler(lol_html::text!(css, move |t| {
+            if let Some(last) = on_text.borrow_mut().last_mut() {
+                last.text.push_str(t.as_str());
+            }
+            Ok(())
+        }));
+    lol_html::rewrite_str(html, settings)
+        .map_err(|e| format!("  the body is not HTML lol_html reads: {e}"))?;
+    let list = std::mem::take(&mut *found.borrow_mut());
+    Ok(list)
+}
+
+fn select(html: &str, s: &super::spec::Select) -> Result<(), String> {
+    let found = matches(html, &s.css)?;
+    let what = |w: &str| format!("{w} of `{}`", s.css);
+    if let Some(n) = s.count {
+        if n != found.len() {
+            return Err(mismatch(&what("elements matching"), n, found.len()));
+        }
+    }
+    let asks_first = s.text.is_some() || s.contains.is_some() || s.attr.is_some();
+    let Some(first) = found.first() else {
+        return if asks_first {
+            Err(format!(
+                "  expected an element matching `{}`
+       got none in body: {}",
+                s.css,
+                cut(html)
+            ))
+        } else {
+            Ok(())
+        };
+    };
+    let text = first.text.trim();
+    if let Some(t) = &s.text {
+        if t != text {
+            return Err(mismatch(
+                &what("the text"),
+                format!("{t:?}"),
+                format!("{text:?}"),
+            ));
+        }
+    }
+    if let Some(c) = &s.contains {
+        if !text.contains(c.as_str()) {
+            return Err(format!(
+                "  expected the text of `{}` to contain {c:?}
+       got {text:?}",
+                s.css
+            ));
+        }
+    }
+    if let Some(a) = &s.attr {
+        let have = first
+            .attrs
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(a))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        let want = s.equals.as_deref().unwrap_or("");
+        if want != have {
+            return Err(mismatch(
+                &what(&format!("attribute `{a}`")),
+                format!("{want:?}"),
+                format!("{have:?}"),
             ));
         }
     }
@@ -190,5 +341,90 @@ mod tests {
         );
         assert!(ours("tessera; hit; ttl=10").hit);
         assert_eq!(ours(""), Member::default());
+    }
+
+    fn sel(css: &str) -> super::super::spec::Select {
+        super::super::spec::Select {
+            css: css.into(),
+            count: None,
+            text: None,
+            contains: None,
+            attr: None,
+            equals: None,
+        }
+    }
+
+    #[test]
+    fn selectors_count_read_text_and_attributes() {
+        let html = r#"<ul><li class="i">One <b>1</b></li><li class="i">Two</li></ul><a id="buy" href="/cart">Buy</a>"#;
+        assert!(select(
+            html,
+            &super::super::spec::Select {
+                count: Some(2),
+                ..sel("li.i")
+            }
+        )
+        .is_ok());
+        let e = select(
+            html,
+            &super::super::spec::Select {
+                count: Some(3),
+                ..sel("li.i")
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("expected elements matching of `li.i`: 3")
+                && e.contains("got elements matching of `li.i`: 2"),
+            "{e}"
+        );
+        assert!(select(
+            html,
+            &super::super::spec::Select {
+                text: Some("One 1".into()),
+                ..sel("li")
+            }
+        )
+        .is_ok());
+        assert!(select(
+            html,
+            &super::super::spec::Select {
+                contains: Some("On".into()),
+                ..sel("li")
+            }
+        )
+        .is_ok());
+        assert!(select(
+            html,
+            &super::super::spec::Select {
+                attr: Some("href".into()),
+                equals: Some("/cart".into()),
+                ..sel("#buy")
+            }
+        )
+        .is_ok());
+        assert!(
+            select(
+                html,
+                &super::super::spec::Select {
+                    attr: Some("rel".into()),
+                    ..sel("#buy")
+                }
+            )
+            .is_ok(),
+            "absent is \"\""
+        );
+        assert!(select(
+            html,
+            &super::super::spec::Select {
+                text: Some("x".into()),
+                ..sel("h1")
+            }
+        )
+        .unwrap_err()
+        .contains("expected an element matching `h1`"));
+        assert!(select(html, &sel("li["))
+            .unwrap_err()
+            .contains("does not parse"));
     }
 }

@@ -29,6 +29,8 @@ pub struct FileResult {
     pub steps: usize,
     /// Why it failed (the first failing step, with its request), if it did.
     pub failure: Option<String>,
+    /// How long it ran.
+    pub took: Duration,
 }
 
 /// The test files named by `paths`: files as given, folders searched for `*.test.toml`.
@@ -58,25 +60,29 @@ pub fn find(paths: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-/// Runs every file, side by side; results in the order given.
-pub async fn run(files: &[PathBuf]) -> Vec<FileResult> {
-    futures_util::future::join_all(files.iter().map(|f| run_file(f))).await
+/// Runs every file, side by side; results in the order given. With `update`, body
+/// snapshots are written instead of compared.
+pub async fn run(files: &[PathBuf], update: bool) -> Vec<FileResult> {
+    futures_util::future::join_all(files.iter().map(|f| run_file(f, update))).await
 }
 
 /// Runs one test file.
-pub async fn run_file(file: &Path) -> FileResult {
+pub async fn run_file(file: &Path, update: bool) -> FileResult {
+    let started = std::time::Instant::now();
     let mut result = FileResult {
         file: file.to_owned(),
         steps: 0,
         failure: None,
+        took: Duration::ZERO,
     };
-    if let Err(why) = run_steps(file, &mut result.steps).await {
+    if let Err(why) = run_steps(file, update, &mut result.steps).await {
         result.failure = Some(why);
     }
+    result.took = started.elapsed();
     result
 }
 
-async fn run_steps(file: &Path, done: &mut usize) -> Result<(), String> {
+async fn run_steps(file: &Path, update: bool, done: &mut usize) -> Result<(), String> {
     let spec = Spec::load(file).map_err(|e| e.to_string())?;
     let mut config = Config::load(&spec.config).map_err(|e| e.to_string())?;
     let clock = Clock::frozen();
@@ -112,15 +118,21 @@ async fn run_steps(file: &Path, done: &mut usize) -> Result<(), String> {
                     .await
                     .map_err(|e| format!("step {} (line {}): {}: {e}", i + 1, r.line, r.request))?;
                 let counts = |target: &str| pages.count(target);
-                expect::check(&r.expect, &got, pages.total(), &counts).map_err(|mismatch| {
-                    format!(
-                        "step {} (line {}): {} (host {})\n{mismatch}",
-                        i + 1,
-                        r.line,
-                        r.request,
-                        r.host.as_deref().unwrap_or(&host)
-                    )
-                })?;
+                let snapshots = expect::Snapshots {
+                    dir: file.parent().unwrap_or(Path::new(".")),
+                    update,
+                };
+                expect::check(&r.expect, &got, pages.total(), &counts, &snapshots).map_err(
+                    |mismatch| {
+                        format!(
+                            "step {} (line {}): {} (host {})\n{mismatch}",
+                            i + 1,
+                            r.line,
+                            r.request,
+                            r.host.as_deref().unwrap_or(&host)
+                        )
+                    },
+                )?;
             }
         }
         *done += 1;

@@ -69,17 +69,41 @@ pub struct Expect {
     pub stored: Option<bool>,
     /// The body, exactly.
     pub body: Option<String>,
+    /// A file (relative to the test file) the body must equal; written by
+    /// `--update-snapshots`.
+    pub body_snapshot: Option<PathBuf>,
     /// Texts the body contains.
     #[serde(default)]
     pub body_contains: Vec<String>,
     /// Texts the body must not contain.
     #[serde(default)]
     pub body_not_contains: Vec<String>,
+    /// Checks on the HTML by CSS selector.
+    #[serde(default)]
+    pub select: Vec<Select>,
     /// Requests the origin has seen so far, in total.
     pub origin_requests: Option<u64>,
     /// Requests the origin has seen so far, per path (path and query as sent).
     #[serde(default)]
     pub origin_requests_for: BTreeMap<String, u64>,
+}
+
+/// A check on the elements a CSS selector matches (lol_html's selector syntax).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Select {
+    /// The selector, e.g. `"h1.greeting"`, `"ul > li"`, `"a[href^='/cart']"`.
+    pub css: String,
+    /// How many elements match.
+    pub count: Option<usize>,
+    /// The first match's text (whitespace at the ends trimmed), exactly.
+    pub text: Option<String>,
+    /// Text the first match's text contains.
+    pub contains: Option<String>,
+    /// An attribute of the first match, compared with `equals` (`""`: absent).
+    pub attr: Option<String>,
+    /// The attribute's value.
+    pub equals: Option<String>,
 }
 
 #[derive(Deserialize)]
