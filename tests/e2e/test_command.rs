@@ -47,7 +47,7 @@ fn site(files: &[(&str, &str)]) -> tempfile::TempDir {
     std::fs::write(d.join("pages/index.html"), "<h1>Home</h1>\n").unwrap();
     std::fs::write(
         d.join("pages/index.html.headers"),
-        "Cache-Control: max-age=60\n",
+        "Cache-Control: max-age=60\nSurrogate-Key: home\n",
     )
     .unwrap();
     std::fs::write(d.join("pages/a/month.json"), "{\"n\":1}\n").unwrap();
@@ -149,7 +149,7 @@ fn bad_test_files_are_named_by_file_line_and_key() {
     let cases = [
         ("typo", "config = \"tessera.toml\"\n[[step]]\nrequest = \"/\"\nexpect = { hti = true }\n", ":2: step 1 (the 1st [[step]]): unknown field `hti`"),
         ("when", "config = \"tessera.toml\"\n[[step]]\nadvance = \"5 weeks\"\n", ":2: step 1 (the 1st [[step]]) key `advance`: expected a time"),
-        ("both", "config = \"tessera.toml\"\n[[step]]\nrequest = \"/\"\nadvance = \"1s\"\n", ":2: step 1 (the 1st [[step]]): needs either `request` or `advance`"),
+        ("both", "config = \"tessera.toml\"\n[[step]]\nrequest = \"/\"\nadvance = \"1s\"\n", ":2: step 1 (the 1st [[step]]): needs one of `request`, `advance` or `purge`"),
         ("target", "config = \"tessera.toml\"\n\n[[step]]\nrequest = \"/\"\n[[step]]\nrequest = \"GET a\"\n", ":5: step 2 (the 2nd [[step]]) key `request`: the target must start with `/`"),
         ("config", "config = \"nope.toml\"\n[[step]]\nrequest = \"/\"\n", ":1: key `config`: "),
         ("empty", "config = \"tessera.toml\"\n", "no `[[step]]`"),
@@ -247,6 +247,44 @@ select = [
     assert!(
         out.contains("expected the text of `h1.greeting`: \"Hello, visitor\"")
             && out.contains("got the text of `h1.greeting`: \"Hello, alice\""),
+        "{out}"
+    );
+}
+
+#[test]
+fn purge_steps_reach_what_they_name_and_count_it() {
+    let dir = site(&[(
+        "purge.test.toml",
+        r#"config = "tessera.toml"
+[[step]]
+request = "/"
+[[step]]
+request = "/"
+expect = { hit = true }
+[[step]]
+purge = { tag = "home" }
+purged = 1
+[[step]]
+request = "/"
+expect = { hit = false, origin_requests = 2 }
+[[step]]
+purge = { url = "http://s.example/", soft = true }
+[[step]]
+request = "/"
+expect = { hit = false, fwd = "stale", origin_requests = 3 }
+[[step]]
+purge = { prefix = "http://s.example/a/" }
+purged = 4
+"#,
+    )]);
+    let (ok, out) = tessera_test(&[&path(dir.path(), "purge.test.toml")]);
+    assert!(!ok);
+    assert!(
+        out.contains("purge.test.toml ... FAILED (6 steps)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("step 7 (line 18): purge: \n  expected responses purged: 4\n       got responses purged: 0"),
         "{out}"
     );
 }

@@ -113,6 +113,23 @@ async fn run_steps(file: &Path, update: bool, done: &mut usize) -> Result<(), St
             Step::Advance(d) => {
                 clock.advance(*d);
             }
+            Step::Purge {
+                request,
+                purged,
+                line,
+            } => {
+                let at = |why: String| format!("step {} (line {line}): purge: {why}", i + 1);
+                let (target, _) = crate::admin::purge::targets(&shared.generation(), request)
+                    .map_err(|e| at(e.to_string()))?;
+                let n = shared.store.purge(&target, request.soft);
+                if let Some(want) = purged {
+                    if *want != n {
+                        return Err(at(format!(
+                            "\n  expected responses purged: {want}\n       got responses purged: {n}"
+                        )));
+                    }
+                }
+            }
             Step::Request(r) => {
                 let got = send(&shared, r, &host)
                     .await

@@ -28,6 +28,15 @@ pub enum Step {
     Request(Box<RequestStep>),
     /// The virtual clock moves forward.
     Advance(Duration),
+    /// A purge, as the admin API takes it, and how many stored responses it must reach.
+    Purge {
+        /// What it purges.
+        request: crate::admin::purge::PurgeRequest,
+        /// Responses it must reach, when given.
+        purged: Option<usize>,
+        /// Its line.
+        line: usize,
+    },
 }
 
 /// A request step.
@@ -190,15 +199,19 @@ impl Spec {
             let span = s.span();
             let key = format!("step {} (the {} [[step]])", i + 1, ordinal(i + 1));
             let table = s.into_inner();
-            match (table.contains_key("request"), table.get("advance")) {
-                (false, Some(v)) => {
+            let kinds = ["request", "advance", "purge"]
+                .into_iter()
+                .filter(|k| table.contains_key(*k))
+                .collect::<Vec<_>>();
+            match kinds.as_slice() {
+                ["advance"] => {
                     if table.len() > 1 {
                         return Err(err(
                             Some(span),
                             format!("{key}: an `advance` step has nothing else"),
                         ));
                     }
-                    let d = v.as_str().and_then(duration).ok_or_else(|| {
+                    let d = table["advance"].as_str().and_then(duration).ok_or_else(|| {
                         err(
                             Some(span.clone()),
                             format!("{key} key `advance`: expected a time such as \"130s\", \"2m\", \"30d\""),
@@ -206,7 +219,44 @@ impl Spec {
                     })?;
                     steps.push(Step::Advance(d));
                 }
-                (true, None) => {
+                ["purge"] => {
+                    let mut table = table;
+                    let purged = match table.remove("purged") {
+                        None => None,
+                        Some(v) => Some(
+                            v.as_integer()
+                                .and_then(|n| usize::try_from(n).ok())
+                                .ok_or_else(|| {
+                                    err(
+                                        Some(span.clone()),
+                                        format!("{key} key `purged`: expected a count"),
+                                    )
+                                })?,
+                        ),
+                    };
+                    if let Some(other) = table.keys().find(|k| *k != "purge") {
+                        return Err(err(
+                            Some(span),
+                            format!("{key}: unknown key `{other}` in a purge step"),
+                        ));
+                    }
+                    let request =
+                        table["purge"]
+                            .clone()
+                            .try_into()
+                            .map_err(|e: toml::de::Error| {
+                                err(
+                                    Some(span.clone()),
+                                    format!("{key} key `purge`: {}", e.message()),
+                                )
+                            })?;
+                    steps.push(Step::Purge {
+                        request,
+                        purged,
+                        line: line_of(text, span.start),
+                    });
+                }
+                ["request"] => {
                     let mut r: RequestStep =
                         toml::Value::Table(table)
                             .try_into()
@@ -222,7 +272,7 @@ impl Spec {
                 _ => {
                     return Err(err(
                         Some(span),
-                        format!("{key}: needs either `request` or `advance`"),
+                        format!("{key}: needs one of `request`, `advance` or `purge`"),
                     ))
                 }
             }
