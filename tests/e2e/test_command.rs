@@ -174,13 +174,27 @@ fn bad_test_files_are_named_by_file_line_and_key() {
 }
 
 #[test]
-fn the_normalize_key_example_passes_its_own_site_tests() {
-    let (ok, out) = tessera_test(&[&repo()
-        .join("guest-examples/normalize-key")
-        .display()
-        .to_string()]);
+fn every_guest_example_passes_its_own_site_tests() {
+    // Real scripts, built from their crates on load: tracking parameters collapse, device
+    // classes split, a 120 s TTL ends, A/B buckets stick, the cart is never stored,
+    // stale-while-revalidate serves stale once and refreshes, each visitor sees their own
+    // name on one cached page, scanners are turned away.
+    let (ok, out) = tessera_test(&[&repo().join("guest-examples").display().to_string()]);
     assert!(ok, "{out}");
-    assert!(out.contains("keys.test.toml ... ok (5 steps)"), "{out}");
+    for (file, steps) in [
+        ("normalize-key/site-tests/keys.test.toml", 5),
+        ("personalize/site-tests/visitors.test.toml", 3),
+        ("ab-test/site-tests/buckets.test.toml", 4),
+        ("micro-cache/site-tests/swr.test.toml", 7),
+        ("bot-block/site-tests/agents.test.toml", 2),
+        ("ttl-by-type/site-tests/ttls.test.toml", 7),
+    ] {
+        assert!(
+            out.contains(&format!("{file} ... ok ({steps} steps)")),
+            "{file}: {out}"
+        );
+    }
+    assert!(out.contains("test result: ok. 6 passed; 0 failed"), "{out}");
 }
 
 #[test]

@@ -44,6 +44,11 @@ impl<T: Clone> Coalescer<T> {
         })
     }
 
+    /// Whether no fetch is under way (`tessera test` waits for background refreshes).
+    pub fn is_idle(&self) -> bool {
+        self.flights.lock().expect("coalescer lock").is_empty()
+    }
+
     /// Whether a fetch for `key` is under way.
     #[cfg(test)]
     pub fn in_flight(&self, key: &str) -> bool {

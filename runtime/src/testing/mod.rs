@@ -134,6 +134,12 @@ async fn run_steps(file: &Path, update: bool, done: &mut usize) -> Result<(), St
                 let got = send(&shared, r, &host)
                     .await
                     .map_err(|e| format!("step {} (line {}): {}: {e}", i + 1, r.line, r.request))?;
+                // A stale answer's background refresh belongs to this step: what the
+                // origin saw is counted once it is done.
+                let deadline = tokio::time::Instant::now() + PATIENCE;
+                while !shared.flights.is_idle() && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
                 let counts = |target: &str| pages.count(target);
                 let snapshots = expect::Snapshots {
                     dir: file.parent().unwrap_or(Path::new(".")),
