@@ -188,13 +188,14 @@ fn every_guest_example_passes_its_own_site_tests() {
         ("micro-cache/site-tests/swr.test.toml", 7),
         ("bot-block/site-tests/agents.test.toml", 2),
         ("ttl-by-type/site-tests/ttls.test.toml", 7),
+        ("geo-key/site-tests/regions.test.toml", 4),
     ] {
         assert!(
             out.contains(&format!("{file} ... ok ({steps} steps)")),
             "{file}: {out}"
         );
     }
-    assert!(out.contains("test result: ok. 6 passed; 0 failed"), "{out}");
+    assert!(out.contains("test result: ok. 7 passed; 0 failed"), "{out}");
 }
 
 #[test]
@@ -299,6 +300,44 @@ purged = 4
     );
     assert!(
         out.contains("step 7 (line 18): purge: \n  expected responses purged: 4\n       got responses purged: 0"),
+        "{out}"
+    );
+}
+
+#[test]
+fn page_variations_answer_chosen_requests_differently() {
+    let dir = site(&[(
+        "outage.test.toml",
+        r#"config = "tessera.toml"
+
+[[page]]
+path = "/"
+requests = [2]
+status = 503
+headers = { cache-control = "no-store", retry-after = "5" }
+
+[[step]]
+request = "/?a=1"
+expect = { status = 200, stored = true }
+[[step]]
+advance = "61s"
+[[step]]
+request = "/?a=1"
+expect = { status = 503, headers = { retry-after = "5" }, body_contains = ["Home"] }
+[[step]]
+request = "/?a=1"
+expect = { status = 200, hit = false, origin_requests = 3, origin_requests_for = { "/?a=1" = 3 } }
+"#,
+    ), (
+        "bad-page.test.toml",
+        "config = \"tessera.toml\"\n[[page]]\npath = \"/\"\ndelay = \"2h\"\n[[step]]\nrequest = \"/\"\n",
+    )]);
+    let (ok, out) = tessera_test(&[&path(dir.path(), "outage.test.toml")]);
+    assert!(ok, "{out}");
+    let (ok, out) = tessera_test(&[&path(dir.path(), "bad-page.test.toml")]);
+    assert!(!ok);
+    assert!(
+        out.contains("bad-page.test.toml:2: page 1 (the 1st [[page]]) key `delay`: expected a time up to 60 s"),
         "{out}"
     );
 }

@@ -86,7 +86,7 @@ async fn run_steps(file: &Path, update: bool, done: &mut usize) -> Result<(), St
     let spec = Spec::load(file).map_err(|e| e.to_string())?;
     let mut config = Config::load(&spec.config).map_err(|e| e.to_string())?;
     let clock = Clock::frozen();
-    let pages = pages::Pages::start(spec.pages.clone(), clock.clone())
+    let pages = pages::Pages::start(spec.pages.clone(), spec.variations.clone(), clock.clone())
         .await
         .map_err(|e| format!("cannot start the sample origin: {e}"))?;
     let origin: http::Uri = format!("http://{}", pages.addr)
@@ -100,6 +100,13 @@ async fn run_steps(file: &Path, update: bool, done: &mut usize) -> Result<(), St
     }
     config.cache.disk = None;
     config.fleet = None;
+    // A step's `country` comes in as a trusted upstream would tell it: through the
+    // site's own country header, or one of the test's.
+    let country_header = config
+        .server
+        .client_country_header
+        .get_or_insert_with(|| http::HeaderName::from_static("x-tessera-test-country"))
+        .clone();
     let host = config
         .sites
         .first()
@@ -131,7 +138,7 @@ async fn run_steps(file: &Path, update: bool, done: &mut usize) -> Result<(), St
                 }
             }
             Step::Request(r) => {
-                let got = send(&shared, r, &host)
+                let got = send(&shared, r, &host, &country_header)
                     .await
                     .map_err(|e| format!("step {} (line {}): {}: {e}", i + 1, r.line, r.request))?;
                 // A stale answer's background refresh belongs to this step: what the
@@ -178,6 +185,7 @@ async fn send(
     shared: &Arc<crate::proxy::Shared>,
     r: &RequestStep,
     host: &str,
+    country_header: &http::HeaderName,
 ) -> Result<Got, String> {
     let (method, target) = spec::request_line(&r.request)?;
     let mut req = http::Request::builder()
@@ -186,6 +194,12 @@ async fn send(
         .header(http::header::HOST, r.host.as_deref().unwrap_or(host));
     for (k, v) in &r.headers {
         req = req.header(k.as_str(), v.as_str());
+    }
+    if let Some(c) = &r.country {
+        req = req.header(country_header, c.as_str());
+    }
+    if let Some(agent) = r.device.as_deref().and_then(spec::device_agent) {
+        req = req.header(http::header::USER_AGENT, agent);
     }
     if !r.cookies.is_empty() {
         let cookie: Vec<String> = r.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect();

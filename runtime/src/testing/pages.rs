@@ -1,6 +1,7 @@
 //! The origin of a `tessera test` file: sample pages from a folder (`/p` → `p`, `p.html`,
 //! `p.json` or `p/index.html`), each with response fields from a side file `<file>.headers`
-//! (`Name: value` lines; `Status: 404` sets the status), counting what it is asked.
+//! (`Name: value` lines; `Status: 404` sets the status), counting what it is asked; a test
+//! file's `[[page]]` variations change the status, fields or timing of chosen requests.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -16,6 +17,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
+use super::spec::Variation;
 use crate::clock::Clock;
 
 /// A running sample origin; stops when dropped.
@@ -35,31 +37,68 @@ impl Drop for Pages {
 impl Pages {
     /// Serves the files below `root`, dated by `clock` (the test's virtual clock: a real
     /// `Date` would make every response look as old as the time the steps skipped).
-    pub async fn start(root: PathBuf, clock: Clock) -> std::io::Result<Pages> {
+    pub async fn start(
+        root: PathBuf,
+        variations: Vec<Variation>,
+        clock: Clock,
+    ) -> std::io::Result<Pages> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let seen: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
         let (root, counts) = (Arc::new(root), seen.clone());
+        let variations = Arc::new(variations);
+        let paths: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let (root, counts, clock) = (root.clone(), counts.clone(), clock.clone());
+                let (variations, paths) = (variations.clone(), paths.clone());
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<Incoming>| {
                         let target = req
                             .uri()
                             .path_and_query()
                             .map_or("/".to_owned(), |p| p.to_string());
+                        let path = req.uri().path().to_owned();
                         *counts
                             .lock()
                             .expect("page counts")
                             .entry(target)
                             .or_default() += 1;
-                        let mut r = serve(&root, req.uri().path());
+                        // The how-many-th request for this path, whatever its query.
+                        let nth = {
+                            let mut paths = paths.lock().expect("path counts");
+                            let n = paths.entry(path.clone()).or_default();
+                            *n += 1;
+                            *n
+                        };
+                        let mut r = serve(&root, &path);
+                        let mut delay = None;
+                        for v in variations.iter().filter(|v| {
+                            v.path == path && (v.requests.is_empty() || v.requests.contains(&nth))
+                        }) {
+                            if let Some(s) = v.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+                                *r.status_mut() = s;
+                            }
+                            for (n, val) in &v.headers {
+                                if let (Ok(n), Ok(val)) = (
+                                    HeaderName::from_bytes(n.as_bytes()),
+                                    HeaderValue::from_str(val),
+                                ) {
+                                    r.headers_mut().insert(n, val);
+                                }
+                            }
+                            delay = v.delay.as_deref().and_then(super::spec::duration).or(delay);
+                        }
                         let date = httpdate::fmt_http_date(clock.now());
                         if let Ok(v) = HeaderValue::from_str(&date) {
                             r.headers_mut().insert(header::DATE, v);
                         }
-                        async move { Ok::<_, Infallible>(r) }
+                        async move {
+                            if let Some(d) = delay {
+                                tokio::time::sleep(d).await;
+                            }
+                            Ok::<_, Infallible>(r)
+                        }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)

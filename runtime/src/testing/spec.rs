@@ -19,6 +19,8 @@ pub struct Spec {
     pub pages: PathBuf,
     /// What happens, in order.
     pub steps: Vec<Step>,
+    /// Answers that differ from the pages for some requests.
+    pub variations: Vec<Variation>,
 }
 
 /// One step.
@@ -53,6 +55,10 @@ pub struct RequestStep {
     /// Cookies, sent as one `Cookie` field.
     #[serde(default)]
     pub cookies: BTreeMap<String, String>,
+    /// The client's country (two letters), as a trusted upstream would tell it.
+    pub country: Option<String>,
+    /// The client's device: a typical User-Agent of `mobile`, `tablet`, `desktop` or `bot`.
+    pub device: Option<String>,
     /// What the answer must be.
     #[serde(default)]
     pub expect: Expect,
@@ -97,6 +103,24 @@ pub struct Expect {
     pub origin_requests_for: BTreeMap<String, u64>,
 }
 
+/// How the sample origin answers some requests for one path instead of with its page.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variation {
+    /// The path (without query).
+    pub path: String,
+    /// Which of the origin's requests for the path (1 = the first); none: all of them.
+    #[serde(default)]
+    pub requests: Vec<u64>,
+    /// The status to answer with (the page's body and fields stay).
+    pub status: Option<u16>,
+    /// Real time to wait before answering (`"2s"`), e.g. to meet a timeout.
+    pub delay: Option<String>,
+    /// Fields to add or replace.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
 /// A check on the elements a CSS selector matches (lol_html's selector syntax).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -122,6 +146,8 @@ struct RawSpec {
     pages: Option<Spanned<PathBuf>>,
     #[serde(default)]
     step: Vec<Spanned<toml::Table>>,
+    #[serde(default)]
+    page: Vec<Spanned<Variation>>,
 }
 
 /// A test file that cannot be run: file, line and what is wrong.
@@ -267,6 +293,35 @@ impl Spec {
                     request_line(&r.request).map_err(|why| {
                         err(Some(span.clone()), format!("{key} key `request`: {why}"))
                     })?;
+                    if r.country.as_deref().is_some_and(|c| {
+                        c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic())
+                    }) {
+                        return Err(err(
+                            Some(span),
+                            format!("{key} key `country`: two letters, such as \"FR\""),
+                        ));
+                    }
+                    if r.device
+                        .as_deref()
+                        .is_some_and(|d| device_agent(d).is_none())
+                    {
+                        return Err(err(
+                            Some(span),
+                            format!("{key} key `device`: one of mobile, tablet, desktop, bot"),
+                        ));
+                    }
+                    if r.device.is_some()
+                        && r.headers
+                            .keys()
+                            .any(|h| h.eq_ignore_ascii_case("user-agent"))
+                    {
+                        return Err(err(
+                            Some(span),
+                            format!(
+                                "{key}: `device` and a `user-agent` header both set the User-Agent"
+                            ),
+                        ));
+                    }
                     steps.push(Step::Request(Box::new(r)));
                 }
                 _ => {
@@ -277,6 +332,46 @@ impl Spec {
                 }
             }
         }
+        let mut variations = Vec::with_capacity(raw.page.len());
+        for (i, v) in raw.page.into_iter().enumerate() {
+            let span = v.span();
+            let v = v.into_inner();
+            let key = format!("page {} (the {} [[page]])", i + 1, ordinal(i + 1));
+            if !v.path.starts_with('/') {
+                return Err(err(
+                    Some(span),
+                    format!("{key} key `path`: must start with `/`"),
+                ));
+            }
+            if v.status
+                .is_some_and(|s| http::StatusCode::from_u16(s).is_err())
+            {
+                return Err(err(
+                    Some(span),
+                    format!("{key} key `status`: not a status code"),
+                ));
+            }
+            if v.delay
+                .as_deref()
+                .is_some_and(|d| duration(d).is_none_or(|d| d > Duration::from_secs(60)))
+            {
+                return Err(err(
+                    Some(span),
+                    format!("{key} key `delay`: expected a time up to 60 s, such as \"2s\""),
+                ));
+            }
+            for (n, val) in &v.headers {
+                if http::HeaderName::from_bytes(n.as_bytes()).is_err()
+                    || http::HeaderValue::from_str(val).is_err()
+                {
+                    return Err(err(
+                        Some(span),
+                        format!("{key} key `headers`: `{n}` is not a valid field"),
+                    ));
+                }
+            }
+            variations.push(v);
+        }
         if steps.is_empty() {
             return Err(err(None, "no `[[step]]`: add at least one".into()));
         }
@@ -285,6 +380,7 @@ impl Spec {
             config,
             pages: pages.0,
             steps,
+            variations,
         })
     }
 }
@@ -297,6 +393,17 @@ fn ordinal(n: usize) -> String {
         _ => "th",
     };
     format!("{n}{suffix}")
+}
+
+/// A typical User-Agent of a device class (the host classifies it back the same way).
+pub fn device_agent(device: &str) -> Option<&'static str> {
+    Some(match device {
+        "mobile" => "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Mobile/15E148",
+        "tablet" => "Mozilla/5.0 (iPad; CPU OS 17_0 like Mac OS X) Mobile/15E148",
+        "desktop" => "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0 Safari/537.36",
+        "bot" => "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        _ => return None,
+    })
 }
 
 /// The method and target of `"GET /path"` or `"/path"`.
