@@ -379,6 +379,10 @@ fn run_until_signal(
         // Before the listening line: a supervisor may signal as soon as it reads it, and an
         // unhandled SIGHUP would end the process.
         tessera::reload::on_sighup(shared.clone(), load.clone())?;
+        // SIGTERM and SIGINT too: one arriving between the listening line and a handler
+        // installed later would kill the process at once, queued disk writes and all.
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         // The admin and extra listeners first: a supervisor reading up to the listening line
         // has them all.
         if let Some(a) = &admin {
@@ -401,9 +405,8 @@ fn run_until_signal(
         if let Some(file) = watch {
             tessera::reload::watch(shared.clone(), load, file, tessera::reload::WATCH_EVERY);
         }
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
-            r = tokio::signal::ctrl_c() => r?,
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
         eprintln!("shutting down: draining requests in flight");

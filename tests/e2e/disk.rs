@@ -297,11 +297,18 @@ async fn a_full_disk_degrades_to_memory_and_requests_keep_being_answered() {
     let dir = tempfile::tempdir().unwrap();
     let disk = dir.path().join("disk");
     std::fs::create_dir(&disk).unwrap();
-    // A 1 MiB tmpfs of our own (a user and mount namespace: no privileges needed). Each
-    // 5 KiB entry takes two of its pages, so it fills before the 900 KiB the cache counts.
+    // A 1 MiB tmpfs of our own (a user and mount namespace: no privileges needed). Once the
+    // proxy runs, something else fills it (on the test's signal), as another tenant of a
+    // real disk would: the tier's own bound cannot see that coming.
+    let (fill, filled) = (dir.path().join("fill"), dir.path().join("filled"));
     let mount = format!(
-        "mount -t tmpfs -o size=1m,mode=0700 tmpfs {} && exec \"$0\" \"$@\"",
-        disk.display()
+        "mount -t tmpfs -o size=1m,mode=0700 tmpfs {disk} || exit 1; \
+         (while [ ! -e {fill} ]; do sleep 0.05; done; \
+          dd if=/dev/zero of={disk}/filler bs=4k count=1000 2>/dev/null; touch {filled}) & \
+         exec \"$0\" \"$@\"",
+        disk = disk.display(),
+        fill = fill.display(),
+        filled = filled.display()
     );
     let p = Launch::config(&origin, &config(&disk, "32MiB", "900KiB"))
         .through(&[
@@ -316,6 +323,13 @@ async fn a_full_disk_degrades_to_memory_and_requests_keep_being_answered() {
         .capture_logs()
         .start()
         .await;
+    scrape_until(p.admin.unwrap(), &[("tessera_cache_disk_loading", 0.0)]).await;
+    std::fs::write(&fill, "").unwrap();
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while !filled.exists() {
+        assert!(std::time::Instant::now() < deadline, "the filler ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let paths: Vec<String> = (0..400).map(|i| format!("/big/5?{i}")).collect();
     for path in &paths {
         let got = p.get(path, &[]).await;
@@ -403,7 +417,14 @@ fn check_names_the_key_when_the_disk_path_or_size_is_wrong() {
     let open = dir.path().join("open");
     std::fs::create_dir(&open).unwrap();
     std::fs::set_permissions(&open, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(dir.path(), &link).unwrap();
     let cases = [
+        (
+            format!(r#"disk = {{ path = "{}", size = "1MiB" }}"#, link.display()),
+            "key `cache.disk.path`",
+            "is a symbolic link",
+        ),
         (
             format!(r#"disk = {{ path = "{}", size = "1GiB" }}"#, file.display()),
             "tessera.toml:3: key `cache.disk.path`",

@@ -53,6 +53,12 @@ impl Store {
             Find::VaryMiss(_) | Find::Miss => return Tiered::memory(memory),
         };
         let stream_from = if stream { STREAM_FROM_DISK } else { u64::MAX };
+        // A whole read holds its size in memory until served: those in flight are bounded.
+        let _permit = if found.body_len < stream_from {
+            Some(disk.read_permit(found.body_len).await)
+        } else {
+            None
+        };
         let (d, k, f) = (disk.clone(), key.clone(), found.clone());
         let read = tokio::task::spawn_blocking(move || d.read(&k, &f, stream_from)).await;
         let Ok(Some((entry, body))) = read else {

@@ -31,8 +31,16 @@ pub(super) fn disk(
     let max_bytes = e.size(&r.size, "key `cache.disk.size`", 0)?;
     let path = base.join(r.path.get_ref());
     let at = |why: String| e.at(Some(r.path.span()), format!("key `cache.disk.path`: {why}"));
-    let (existing, used) = match std::fs::metadata(&path) {
+    // Not followed: a link planted where the tier lives could point its clean-up at
+    // another of this user's directories.
+    let (existing, exists) = match std::fs::symlink_metadata(&path) {
         Ok(meta) => {
+            if meta.file_type().is_symlink() {
+                return Err(at(format!(
+                    "{} is a symbolic link: name the directory itself",
+                    path.display()
+                )));
+            }
             if !meta.is_dir() {
                 return Err(at(format!("{} is not a directory", path.display())));
             }
@@ -51,11 +59,11 @@ pub(super) fn disk(
                     path.display()
                 )));
             }
-            (path.clone(), held(&path))
+            (path.clone(), true)
         }
         Err(_) => (
             nearest_existing(&path).ok_or_else(|| at("no such place".into()))?,
-            0,
+            false,
         ),
     };
     if !writable(&existing) {
@@ -65,6 +73,13 @@ pub(super) fn disk(
         )));
     }
     if let Some(free) = available(&existing) {
+        // What the tier holds already counts toward its size; summed only when needed (a
+        // large tier has millions of files, and configs are loaded at every reload).
+        let used = if free < max_bytes && exists {
+            held(&path)
+        } else {
+            0
+        };
         if free + used < max_bytes {
             return Err(e.at(
                 r.size.as_ref().map(|s| s.span()),

@@ -258,7 +258,8 @@ impl Exchange {
             if let Lookup::VaryMiss(names) = &found {
                 flight = format!("{}{}", key.as_str(), variant_id(names, &self.req.headers));
             }
-            let now = self.shared.clock.now();
+            // The same `now` as the check above: a head whose body is left on disk must get
+            // the plain hit that check saw, never become a stale copy a moment later.
             let (fwd, stale) = match lookup::decide(&found, &directives, now, refresh_ahead) {
                 Action::Hit { entry, refresh } => {
                     if let Some(body) = body {

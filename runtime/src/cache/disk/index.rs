@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 
-use crate::cache::store::{Purge, StoreKey};
+use crate::cache::store::{Purge, StoreKey, MAX_VARIANTS};
 use crate::cache::vary::VaryKey;
 
 /// A file's name: SHA-256 of the key and the variant's secondary key.
@@ -40,6 +40,9 @@ pub struct Meta {
     pub body_len: u64,
     /// Last use, in the index's ticks.
     pub used: u64,
+    /// Its file is in place: until then a lookup must not find it (the file at its path
+    /// may still be an older response, or one a queued removal is about to take away).
+    pub written: bool,
 }
 
 /// URI or tag → keys, counting variants (a name goes when its last variant does). The
@@ -136,6 +139,8 @@ pub enum Forget {
     },
     /// Every variant of one key.
     Key(StoreKey),
+    /// One variant (a newer response whose write was dropped replaced it).
+    Variant(StoreKey, Name),
 }
 
 /// What became of an entry the scan found.
@@ -206,11 +211,21 @@ impl Index {
         self.serial
     }
 
-    /// Adds `meta` under `key`, replacing the variant of the same name.
-    pub fn insert(&mut self, key: &StoreKey, mut meta: Meta) {
+    /// Adds `meta` under `key`, replacing the variant of the same name; past
+    /// [`MAX_VARIANTS`] the least recently used variant goes, and is returned.
+    pub fn insert(&mut self, key: &StoreKey, mut meta: Meta) -> Option<Name> {
         self.tick += 1;
         meta.used = self.tick;
         self.remove_name(key, &meta.name);
+        let displaced = match self.keys.get(key) {
+            Some(list) if list.len() >= MAX_VARIANTS => list
+                .iter()
+                .min_by_key(|m| m.used)
+                .map(|m| m.name)
+                .and_then(|n| self.remove_name(key, &n))
+                .map(|m| m.name),
+            _ => None,
+        };
         self.uris.add(&meta.uri, key);
         for t in meta.tags.iter() {
             self.tags.add(t, key);
@@ -224,6 +239,18 @@ impl Index {
                 self.keys.insert(key.clone(), vec![meta]);
             }
         }
+        displaced
+    }
+
+    /// Records that the write `serial` of variant `name` is in place.
+    pub fn mark_written(&mut self, key: &StoreKey, name: &Name, serial: u64) {
+        if let Some(m) = self
+            .keys
+            .get_mut(key)
+            .and_then(|l| l.iter_mut().find(|m| &m.name == name && m.serial == serial))
+        {
+            m.written = true;
+        }
     }
 
     /// Indexes an entry the start-up scan found, unless something made since says otherwise.
@@ -235,6 +262,7 @@ impl Index {
         for f in self.loading.iter().flatten() {
             match f {
                 Forget::Key(k) if k == key => return Placed::Dropped,
+                Forget::Variant(k, n) if k == key && *n == meta.name => return Placed::Dropped,
                 Forget::Purge { target, soft, at } if named_by(target, key, &meta) => {
                     if !soft {
                         return Placed::Dropped;
@@ -252,6 +280,9 @@ impl Index {
             }
         }
         meta.serial = self.next_serial();
+        // Found on disk: its file is in place. (A key holds at most MAX_VARIANTS files,
+        // so nothing is displaced here.)
+        meta.written = true;
         self.insert(key, meta);
         softened.map_or(Placed::Indexed, Placed::Softened)
     }
@@ -314,7 +345,7 @@ impl Index {
         };
         let mut names = None;
         let mut best: Option<&mut Meta> = None;
-        for m in list.iter_mut().filter(|m| m.until > now) {
+        for m in list.iter_mut().filter(|m| m.until > now && m.written) {
             names.get_or_insert_with(|| m.vary.names());
             // The newest of the matching variants (same rule as memory).
             if m.vary.matches(req)
@@ -423,6 +454,7 @@ mod tests {
             bytes,
             body_len: bytes,
             used: 0,
+            written: true,
         }
     }
 

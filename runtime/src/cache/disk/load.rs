@@ -131,9 +131,18 @@ fn scan_one(path: &Path, now: SystemTime, found: &mut Vec<(StoreKey, Meta)>, r: 
     let read = name
         .ok_or(ReadError::Damaged(Damage("a file name")))
         .and_then(|name| read_head(path).map(|(fixed, head, len)| (name, fixed, head, len)));
+    // A file in another shard than its name says would be indexed but never found.
+    let in_place = |name: &Name| {
+        path.parent()
+            .and_then(|d| d.file_name())
+            .and_then(|d| d.to_str())
+            == Some(&hex::encode(name)[..2])
+    };
     let (name, fixed, head, len, vary) = match read {
         Ok((name, fixed, head, len)) => match head.vary_key() {
-            Ok(vary) if name_of(&head.key, &vary) == name => (name, fixed, head, len, vary),
+            Ok(vary) if name_of(&head.key, &vary) == name && in_place(&name) => {
+                (name, fixed, head, len, vary)
+            }
             _ => return damaged(path, r),
         },
         // A disk that cannot be read now: left alone, not taken for damage.
@@ -149,6 +158,7 @@ fn scan_one(path: &Path, now: SystemTime, found: &mut Vec<(StoreKey, Meta)>, r: 
     let Some((site, key)) = head.key.split_once('\u{1f}') else {
         return damaged(path, r);
     };
+    let len = super::on_disk(len);
     r.objects += 1;
     r.bytes += len;
     found.push((
@@ -166,6 +176,7 @@ fn scan_one(path: &Path, now: SystemTime, found: &mut Vec<(StoreKey, Meta)>, r: 
             bytes: len,
             body_len: fixed.body_len,
             used: 0,
+            written: true,
         },
     ));
 }
@@ -184,6 +195,10 @@ fn read_head(path: &Path) -> Result<(Fixed, Head, u64), ReadError> {
 /// The file at `path` positioned at its body, with its fixed fields and head checked
 /// against its length and checksums.
 fn open_checked(path: &Path) -> Result<(File, Fixed, Head, u64), ReadError> {
+    // Only regular files: a FIFO or device planted there would hang or flood a read.
+    if !std::fs::symlink_metadata(path)?.file_type().is_file() {
+        return Err(Damage("not a regular file").into());
+    }
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
     let mut prefix = [0u8; PREFIX];

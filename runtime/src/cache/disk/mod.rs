@@ -40,6 +40,16 @@ use crate::observe::metrics;
 const MAX_PENDING: u64 = 64 << 20;
 /// How long the tier stays out of use after an I/O error.
 const DOWN_FOR: Duration = Duration::from_secs(30);
+/// MiB of bodies read whole at once, at most.
+const READ_BUDGET_MIB: u64 = 256;
+/// A file takes whole blocks: sizes are counted in them, so that many small objects cannot
+/// fill the filesystem past the tier's size.
+const BLOCK: u64 = 4096;
+
+/// The room a file of `len` bytes takes.
+pub(crate) fn on_disk(len: u64) -> u64 {
+    len.div_ceil(BLOCK) * BLOCK
+}
 
 /// Where the disk tier lives and how much it may hold.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,12 +76,17 @@ struct Inner {
     /// What the start-up scan found, once it is done.
     loaded: Mutex<Option<Recovered>>,
     loaded_cv: Condvar,
+    /// To the writer; taken by [`Disk::close`]. Operations are sent while the index lock
+    /// is held, so the writer applies them in the order the index saw them.
+    ops: Mutex<Option<Sender<Op>>>,
 }
 
 /// The disk tier of a store.
 pub struct Disk {
     inner: Arc<Inner>,
-    ops: Mutex<Option<Sender<Op>>>,
+    /// MiB of bodies being read whole at once (Range, revalidation): bounded, so that
+    /// requests for large objects cannot make the tier allocate without limit.
+    read_budget: tokio::sync::Semaphore,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     loader: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Holds the directory's lock while open.
@@ -144,15 +159,22 @@ impl Inner {
         }
     }
 
-    /// A file that failed its checks: removed from the index and the disk, counted.
+    /// A file that failed its checks: counted, and, if it is still the one indexed,
+    /// forgotten and removed (by the writer, in order: a newer file of the same variant is
+    /// never the one removed).
     fn drop_damaged(&self, key: &StoreKey, name: &Name, serial: u64, why: &dyn std::fmt::Display) {
         metrics().storage.disk_damaged.inc();
         tracing::warn!(key = key.key(), "disk cache: {why}; entry dropped");
-        self.index
-            .lock()
-            .expect("disk index")
-            .remove_serial(key, name, serial);
-        let _ = std::fs::remove_file(path_of(&self.root, name));
+        let mut index = self.index.lock().expect("disk index");
+        if index.remove_serial(key, name, serial) {
+            self.send(Op::Remove(vec![*name]));
+        }
+    }
+
+    fn send(&self, op: Op) {
+        if let Some(tx) = self.ops.lock().expect("disk ops").as_ref() {
+            let _ = tx.send(op);
+        }
     }
 }
 
@@ -174,19 +196,21 @@ impl Disk {
             closing: AtomicBool::new(false),
             loaded: Mutex::new(None),
             loaded_cv: Condvar::new(),
+            ops: Mutex::new(None),
         });
         let (tx, rx): (Sender<Op>, Receiver<Op>) = std::sync::mpsc::channel();
+        *inner.ops.lock().expect("disk ops") = Some(tx);
         let w = inner.clone();
         let writer = std::thread::Builder::new()
             .name("tessera-disk".into())
             .spawn(move || writer::run(&w, rx))?;
-        let (l, ops) = (inner.clone(), tx.clone());
+        let l = inner.clone();
         let loader = std::thread::Builder::new()
             .name("tessera-disk-load".into())
-            .spawn(move || load_all(&l, &ops))?;
+            .spawn(move || load_all(&l))?;
         Ok(Arc::new(Disk {
             inner,
-            ops: Mutex::new(Some(tx)),
+            read_budget: tokio::sync::Semaphore::new(READ_BUDGET_MIB as usize),
             writer: Mutex::new(Some(writer)),
             loader: Mutex::new(Some(loader)),
             _lock: lock,
@@ -210,9 +234,16 @@ impl Disk {
     }
 
     fn send(&self, op: Op) {
-        if let Some(tx) = self.ops.lock().expect("disk ops").as_ref() {
-            let _ = tx.send(op);
-        }
+        self.inner.send(op);
+    }
+
+    /// Waits until a whole read of `body_len` bytes may start (see `read_budget`).
+    pub async fn read_permit(&self, body_len: u64) -> tokio::sync::SemaphorePermit<'_> {
+        let mib = (body_len >> 20).clamp(1, READ_BUDGET_MIB) as u32;
+        self.read_budget
+            .acquire_many(mib)
+            .await
+            .expect("the read budget is never closed")
     }
 
     /// Whether the tier is in use (not degraded after an error).
@@ -244,21 +275,22 @@ impl Disk {
         };
         let name = name_of(key.as_str(), &entry.vary);
         let head_bytes = format::encode_head(&head);
-        let bytes = (format::PREFIX + head_bytes.len() + entry.body.len()) as u64;
+        let bytes = on_disk((format::PREFIX + head_bytes.len() + entry.body.len()) as u64);
         // No one object takes more than an eighth of the tier.
         let room = bytes <= self.inner.capacity / 8 && self.is_up() && self.reserve(bytes);
         let mut index = self.inner.index.lock().expect("disk index");
         if !room {
             metrics().storage.disk_writes_dropped.inc();
-            // An older copy must not outlive the newer response memory now holds.
+            // An older copy must not outlive the newer response memory now holds (nor be
+            // found by the start-up scan later).
+            index.note(Forget::Variant(key.clone(), name));
             if index.remove_name(key, &name).is_some() {
-                drop(index);
                 self.send(Op::Remove(vec![name]));
             }
             return;
         }
         let serial = index.next_serial();
-        index.insert(
+        let displaced = index.insert(
             key,
             Meta {
                 name,
@@ -273,9 +305,12 @@ impl Disk {
                 bytes,
                 body_len: entry.body.len() as u64,
                 used: 0,
+                written: false,
             },
         );
-        drop(index);
+        if let Some(gone) = displaced {
+            self.send(Op::Remove(vec![gone]));
+        }
         self.send(Op::Write {
             key: key.clone(),
             name,
@@ -283,6 +318,8 @@ impl Disk {
             head: head_bytes,
             body: entry.body.clone(),
         });
+        // Sent before the lock goes: see `Inner::ops`.
+        drop(index);
     }
 
     /// The variant of `key` on disk that serves `req`, if any.
@@ -354,11 +391,9 @@ impl Disk {
 
     /// Removes every variant of `key`.
     pub fn remove_key(&self, key: &StoreKey) -> usize {
-        let gone = {
-            let mut index = self.inner.index.lock().expect("disk index");
-            index.note(Forget::Key(key.clone()));
-            index.remove_key(key)
-        };
+        let mut index = self.inner.index.lock().expect("disk index");
+        index.note(Forget::Key(key.clone()));
+        let gone = index.remove_key(key);
         let n = gone.len();
         if n > 0 {
             self.send(Op::Remove(gone.into_iter().map(|m| m.name).collect()));
@@ -384,7 +419,6 @@ impl Disk {
                 .map(|m| m.name)
                 .collect();
             let n = gone.len();
-            drop(index);
             if n > 0 {
                 self.send(Op::Remove(gone));
             }
@@ -405,7 +439,6 @@ impl Disk {
             }
         }
         let n = marks.len();
-        drop(index);
         if n > 0 {
             self.send(Op::SoftPurge(marks));
         }
@@ -425,7 +458,7 @@ impl Disk {
         if let Some(l) = self.loader.lock().expect("disk loader").take() {
             let _ = l.join();
         }
-        drop(self.ops.lock().expect("disk ops").take());
+        drop(self.inner.ops.lock().expect("disk ops").take());
         if let Some(w) = self.writer.lock().expect("disk writer").take() {
             let _ = w.join();
         }
@@ -440,31 +473,29 @@ impl Drop for Disk {
 
 /// The start-up scan: what it finds is indexed a directory at a time, checked against the
 /// purges made since the start.
-fn load_all(inner: &Inner, ops: &Sender<Op>) {
+fn load_all(inner: &Inner) {
     let place = |found: Vec<(StoreKey, Meta)>| {
         let (mut dropped, mut softened) = (Vec::new(), Vec::new());
-        {
-            let mut index = inner.index.lock().expect("disk index");
-            for (key, meta) in found {
-                let name = meta.name;
-                match index.place_found(&key, meta) {
-                    Placed::Dropped => dropped.push(name),
-                    Placed::Softened(age) => softened.push((name, age)),
-                    Placed::Indexed | Placed::Superseded => {}
-                }
+        let mut index = inner.index.lock().expect("disk index");
+        for (key, meta) in found {
+            let name = meta.name;
+            match index.place_found(&key, meta) {
+                Placed::Dropped => dropped.push(name),
+                Placed::Softened(age) => softened.push((name, age)),
+                Placed::Indexed | Placed::Superseded => {}
             }
         }
         if !dropped.is_empty() {
-            let _ = ops.send(Op::Remove(dropped));
+            inner.send(Op::Remove(dropped));
         }
         if !softened.is_empty() {
-            let _ = ops.send(Op::SoftPurge(softened));
+            inner.send(Op::SoftPurge(softened));
         }
     };
     let found = load::scan(&inner.root, inner.clock.now(), &inner.closing, &place);
     inner.index.lock().expect("disk index").loading = None;
     // Over the bound (the size was lowered since): make room.
-    let _ = ops.send(Op::Maintain);
+    inner.send(Op::Maintain);
     tracing::info!(
         objects = found.objects,
         bytes = found.bytes,

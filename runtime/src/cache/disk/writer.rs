@@ -41,14 +41,23 @@ pub(super) enum Op {
 
 /// Applies operations until every sender is gone and the queue is empty.
 pub(super) fn run(inner: &Inner, ops: Receiver<Op>) {
+    let mut expired = std::time::Instant::now();
     loop {
         match ops.recv_timeout(MAINTAIN_EVERY) {
             Ok(Op::Flush(done)) => {
                 let _ = done.send(());
             }
-            Ok(Op::Maintain) | Err(RecvTimeoutError::Timeout) => expire(inner),
+            Ok(Op::Maintain) | Err(RecvTimeoutError::Timeout) => {
+                expire(inner);
+                expired = std::time::Instant::now();
+            }
             Ok(op) => apply(inner, op),
             Err(RecvTimeoutError::Disconnected) => return,
+        }
+        // Under steady load the queue is never idle: dead entries go on schedule anyway.
+        if expired.elapsed() >= MAINTAIN_EVERY {
+            expire(inner);
+            expired = std::time::Instant::now();
         }
         make_room(inner);
     }
@@ -63,7 +72,8 @@ fn apply(inner: &Inner, op: Op) {
             head,
             body,
         } => {
-            let bytes = (format::PREFIX + head.len() + body.len()) as u64;
+            // As `Disk::store` reserved it: in whole blocks.
+            let bytes = super::on_disk((format::PREFIX + head.len() + body.len()) as u64);
             inner.pending.fetch_sub(bytes, Ordering::AcqRel);
             write(inner, &key, &name, serial, &head, &body);
         }
@@ -112,10 +122,18 @@ fn write(inner: &Inner, key: &StoreKey, name: &Name, serial: u64, head: &[u8], b
         f.write_all(body)?;
         std::fs::rename(&tmp, &path)
     });
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        inner.degrade("write", &e);
-        forget(inner, key, name, serial);
+    match written {
+        // Findable from now on (if it is still the variant's latest write).
+        Ok(()) => inner
+            .index
+            .lock()
+            .expect("disk index")
+            .mark_written(key, name, serial),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            inner.degrade("write", &e);
+            forget(inner, key, name, serial);
+        }
     }
 }
 
