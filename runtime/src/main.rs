@@ -414,6 +414,12 @@ fn run_until_signal(
         if let Some(a) = admin {
             a.shutdown().await;
         }
+        // Fills still in flight finish first (a client that had all its bytes may be gone
+        // before the fill that read them for it has stored them), within the drain time.
+        let deadline = std::time::Instant::now() + shared.generation().config.server.drain_timeout;
+        while !shared.flights.is_idle() && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
         if let Some(disk) = shared.store.disk().cloned() {
             // What is queued for the disk is part of the cache a restart finds.
             tokio::task::spawn_blocking(move || disk.close()).await?;

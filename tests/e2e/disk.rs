@@ -490,7 +490,16 @@ async fn large_bodies_stream_from_disk_and_a_damaged_one_is_cut_not_served() {
             let bytes = std::fs::read(f).unwrap();
             bytes.windows(b.len()).any(|w| w == b.as_bytes())
         })
-        .unwrap();
+        .unwrap_or_else(|| {
+            let seen: Vec<(PathBuf, u64)> = all_files(&disk)
+                .into_iter()
+                .map(|f| {
+                    let n = std::fs::metadata(&f).unwrap().len();
+                    (f, n)
+                })
+                .collect();
+            panic!("no file holds {b}: {seen:?}")
+        });
     let mut bytes = std::fs::read(&b_file).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x20;
