@@ -178,7 +178,8 @@ fn every_guest_example_passes_its_own_site_tests() {
     // Real scripts, built from their crates on load: tracking parameters collapse, device
     // classes split, a 120 s TTL ends, A/B buckets stick, the cart is never stored,
     // stale-while-revalidate serves stale once and refreshes, each visitor sees their own
-    // name on one cached page, scanners are turned away.
+    // name on one cached page, scanners are turned away, one copy per region, signed-in
+    // users go past the cache and forged tokens are refused, API keys are rate-limited.
     let (ok, out) = tessera_test(&[&repo().join("guest-examples").display().to_string()]);
     assert!(ok, "{out}");
     for (file, steps) in [
@@ -189,13 +190,15 @@ fn every_guest_example_passes_its_own_site_tests() {
         ("bot-block/site-tests/agents.test.toml", 2),
         ("ttl-by-type/site-tests/ttls.test.toml", 7),
         ("geo-key/site-tests/regions.test.toml", 4),
+        ("jwt-gate/site-tests/sessions.test.toml", 6),
+        ("fresh-vs-cached/site-tests/routes.test.toml", 10),
     ] {
         assert!(
             out.contains(&format!("{file} ... ok ({steps} steps)")),
             "{file}: {out}"
         );
     }
-    assert!(out.contains("test result: ok. 7 passed; 0 failed"), "{out}");
+    assert!(out.contains("test result: ok. 9 passed; 0 failed"), "{out}");
 }
 
 #[test]
