@@ -53,6 +53,48 @@ pub(crate) fn sample_file(root: &Path, path: &str) -> Option<PathBuf> {
     .find(|p| p.is_file() && p.extension().is_none_or(|e| e != "headers"))
 }
 
+/// Applies a sample page's side file `<file>.headers` to its response: `Name: value` lines
+/// (`#` comments), the first line of a name replacing what the response had, later ones
+/// adding to it; `Status: 404` sets the status. No side file: nothing changes.
+pub(crate) fn side_fields(file: &Path, r: &mut Response<Full<Bytes>>) -> Result<(), &'static str> {
+    let side = PathBuf::from(format!("{}.headers", file.display()));
+    let Ok(fields) = std::fs::read_to_string(&side) else {
+        return Ok(());
+    };
+    let mut named: Vec<header::HeaderName> = Vec::new();
+    for line in fields
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (name, value) = line
+            .split_once(':')
+            .ok_or("a .headers line is not `Name: value`\n")?;
+        let value = value.trim();
+        if name.trim().eq_ignore_ascii_case("status") {
+            *r.status_mut() = value
+                .parse::<u16>()
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .ok_or("a bad Status in .headers\n")?;
+            continue;
+        }
+        let (Ok(n), Ok(v)) = (
+            header::HeaderName::from_bytes(name.trim().as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            return Err("a bad field in .headers\n");
+        };
+        if named.contains(&n) {
+            r.headers_mut().append(n, v);
+        } else {
+            r.headers_mut().insert(n.clone(), v);
+            named.push(n);
+        }
+    }
+    Ok(())
+}
+
 fn serve_file(root: &Path, req: Request<Incoming>, n: u64) -> Response<Full<Bytes>> {
     let path = req.uri().path();
     let resp = |status: StatusCode, ctype: &'static str, body: Bytes| {
@@ -136,6 +178,14 @@ fn serve_file(root: &Path, req: Request<Incoming>, n: u64) -> Response<Full<Byte
         if let Some(keys) = surrogate_keys(rel) {
             r.headers_mut().insert("surrogate-key", keys);
         }
+    }
+    // A page's side file has the last word (the same files `tessera test` serves).
+    if let Err(why) = side_fields(&file, &mut r) {
+        return resp(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "text/plain",
+            Bytes::from_static(why.as_bytes()),
+        );
     }
     r
 }

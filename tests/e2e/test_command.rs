@@ -344,3 +344,12 @@ expect = { status = 200, hit = false, origin_requests = 3, origin_requests_for =
         "{out}"
     );
 }
+
+#[test]
+fn the_demo_shop_passes_its_site_tests() {
+    // The demo's own pages (the side files the demo origin serves too): ESI assembly,
+    // personalisation on one cached page, the cart never stored, HTML's 120 s.
+    let (ok, out) = tessera_test(&[&repo().join("samples/site-tests").display().to_string()]);
+    assert!(ok, "{out}");
+    assert!(out.contains("shop.test.toml ... ok (6 steps)"), "{out}");
+}

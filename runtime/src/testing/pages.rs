@@ -153,55 +153,8 @@ fn serve(root: &Path, path: &str) -> Response<Full<Bytes>> {
     };
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-    let side = PathBuf::from(format!("{}.headers", file.display()));
-    if let Ok(fields) = std::fs::read_to_string(&side) {
-        for line in fields
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        {
-            let Some((name, value)) = line.split_once(':') else {
-                return text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "a .headers line is not `Name: value`\n",
-                );
-            };
-            let value = value.trim();
-            if name.eq_ignore_ascii_case("status") {
-                match value
-                    .parse::<u16>()
-                    .ok()
-                    .and_then(|s| StatusCode::from_u16(s).ok())
-                {
-                    Some(s) => *r.status_mut() = s,
-                    None => {
-                        return text(
-                            StatusCode::INTERNAL_SERVER_ERROR,
-                            "a bad Status in .headers\n",
-                        )
-                    }
-                }
-                continue;
-            }
-            match (
-                HeaderName::from_bytes(name.trim().as_bytes()),
-                HeaderValue::from_str(value),
-            ) {
-                (Ok(n), Ok(v)) => {
-                    if n == header::CONTENT_TYPE {
-                        r.headers_mut().insert(n, v);
-                    } else {
-                        r.headers_mut().append(n, v);
-                    }
-                }
-                _ => {
-                    return text(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "a bad field in .headers\n",
-                    )
-                }
-            }
-        }
+    if let Err(why) = crate::demo::side_fields(&file, &mut r) {
+        return text(StatusCode::INTERNAL_SERVER_ERROR, why);
     }
     r
 }
