@@ -26,8 +26,16 @@ pub const MEMORY: Tier = Tier { tier: "memory" };
 /// The disk tier's label.
 pub const DISK: Tier = Tier { tier: "disk" };
 
+/// One tier's hit counters, taken from the families once: a hit counts itself without a
+/// label lookup (the families' lock and hash stay off the hit path).
+pub struct TierHits {
+    /// Hits.
+    pub hits: Counter,
+    /// Their body bytes.
+    pub bytes: Counter,
+}
+
 /// Storage series.
-#[derive(Default)]
 pub struct Storage {
     /// Hits (fresh or stale) by the tier that held the response.
     pub hits: Family<Tier, Counter>,
@@ -49,9 +57,46 @@ pub struct Storage {
     pub disk_up: Gauge,
     /// 1 while the start-up scan of the disk tier runs.
     pub disk_loading: Gauge,
+    /// `hits` and `hit_bytes` of the memory tier.
+    pub memory: TierHits,
+    /// `hits` and `hit_bytes` of the disk tier.
+    pub disk: TierHits,
+}
+
+impl Default for Storage {
+    fn default() -> Storage {
+        let (hits, hit_bytes) = (Family::<Tier, Counter>::default(), Family::default());
+        let tier = |t: &Tier| TierHits {
+            hits: hits.get_or_create_owned(t),
+            bytes: hit_bytes.get_or_create_owned(t),
+        };
+        Storage {
+            memory: tier(&MEMORY),
+            disk: tier(&DISK),
+            hits,
+            hit_bytes,
+            evictions: Family::default(),
+            objects: Family::default(),
+            bytes: Family::default(),
+            disk_damaged: Counter::default(),
+            disk_errors: Family::default(),
+            disk_writes_dropped: Counter::default(),
+            disk_up: Gauge::default(),
+            disk_loading: Gauge::default(),
+        }
+    }
 }
 
 impl Storage {
+    /// The hit counters of `tier`.
+    pub fn tier(&self, tier: &Tier) -> &TierHits {
+        if *tier == DISK {
+            &self.disk
+        } else {
+            &self.memory
+        }
+    }
+
     /// Registers every series in `r`.
     pub fn register(&self, r: &mut Registry) {
         r.register(

@@ -382,7 +382,7 @@ impl Exchange {
 
 /// A hit, by the tier that held it.
 fn count_hit(tier: &crate::observe::storage::Tier, body_bytes: u64) {
-    let m = &crate::observe::metrics().storage;
-    m.hits.get_or_create(tier).inc();
-    m.hit_bytes.get_or_create(tier).inc_by(body_bytes);
+    let t = crate::observe::metrics().storage.tier(tier);
+    t.hits.inc();
+    t.bytes.inc_by(body_bytes);
 }
