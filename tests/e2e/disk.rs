@@ -99,7 +99,7 @@ async fn landed(disk: &Path, n: usize) {
 }
 
 /// SIGTERM, and the clean exit that finishes queued writes.
-async fn stop(mut p: Proxy) {
+pub(crate) async fn stop(mut p: Proxy) {
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(p.pid() as i32, libc::SIGTERM) };
     assert!(p.exit_status().await, "a clean stop exits 0");
@@ -107,7 +107,7 @@ async fn stop(mut p: Proxy) {
 
 /// Starts a proxy and waits until its start-up scan of the disk is done (entries found
 /// later than a request would make that request a miss).
-async fn start(origin: &Origin, toml: &str) -> Proxy {
+pub(crate) async fn start(origin: &Origin, toml: &str) -> Proxy {
     let p = Launch::config(origin, toml).start().await;
     scrape_until(p.admin.unwrap(), &[("tessera_cache_disk_loading", 0.0)]).await;
     p

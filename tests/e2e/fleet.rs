@@ -192,3 +192,97 @@ async fn nodes_with_the_same_name_still_purge_each_other() {
     purge_on(&a, "http://shop.test/p").await;
     until_purged(&b, "/p").await;
 }
+
+#[tokio::test]
+async fn a_node_that_caches_before_it_first_reaches_redis_applies_the_purges_made_meanwhile() {
+    let redis = Redis::start().await;
+    let relay = Relay::start(redis.addr).await;
+    let origin = origin().await;
+    // b starts cut off: it serves (and caches) before it has ever read the stream.
+    relay.cut().await;
+    let a = Launch::config(&origin, &node("edge-a", &redis.url()))
+        .start()
+        .await;
+    let b = Launch::config(&origin, &node("edge-b", &format!("redis://{}", relay.addr)))
+        .start()
+        .await;
+    b.get("/p", &[]).await;
+    assert!(b.get("/p", &[]).await.hit());
+    purge_on(&a, "http://shop.test/p").await;
+    relay.restore();
+    // Its first read starts from when it started, not from the stream's end.
+    until_purged(&b, "/p").await;
+}
+
+/// A node on Redis with a disk tier at `disk`.
+fn disk_node(name: &str, redis: &str, disk: &std::path::Path) -> String {
+    node(name, redis)
+        + &format!(
+            "[cache]\ndisk = {{ path = \"{}\", size = \"64MiB\" }}\n",
+            disk.display()
+        )
+}
+
+/// Waits until the disk tier at `disk` has recorded a stream position.
+async fn position_saved(disk: &std::path::Path) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !disk.join("fleet-position").exists() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no stream position was saved"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_disk_cache_resumes_the_stream_where_it_left_off_after_a_restart() {
+    let redis = Redis::start().await;
+    let origin = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    let a = Launch::config(&origin, &node("edge-a", &redis.url()))
+        .start()
+        .await;
+    let toml = disk_node("edge-b", &redis.url(), &disk);
+    let b = crate::disk::start(&origin, &toml).await;
+    for path in ["/p", "/q"] {
+        b.get(path, &[]).await;
+    }
+    position_saved(&disk).await;
+    crate::disk::stop(b).await;
+    // Purged while b is down.
+    purge_on(&a, "http://shop.test/p").await;
+    let b = crate::disk::start(&origin, &toml).await;
+    until_purged(&b, "/p").await;
+    assert!(
+        b.get("/q", &[]).await.hit(),
+        "what was not purged stays (the cache was not emptied)"
+    );
+}
+
+#[tokio::test]
+async fn a_disk_cache_with_no_record_of_the_stream_is_emptied_when_it_joins() {
+    let redis = Redis::start().await;
+    let origin = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let disk = dir.path().join("disk");
+    // Filled by a node outside any fleet: what was purged meanwhile is unknown.
+    let alone = format!(
+        "[cache]\ndisk = {{ path = \"{}\", size = \"64MiB\" }}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_file = \"admin-token\"\n[[site]]\nname = \"s\"\nhosts = [\"shop.test\"]\norigin = \"{{origin}}\"\n",
+        disk.display()
+    );
+    let b = crate::disk::start(&origin, &alone).await;
+    b.get("/q", &[]).await;
+    assert!(b.get("/q", &[]).await.hit());
+    crate::disk::stop(b).await;
+    let b = crate::disk::start(&origin, &disk_node("edge-b", &redis.url(), &disk)).await;
+    until_purged(&b, "/q").await;
+    let metrics = call(b.admin.unwrap(), "GET", "/metrics", Some(TOKEN), "")
+        .await
+        .body;
+    assert!(
+        metrics.contains("tessera_fleet_events_total{event=\"flushed_behind\"} 1"),
+        "{metrics}"
+    );
+}

@@ -251,6 +251,11 @@ impl Disk {
         self.inner.is_up()
     }
 
+    /// Its directory.
+    pub fn root(&self) -> &Path {
+        &self.inner.root
+    }
+
     /// Variants and file bytes held.
     pub fn usage(&self) -> (u64, u64) {
         let i = self.inner.index.lock().expect("disk index");

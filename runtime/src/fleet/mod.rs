@@ -4,17 +4,23 @@
 //! last entry it saw: a node whose connection dropped replays what it missed when it is
 //! back. A node that fell so far behind that the stream was trimmed past its last entry
 //! cannot know what it missed: it empties its cache and says so in its log and metrics.
+//! A disk tier's cache outlives the process, so its position in the stream is kept beside
+//! it (`position`) and a restart resumes from there.
+
+mod position;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::StreamReadReply;
 use redis::AsyncConnectionConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::cache::disk::Disk;
 use crate::cache::{Purge, Store};
 use crate::config::FleetConfig;
+use position::Position;
 
 /// Entries kept in the stream (approximately: Redis trims whole nodes).
 pub const STREAM_LENGTH: u64 = 100_000;
@@ -38,12 +44,18 @@ pub struct Message {
 /// This node's link to the fleet's stream.
 pub struct Fleet {
     client: redis::Client,
+    /// As configured: it names the link a disk tier's [`Position`] belongs to.
+    url: String,
     stream: String,
     node: String,
     /// This process: its own entries are skipped by this, not by the node's name, which
     /// may repeat across nodes (`HOSTNAME` unset everywhere).
     instance: String,
     publisher: tokio::sync::Mutex<Option<MultiplexedConnection>>,
+    /// Before anything could be cached: the first connection replays the stream from
+    /// this moment (on Redis's clock), so that a node that could not reach Redis at once
+    /// still applies the purges made while it was already caching.
+    started: Instant,
 }
 
 fn count(event: &str) {
@@ -53,6 +65,56 @@ fn count(event: &str) {
             event: event.to_owned(),
         })
         .inc();
+}
+
+/// Where following starts, and what is done on the way.
+struct Start {
+    /// The last entry applied (`None`: none yet, on this process or its disk).
+    last: Option<String>,
+    /// With a disk tier: where the newest applied id goes to be saved.
+    saver: Option<tokio::sync::watch::Sender<Option<String>>>,
+    /// Empty the cache on the first connection (a disk tier with no position).
+    flush: bool,
+}
+
+impl Start {
+    /// Entries up to `id` are applied: remember it, on disk too.
+    fn applied(&mut self, id: String) {
+        if let Some(s) = &self.saver {
+            s.send_replace(Some(id.clone()));
+        }
+        self.last = Some(id);
+    }
+}
+
+/// Saves the newest applied id beside `disk`, each time once the disk has carried out every
+/// purge queued before it and its start-up scan (which applies purges to files it finds
+/// later) is over: a position on disk never runs ahead of the files. Ids that arrive
+/// meanwhile are coalesced, so following the stream is never held up.
+fn keep_position(
+    disk: Arc<Disk>,
+    position: Position,
+) -> tokio::sync::watch::Sender<Option<String>> {
+    let (tx, mut rx) = tokio::sync::watch::channel(None::<String>);
+    tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let Some(id) = rx.borrow_and_update().clone() else {
+                continue;
+            };
+            let (disk, position) = (disk.clone(), position.clone());
+            let saved = tokio::task::spawn_blocking(move || {
+                disk.wait_loaded();
+                disk.flush();
+                position.save(&id)
+            })
+            .await;
+            if let Ok(Err(e)) = saved {
+                // A restart then replays from an older entry, or empties the cache.
+                tracing::warn!("fleet: cannot record the stream position: {e}");
+            }
+        }
+    });
+    tx
 }
 
 /// A stream id `ms-seq` as numbers, for ordering.
@@ -67,10 +129,12 @@ impl Fleet {
         let client = redis::Client::open(cfg.redis.as_str()).map_err(|e| e.to_string())?;
         Ok(Fleet {
             client,
+            url: cfg.redis.clone(),
             stream: cfg.stream.clone(),
             node: node.to_owned(),
             instance: uuid::Uuid::new_v4().simple().to_string(),
             publisher: tokio::sync::Mutex::new(None),
+            started: Instant::now(),
         })
     }
 
@@ -135,12 +199,22 @@ impl Fleet {
     /// Follows the stream in the background for as long as the process runs, applying
     /// other nodes' purges to `store`.
     pub fn follow(self: Arc<Self>, store: Store) {
+        let disk = store.disk().cloned();
+        let position = disk
+            .as_ref()
+            .map(|d| Position::new(d.root(), &self.url, &self.stream));
+        let last = position.as_ref().and_then(Position::load);
+        let mut start = Start {
+            // A disk tier that kept no position may hold what was purged while it was down.
+            flush: position.is_some() && last.is_none(),
+            last,
+            saver: disk.zip(position).map(|(d, p)| keep_position(d, p)),
+        };
         tokio::spawn(async move {
-            let mut last: Option<String> = None;
             let mut wait = Duration::from_millis(200);
             loop {
                 let mut connected = false;
-                match self.follow_once(&store, &mut last, &mut connected).await {
+                match self.follow_once(&store, &mut start, &mut connected).await {
                     Ok(()) => wait = Duration::from_millis(200),
                     Err(e) => {
                         if connected {
@@ -157,19 +231,29 @@ impl Fleet {
         });
     }
 
-    /// Reads until an error: from the stream's end on the first call, else from `last`.
+    /// Reads until an error: on the first call from when this process started (or, with a
+    /// disk tier, from where its cache left off), else from the last entry seen.
     async fn follow_once(
         &self,
         store: &Store,
-        last: &mut Option<String>,
+        start: &mut Start,
         connected: &mut bool,
     ) -> redis::RedisResult<()> {
         let mut con = self.connect(BLOCK + Duration::from_secs(5)).await?;
         *connected = true;
-        let from = match last.clone() {
+        let from = match start.last.clone() {
             None => {
-                // A node that starts has an empty cache: only what comes from now on.
-                let id = self.newest(&mut con).await?;
+                if start.flush {
+                    let objects = store.purge(&Purge::All, false);
+                    count("flushed_behind");
+                    tracing::warn!(
+                        target: "tessera::audit",
+                        objects,
+                        "fleet: the disk cache has no record of the purges it has seen: cache emptied"
+                    );
+                    start.flush = false;
+                }
+                let id = self.since_start(&mut con).await?;
                 tracing::info!(stream = %self.stream, from = %id, "fleet: following purges");
                 id
             }
@@ -182,7 +266,7 @@ impl Fleet {
                 }
             }
         };
-        *last = Some(from);
+        start.applied(from);
         loop {
             let reply: Option<StreamReadReply> = redis::cmd("XREAD")
                 .arg("BLOCK")
@@ -191,16 +275,43 @@ impl Fleet {
                 .arg(256)
                 .arg("STREAMS")
                 .arg(&self.stream)
-                .arg(last.as_deref().unwrap_or("0-0"))
+                .arg(start.last.as_deref().unwrap_or("0-0"))
                 .query_async(&mut con)
                 .await?;
+            let mut newest = None;
             for key in reply.map(|r| r.keys).unwrap_or_default() {
                 for entry in key.ids {
                     self.apply(store, &entry);
-                    *last = Some(entry.id);
+                    newest = Some(entry.id);
                 }
             }
+            if let Some(id) = newest {
+                start.applied(id);
+            }
         }
+    }
+
+    /// The id from which entries are newer than this process: Redis's clock now, less the
+    /// time since it started and a second of margin (the node's own clock may be off; a
+    /// purge replayed on an object fetched after it costs one refetch, a missed one is
+    /// served stale).
+    async fn since_start(&self, con: &mut MultiplexedConnection) -> redis::RedisResult<String> {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&self.stream)
+            .query_async(&mut *con)
+            .await?;
+        if !exists {
+            // Every entry will be new; and `0-0` tells a later reconnect that a missing
+            // stream is one that never was, not one Redis lost.
+            return Ok("0-0".to_owned());
+        }
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut *con).await?;
+        let now_ms = secs.saturating_mul(1000).saturating_add(micros / 1000);
+        let back = self.started.elapsed() + Duration::from_secs(1);
+        Ok(format!(
+            "{}-0",
+            now_ms.saturating_sub(back.as_millis() as u64)
+        ))
     }
 
     /// The stream's newest entry id (`0-0` when it is empty).
@@ -219,39 +330,16 @@ impl Fleet {
             .map_or_else(|| "0-0".to_owned(), |e| e.0))
     }
 
-    /// After a reconnect: if the entry we saw last was trimmed away and newer ones exist,
-    /// some in between may be gone too. Nothing tells which: empty the cache (true).
+    /// After a reconnect: whether entries after `last` may have been deleted (trimmed away,
+    /// or the stream lost with Redis) — nothing tells which: then the cache is emptied
+    /// (true).
     async fn check_gap(
         &self,
         con: &mut MultiplexedConnection,
         store: &Store,
         last: &str,
     ) -> redis::RedisResult<bool> {
-        if last == "0-0" {
-            return Ok(false);
-        }
-        let still: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-            .arg(&self.stream)
-            .arg(last)
-            .arg(last)
-            .query_async(&mut *con)
-            .await?;
-        if !still.is_empty() {
-            return Ok(false);
-        }
-        let oldest: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-            .arg(&self.stream)
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut *con)
-            .await?;
-        let behind = match oldest.first() {
-            Some((id, _)) => id_of(id) > id_of(last),
-            // The stream is gone (Redis lost it): what was in it is unknown.
-            None => true,
-        };
+        let behind = self.missed_since(con, last).await?;
         if behind {
             let objects = store.purge(&Purge::All, false);
             count("flushed_behind");
@@ -263,6 +351,61 @@ impl Fleet {
             );
         }
         Ok(behind)
+    }
+
+    /// Whether any entry newer than `last` was deleted from the stream.
+    async fn missed_since(
+        &self,
+        con: &mut MultiplexedConnection,
+        last: &str,
+    ) -> redis::RedisResult<bool> {
+        let exists: bool = redis::cmd("EXISTS")
+            .arg(&self.stream)
+            .query_async(&mut *con)
+            .await?;
+        if !exists {
+            // Lost, unless it never had an entry since we began (`0-0`: it did not exist).
+            return Ok(last != "0-0");
+        }
+        let info: std::collections::HashMap<String, redis::Value> = redis::cmd("XINFO")
+            .arg("STREAM")
+            .arg(&self.stream)
+            .query_async(&mut *con)
+            .await?;
+        let id = |field: &str| -> redis::RedisResult<Option<(u64, u64)>> {
+            Ok(match info.get(field) {
+                Some(v) => id_of(&redis::from_redis_value_ref::<String>(v)?),
+                None => None,
+            })
+        };
+        let last = id_of(last);
+        // Redis 7 records the newest id removed by XDEL.
+        if id("max-deleted-entry-id")? > last {
+            return Ok(true);
+        }
+        if id("last-generated-id")? <= last {
+            return Ok(false); // nothing was added since
+        }
+        let number = |field: &str| -> Option<u64> {
+            info.get(field)
+                .and_then(|v| redis::from_redis_value_ref(v).ok())
+        };
+        if let (Some(added), Some(length)) = (number("entries-added"), number("length")) {
+            if added == length {
+                return Ok(false); // Redis 7: nothing was ever removed
+            }
+        }
+        // Trimming removes the oldest first: if the oldest left is not newer than `last`,
+        // everything after `last` is still there. Otherwise something after it may be gone.
+        let oldest: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
+            .arg(&self.stream)
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut *con)
+            .await?;
+        Ok(oldest.first().is_none_or(|(id, _)| id_of(id) > last))
     }
 
     fn apply(&self, store: &Store, entry: &redis::streams::StreamId) {
