@@ -296,11 +296,7 @@ impl Fleet {
     /// purge replayed on an object fetched after it costs one refetch, a missed one is
     /// served stale).
     async fn since_start(&self, con: &mut MultiplexedConnection) -> redis::RedisResult<String> {
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(&self.stream)
-            .query_async(&mut *con)
-            .await?;
-        if !exists {
+        if !self.exists(con).await? {
             // Every entry will be new; and `0-0` tells a later reconnect that a missing
             // stream is one that never was, not one Redis lost.
             return Ok("0-0".to_owned());
@@ -314,20 +310,38 @@ impl Fleet {
         ))
     }
 
+    /// Whether the stream exists (Redis drops an emptied one only when told to).
+    async fn exists(&self, con: &mut MultiplexedConnection) -> redis::RedisResult<bool> {
+        redis::cmd("EXISTS")
+            .arg(&self.stream)
+            .query_async(con)
+            .await
+    }
+
     /// The stream's newest entry id (`0-0` when it is empty).
     async fn newest(&self, con: &mut MultiplexedConnection) -> redis::RedisResult<String> {
-        let newest: Vec<(String, Vec<(String, String)>)> = redis::cmd("XREVRANGE")
+        Ok(self
+            .end(con, "XREVRANGE", ["+", "-"])
+            .await?
+            .unwrap_or_else(|| "0-0".to_owned()))
+    }
+
+    /// The id at one end of the stream (`XRANGE - +`: oldest; `XREVRANGE + -`: newest).
+    async fn end(
+        &self,
+        con: &mut MultiplexedConnection,
+        cmd: &str,
+        range: [&str; 2],
+    ) -> redis::RedisResult<Option<String>> {
+        let one: Vec<(String, Vec<(String, String)>)> = redis::cmd(cmd)
             .arg(&self.stream)
-            .arg("+")
-            .arg("-")
+            .arg(range[0])
+            .arg(range[1])
             .arg("COUNT")
             .arg(1)
             .query_async(con)
             .await?;
-        Ok(newest
-            .into_iter()
-            .next()
-            .map_or_else(|| "0-0".to_owned(), |e| e.0))
+        Ok(one.into_iter().next().map(|e| e.0))
     }
 
     /// After a reconnect: whether entries after `last` may have been deleted (trimmed away,
@@ -359,11 +373,7 @@ impl Fleet {
         con: &mut MultiplexedConnection,
         last: &str,
     ) -> redis::RedisResult<bool> {
-        let exists: bool = redis::cmd("EXISTS")
-            .arg(&self.stream)
-            .query_async(&mut *con)
-            .await?;
-        if !exists {
+        if !self.exists(con).await? {
             // Lost, unless it never had an entry since we began (`0-0`: it did not exist).
             return Ok(last != "0-0");
         }
@@ -397,15 +407,8 @@ impl Fleet {
         }
         // Trimming removes the oldest first: if the oldest left is not newer than `last`,
         // everything after `last` is still there. Otherwise something after it may be gone.
-        let oldest: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
-            .arg(&self.stream)
-            .arg("-")
-            .arg("+")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut *con)
-            .await?;
-        Ok(oldest.first().is_none_or(|(id, _)| id_of(id) > last))
+        let oldest = self.end(con, "XRANGE", ["-", "+"]).await?;
+        Ok(oldest.is_none_or(|id| id_of(&id) > last))
     }
 
     fn apply(&self, store: &Store, entry: &redis::streams::StreamId) {
