@@ -271,6 +271,9 @@ pub struct Site {
     pub origin: Uri,
     /// CA certificates (PEM) an https origin is checked against instead of the system's.
     pub origin_ca: Option<PathBuf>,
+    /// An origin in this process (`tessera test`'s sample pages) that takes the place of
+    /// `origin`'s address; never from a configuration file.
+    pub local_origin: Option<crate::origin::LocalOrigin>,
     /// Shield nodes misses go to before the origin (edge → shield → origin).
     pub shields: Vec<Uri>,
     /// Scripts to run, in chain order (each refines the previous one's key and decision).
@@ -331,6 +334,7 @@ impl Site {
             hosts: vec!["*".into()],
             origin,
             origin_ca: None,
+            local_origin: None,
             shields: Vec::new(),
             scripts,
             script_crates: Vec::new(),

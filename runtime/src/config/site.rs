@@ -160,6 +160,7 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
         hosts,
         origin,
         origin_ca,
+        local_origin: None,
         shields,
         scripts,
         script_crates,

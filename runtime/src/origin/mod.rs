@@ -1,12 +1,16 @@
 //! Origin client: pooled HTTP/1.1 connections (plain or TLS) with connect and response timeouts.
 
+mod connect;
+
+use connect::Connector;
+pub use connect::LocalOrigin;
+
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{combinators::BoxBody, BodyExt};
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
@@ -43,7 +47,7 @@ impl OriginError {
 /// A pooled client for one site's origin.
 #[derive(Clone)]
 pub struct OriginClient {
-    client: Client<HttpsConnector<HttpConnector>, OutBody>,
+    client: Client<Connector, OutBody>,
     response_timeout: Duration,
     site: std::sync::Arc<str>,
 }
@@ -122,6 +126,15 @@ impl OriginClient {
         }
         .enable_http1()
         .wrap_connector(connector);
+        OriginClient::with(site, Connector::Net(connector), response_timeout)
+    }
+
+    /// A client for `site` whose connections go to `origin`, in this process.
+    pub fn local(site: &str, response_timeout: Duration, origin: LocalOrigin) -> OriginClient {
+        OriginClient::with(site, Connector::Local(origin), response_timeout)
+    }
+
+    fn with(site: &str, connector: Connector, response_timeout: Duration) -> OriginClient {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(64)

@@ -80,8 +80,10 @@ impl SiteRuntime {
             let tls = tls_for(url, &format!("shield {url}"))?;
             shields.push(super::tier::Shield::new(url.clone(), client(tls)));
         }
-        let tls = tls_for(&cfg.origin, "origin")?;
-        let origin = client(tls);
+        let origin = match &cfg.local_origin {
+            Some(local) => OriginClient::local(&cfg.name, cfg.response_timeout, local.clone()),
+            None => client(tls_for(&cfg.origin, "origin")?),
+        };
         Ok(SiteRuntime {
             cfg,
             scripts: scripts.into(),

@@ -86,16 +86,14 @@ async fn run_steps(file: &Path, update: bool, done: &mut usize) -> Result<(), St
     let spec = Spec::load(file).map_err(|e| e.to_string())?;
     let mut config = Config::load(&spec.config).map_err(|e| e.to_string())?;
     let clock = Clock::frozen();
-    let pages = pages::Pages::start(spec.pages.clone(), spec.variations.clone(), clock.clone())
-        .await
-        .map_err(|e| format!("cannot start the sample origin: {e}"))?;
-    let origin: http::Uri = format!("http://{}", pages.addr)
-        .parse()
-        .expect("a loopback URL");
-    // Everything goes to the sample pages; nothing of the machine is touched.
+    let pages = pages::Pages::start(spec.pages.clone(), spec.variations.clone(), clock.clone());
+    // Everything goes to the sample pages, in this process: no port is opened and nothing
+    // of the machine or its network is touched.
+    let origin: http::Uri = "http://sample-pages.invalid".parse().expect("a URL");
     for site in &mut config.sites {
         site.origin = origin.clone();
         site.origin_ca = None;
+        site.local_origin = Some(pages.origin());
         site.shields.clear();
     }
     config.cache.disk = None;
