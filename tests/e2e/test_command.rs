@@ -116,6 +116,7 @@ fn each_kind_of_mismatch_fails_with_the_request_and_expected_against_got() {
         ("contains", "expect = { body_contains = [\"Away\"] }", "expected the body to contain \"Away\"\n       got body: \"<h1>Home</h1>\\n\""),
         ("origin", "expect = { origin_requests = 2 }", "expected origin requests so far: 2\n       got origin requests so far: 1"),
         ("body", "expect = { body = \"<h1>Home</h1>\" }", "expected body: \"<h1>Home</h1>\"\n       got body: \"<h1>Home</h1>\\n\""),
+        ("ttl", "expect = { ttl = 59 }", "expected ttl: 59\n       got ttl: 60"),
     ];
     let files: Vec<(String, String)> = cases
         .iter()
@@ -149,7 +150,7 @@ fn each_kind_of_mismatch_fails_with_the_request_and_expected_against_got() {
         "{out}"
     );
     assert!(
-        out.contains("test result: FAILED. 0 passed; 6 failed"),
+        out.contains("test result: FAILED. 0 passed; 7 failed"),
         "{out}"
     );
 }
@@ -361,7 +362,7 @@ fn the_demo_shop_passes_its_site_tests() {
     // personalisation on one cached page, the cart never stored, HTML's 120 s.
     let (ok, out) = tessera_test(&[&repo().join("samples/site-tests").display().to_string()]);
     assert!(ok, "{out}");
-    assert!(out.contains("shop.test.toml ... ok (6 steps)"), "{out}");
+    assert!(out.contains("shop.test.toml ... ok (8 steps)"), "{out}");
 }
 
 #[test]
@@ -375,5 +376,5 @@ fn site_tests_need_no_network_at_all() {
     let (ok, out) =
         tessera_test_through(&["unshare", "--user", "--map-root-user", "--net"], &[&site]);
     assert!(ok, "{out}");
-    assert!(out.contains("shop.test.toml ... ok (6 steps)"), "{out}");
+    assert!(out.contains("shop.test.toml ... ok (8 steps)"), "{out}");
 }

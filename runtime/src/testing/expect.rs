@@ -13,41 +13,26 @@ pub struct Member {
     pub fwd: Option<String>,
     /// `stored` present.
     pub stored: bool,
+    /// `ttl=` value: seconds of freshness left (negative once stale).
+    pub ttl: Option<i64>,
 }
 
-/// The last member of a `Cache-Status` value (upstream caches' come first). Commas and
-/// semicolons inside quoted strings do not split.
+/// The last member of a `Cache-Status` value (upstream caches' come first), read as the
+/// structured field list it is (RFC 9211, RFC 9651); nothing when it does not parse.
 pub fn ours(value: &str) -> Member {
-    let mut members = vec![String::new()];
-    let mut quoted = false;
-    for c in value.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                members.last_mut().expect("one").push(c);
-            }
-            ',' if !quoted => members.push(String::new()),
-            _ => members.last_mut().expect("one").push(c),
-        }
-    }
-    let last = members.pop().unwrap_or_default();
     let mut m = Member::default();
-    let mut params = Vec::new();
-    let mut cur = String::new();
-    quoted = false;
-    for c in last.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ';' if !quoted => params.push(std::mem::take(&mut cur)),
-            _ => cur.push(c),
-        }
-    }
-    params.push(cur);
-    for p in params.iter().skip(1).map(|p| p.trim()) {
-        match p.split_once('=') {
-            None if p == "hit" => m.hit = true,
-            None if p == "stored" => m.stored = true,
-            Some(("fwd", v)) => m.fwd = Some(v.to_owned()),
+    let Ok(list) = sfv::Parser::new(value).parse::<sfv::List>() else {
+        return m;
+    };
+    let Some(sfv::ListEntry::Item(last)) = list.last() else {
+        return m;
+    };
+    for (key, v) in &last.params {
+        match key.as_str() {
+            "hit" => m.hit = v.as_boolean() == Some(true),
+            "stored" => m.stored = v.as_boolean() == Some(true),
+            "fwd" => m.fwd = v.as_token().map(|t| t.as_str().to_owned()),
+            "ttl" => m.ttl = v.as_integer().map(i64::from),
             _ => {}
         }
     }
@@ -156,6 +141,12 @@ pub fn check(
     if let Some(s) = e.stored {
         if s != member.stored {
             return fail(mismatch("stored", s, member.stored));
+        }
+    }
+    if let Some(t) = e.ttl {
+        if Some(t) != member.ttl {
+            let have = member.ttl.map_or("(none)".to_owned(), |t| t.to_string());
+            return fail(mismatch("ttl", t, have));
         }
     }
     if let Some(b) = &e.body {
@@ -336,11 +327,14 @@ mod tests {
             Member {
                 hit: false,
                 fwd: Some("uri-miss".into()),
-                stored: true
+                stored: true,
+                ttl: Some(60),
             }
         );
         assert!(ours("tessera; hit; ttl=10").hit);
+        assert_eq!(ours("tessera; fwd=stale; ttl=-5").ttl, Some(-5));
         assert_eq!(ours(""), Member::default());
+        assert_eq!(ours("tessera; hit; ttl=\"unclosed"), Member::default());
     }
 
     fn sel(css: &str) -> super::super::spec::Select {

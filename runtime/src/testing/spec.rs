@@ -82,6 +82,9 @@ pub struct Expect {
     pub fwd: Option<String>,
     /// Whether this response was stored (`Cache-Status` `stored`).
     pub stored: Option<bool>,
+    /// Seconds of freshness left (`Cache-Status` `ttl`; negative once stale): exact, on
+    /// the virtual clock.
+    pub ttl: Option<i64>,
     /// The body, exactly.
     pub body: Option<String>,
     /// A file (relative to the test file) the body must equal; written by
