@@ -164,6 +164,7 @@ fn bad_test_files_are_named_by_file_line_and_key() {
         ("target", "config = \"tessera.toml\"\n\n[[step]]\nrequest = \"/\"\n[[step]]\nrequest = \"GET a\"\n", ":5: step 2 (the 2nd [[step]]) key `request`: the target must start with `/`"),
         ("config", "config = \"nope.toml\"\n[[step]]\nrequest = \"/\"\n", ":1: key `config`: "),
         ("empty", "config = \"tessera.toml\"\n", "no `[[step]]`"),
+        ("site", "config = \"tessera.toml\"\nsite = \"shop\"\n[[step]]\nrequest = \"/\"\n", ":2: key `site`: "),
     ];
     let refs: Vec<(String, &str)> = cases
         .iter()
@@ -182,6 +183,23 @@ fn bad_test_files_are_named_by_file_line_and_key() {
         };
         assert!(out.contains(&want), "{name}: wanted {want:?} in\n{out}");
     }
+}
+
+#[test]
+fn a_test_file_can_take_one_site_of_a_config() {
+    let dir = site(&[(
+        "two.toml",
+        "[[site]]\nname = \"a\"\nhosts = [\"a.example\"]\norigin = \"http://127.0.0.1:9\"\n[[site]]\nname = \"b\"\nhosts = [\"b.example\"]\norigin = \"http://127.0.0.1:9\"\n",
+    ), (
+        "b.test.toml",
+        "config = \"two.toml\"\nsite = \"b\"\n[[step]]\nrequest = \"/\"\nexpect = { status = 200, body_contains = [\"Home\"] }\n[[step]]\nrequest = \"/\"\nhost = \"a.example\"\nexpect = { status = 200 }\n",
+    )]);
+    let (ok, out) = tessera_test(&[&path(dir.path(), "b.test.toml")]);
+    assert!(!ok, "{out}");
+    // Requests go to b's first host by default; a is not there at all.
+    assert!(out.contains("b.test.toml ... FAILED (1 step)"), "{out}");
+    assert!(out.contains("step 2 (line 6): / (host a.example)"), "{out}");
+    assert!(out.contains("got status: 404"), "{out}");
 }
 
 #[test]

@@ -85,6 +85,18 @@ pub async fn run_file(file: &Path, update: bool) -> FileResult {
 async fn run_steps(file: &Path, update: bool, done: &mut usize) -> Result<(), String> {
     let spec = Spec::load(file).map_err(|e| e.to_string())?;
     let mut config = Config::load(&spec.config).map_err(|e| e.to_string())?;
+    if let Some((name, line)) = &spec.site {
+        let names: Vec<&str> = config.sites.iter().map(|s| s.name.as_str()).collect();
+        if !names.contains(&name.as_str()) {
+            return Err(format!(
+                "{}:{line}: key `site`: {} has no [[site]] named {name:?} (it has {})",
+                file.display(),
+                spec.config.display(),
+                names.join(", ")
+            ));
+        }
+        config.sites.retain(|s| s.name == *name);
+    }
     let clock = Clock::frozen();
     let pages = pages::Pages::start(spec.pages.clone(), spec.variations.clone(), clock.clone());
     // Everything goes to the sample pages, in this process: no port is opened and nothing

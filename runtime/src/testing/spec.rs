@@ -15,6 +15,9 @@ pub struct Spec {
     pub file: PathBuf,
     /// The site's `tessera.toml`.
     pub config: PathBuf,
+    /// `site = "name"`: only that `[[site]]` of the config is tested (with the line of
+    /// the key, for an error once the config is read).
+    pub site: Option<(String, usize)>,
     /// The folder of sample pages the origin serves.
     pub pages: PathBuf,
     /// What happens, in order.
@@ -146,6 +149,7 @@ pub struct Select {
 #[serde(deny_unknown_fields)]
 struct RawSpec {
     config: Spanned<PathBuf>,
+    site: Option<Spanned<String>>,
     pages: Option<Spanned<PathBuf>>,
     #[serde(default)]
     step: Vec<Spanned<toml::Table>>,
@@ -381,6 +385,9 @@ impl Spec {
         Ok(Spec {
             file: file.to_owned(),
             config,
+            site: raw
+                .site
+                .map(|s| (s.get_ref().clone(), line_of(text, s.span().start))),
             pages: pages.0,
             steps,
             variations,
