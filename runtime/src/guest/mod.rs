@@ -11,6 +11,7 @@ mod capabilities;
 mod convert;
 mod engine;
 mod env;
+mod exports;
 pub mod html;
 mod loader;
 mod meter;

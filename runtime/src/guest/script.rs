@@ -4,10 +4,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use wasmtime::component::{HasSelf, Linker};
+use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 
-use super::bindings::{EdgeScript, EdgeScriptPre, HookSet};
+use super::bindings::{EdgeScript, HookSet};
+use super::exports::{Bound, Exports};
 use super::engine::{GuestEngine, State};
 use super::loader::{load_component, root_cause, CompiledCache, LoadError};
 use super::meter::{BudgetExceeded, HostcallsExceeded, Meter};
@@ -100,7 +101,9 @@ impl GuestError {
 
 /// A script ready to serve requests: linked once, instantiated per request.
 pub struct Script {
-    pre: EdgeScriptPre<State>,
+    pre: InstancePre<State>,
+    /// Its exports, found and checked once.
+    exports: Exports,
     /// Keeps the epoch ticker running for as long as the script can be called.
     _engine: GuestEngine,
     limits: Limits,
@@ -164,10 +167,9 @@ impl Script {
                 fail(format!("does not fit the tessera:edge@0.3.0 world (rebuild it with this version of tessera-sdk): {msg}"))
             }
         })?;
-        let pre = EdgeScriptPre::new(pre).map_err(|e| {
+        let exports = Exports::find(&component).map_err(|e| {
             fail(format!(
-                "does not export tessera:edge/hooks@0.3.0 (rebuild it with this version of tessera-sdk): {}",
-                root_cause(&e.into())
+                "does not export the tessera:edge@0.3.0 world (rebuild it with this version of tessera-sdk): {e}"
             ))
         })?;
         let name: Arc<str> = path
@@ -177,6 +179,7 @@ impl Script {
             .into();
         let mut script = Script {
             pre,
+            exports,
             _engine: engine.clone(),
             limits,
             id: format!("{site}/{name}@{}", &digest[..digest.len().min(12)]),
@@ -200,13 +203,16 @@ impl Script {
             .instantiate("load".into(), meter.clone(), Clock::system())
             .await
             .map_err(|e| fail(format!("cannot be instantiated: {e}")))?;
+        script
+            .exports
+            .check(&mut instance.store, &instance.raw)
+            .map_err(|e| {
+                fail(format!(
+                    "does not fit the tessera:edge@0.3.0 world (rebuild it with this version of tessera-sdk): {e}"
+                ))
+            })?;
         let info = meter
-            .run(
-                instance
-                    .bindings
-                    .tessera_edge_hooks()
-                    .call_describe(&mut instance.store),
-            )
+            .run(instance.bindings.describe(&mut instance.store))
             .await
             .map_err(|e| {
                 fail(format!(
@@ -323,11 +329,15 @@ impl Script {
             })
         });
         store.set_epoch_deadline(1);
-        let bindings = meter
+        let raw = meter
             .run(self.pre.instantiate_async(&mut store))
             .await
             .map_err(|e| classify(self, e.into()))?;
-        Ok(Instance { store, bindings })
+        Ok(Instance {
+            store,
+            bindings: self.exports.on(raw),
+            raw,
+        })
     }
 
     /// Logs a failed hook, at most a few lines per second per script.
@@ -348,7 +358,10 @@ impl Script {
 /// A live instance and its store.
 pub(super) struct Instance {
     pub store: Store<State>,
-    pub bindings: EdgeScript,
+    /// The script's exports on it.
+    pub bindings: Bound,
+    /// The instance itself.
+    pub raw: wasmtime::component::Instance,
 }
 
 /// Sorts a wasmtime error into what went wrong, in words for the log.

@@ -129,7 +129,7 @@ impl Chain {
             let view = self.view(req);
             let answer = self
                 .call(i, Hook::OnRequest, async |b, s| {
-                    b.tessera_edge_hooks().call_on_request(s, &view).await
+                    b.on_request(s, &view).await
                 })
                 .await;
             self.view = Some((req.version, view));
@@ -168,7 +168,7 @@ impl Chain {
             let view = self.view(req);
             let answer = self
                 .call(i, Hook::CacheKey, async |b, s| {
-                    b.tessera_edge_hooks().call_cache_key(s, &view, &key).await
+                    b.cache_key(s, &view, &key).await
                 })
                 .await;
             self.view = Some((req.version, view));
@@ -192,9 +192,7 @@ impl Chain {
             let wire = convert::decision(&decision);
             let answer = self
                 .call(i, Hook::CachePolicy, async |b, s| {
-                    b.tessera_edge_hooks()
-                        .call_cache_policy(s, &view, &head, &wire)
-                        .await
+                    b.cache_policy(s, &view, &head, &wire).await
                 })
                 .await;
             self.view = Some((req.version, view));
@@ -216,9 +214,7 @@ impl Chain {
             let head = convert::response_head(status, headers);
             let answer = self
                 .call(i, Hook::OnResponse, async |b, s| {
-                    b.tessera_edge_hooks()
-                        .call_on_response(s, &view, &head)
-                        .await
+                    b.on_response(s, &view, &head).await
                 })
                 .await;
             self.view = Some((req.version, view));
@@ -242,9 +238,7 @@ impl Chain {
             let view = self.view(req);
             let answer = self
                 .call(i, Hook::HtmlHandlers, async |b, s| {
-                    b.tessera_edge_hooks()
-                        .call_html_handlers(s, &view, &head)
-                        .await
+                    b.html_handlers(s, &view, &head).await
                 })
                 .await;
             self.view = Some((req.version, view));
@@ -267,7 +261,7 @@ impl Chain {
     ) -> Result<Vec<ElementMutation>, HookFailure> {
         let el: html_types::Element = el.into();
         let got = self.call_sync(i, |b, s| {
-            b.tessera_edge_html().call_on_element(s, handler, &el)
+            b.on_element(s, handler, &el)
         })?;
         html::element_mutations(got).map_err(|v| self.refused(i, Hook::Html, v))
     }
@@ -280,7 +274,7 @@ impl Chain {
         tag: &str,
     ) -> Result<Vec<NodeMutation>, HookFailure> {
         let got = self.call_sync(i, |b, s| {
-            b.tessera_edge_html().call_on_element_end(s, handler, tag)
+            b.on_element_end(s, handler, tag)
         })?;
         html::node_mutations(got).map_err(|v| self.refused(i, Hook::Html, v))
     }
@@ -294,7 +288,7 @@ impl Chain {
         last: bool,
     ) -> Result<Vec<NodeMutation>, HookFailure> {
         let got = self.call_sync(i, |b, s| {
-            b.tessera_edge_html().call_on_text(s, handler, text, last)
+            b.on_text(s, handler, text, last)
         })?;
         html::node_mutations(got).map_err(|v| self.refused(i, Hook::Html, v))
     }
@@ -307,14 +301,14 @@ impl Chain {
         text: &str,
     ) -> Result<Vec<NodeMutation>, HookFailure> {
         let got = self.call_sync(i, |b, s| {
-            b.tessera_edge_html().call_on_comment(s, handler, text)
+            b.on_comment(s, handler, text)
         })?;
         html::node_mutations(got).map_err(|v| self.refused(i, Hook::Html, v))
     }
 
     /// `on-document-end` of script `i`.
     pub fn on_document_end(&mut self, i: usize) -> Result<Vec<Content>, HookFailure> {
-        let got = self.call_sync(i, |b, s| b.tessera_edge_html().call_on_document_end(s))?;
+        let got = self.call_sync(i, |b, s| b.on_document_end(s))?;
         html::contents(got).map_err(|v| self.refused(i, Hook::Html, v))
     }
 
@@ -323,7 +317,7 @@ impl Chain {
         &mut self,
         i: usize,
         f: impl FnOnce(
-            &super::bindings::EdgeScript,
+            &super::exports::Bound,
             &mut wasmtime::Store<super::engine::State>,
         ) -> wasmtime::Result<R>,
     ) -> Result<R, HookFailure> {
@@ -384,7 +378,7 @@ impl Chain {
         i: usize,
         hook: Hook,
         f: impl AsyncFnOnce(
-            &super::bindings::EdgeScript,
+            &super::exports::Bound,
             &mut wasmtime::Store<super::engine::State>,
         ) -> wasmtime::Result<R>,
     ) -> Result<R, HookFailure> {
