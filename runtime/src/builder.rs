@@ -8,12 +8,6 @@ use anyhow::{bail, Context};
 /// The target guests are built for; with `wasm-component-ld` it yields a component with no WASI.
 pub const GUEST_TARGET: &str = "wasm32-unknown-unknown";
 
-/// The guest's shadow stack in linear memory. rustc's default is 1 MiB, and every page of
-/// a guest's memory is reset after each request (bench/guest.rs: a fresh instance +
-/// `cache-key` + drop 6 % faster at 64 KiB); an overflow traps (the stack comes first in
-/// memory and grows down), it never corrupts data.
-const GUEST_STACK: usize = 64 << 10;
-
 /// Builds the guest crate in `dir` (release) and returns the component's path, copied to `out` if given.
 pub fn build_guest(
     dir: &Path,
@@ -41,10 +35,6 @@ pub fn build_guest(
         .arg("--config")
         .arg(format!(
             "target.{GUEST_TARGET}.linker=\"wasm-component-ld\""
-        ))
-        .arg("--config")
-        .arg(format!(
-            "target.{GUEST_TARGET}.rustflags=[\"-C\", \"link-arg=-zstack-size={GUEST_STACK}\"]"
         ))
         // Guests ship without debug info: it makes components ~35x larger.
         .args([

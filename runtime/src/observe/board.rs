@@ -86,10 +86,15 @@ impl Board {
         if hit {
             self.hits.fetch_add(1, Ordering::Relaxed);
             if let Some(k) = key {
-                let k: Arc<str> = k.into();
-                self.top
-                    .get_with(k, || Arc::new(AtomicU64::new(0)))
-                    .fetch_add(1, Ordering::Relaxed);
+                // A hot key is counted without allocating its name again; only a key seen
+                // for the first time (or again after eviction) is copied in.
+                match self.top.get(k) {
+                    Some(n) => n.fetch_add(1, Ordering::Relaxed),
+                    None => self
+                        .top
+                        .get_with(k.into(), || Arc::new(AtomicU64::new(0)))
+                        .fetch_add(1, Ordering::Relaxed),
+                };
             }
         }
     }
