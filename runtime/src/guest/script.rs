@@ -8,8 +8,8 @@ use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 
 use super::bindings::{EdgeScript, HookSet};
-use super::exports::{Bound, Exports};
 use super::engine::{GuestEngine, State};
+use super::exports::{Bound, Exports};
 use super::loader::{load_component, root_cause, CompiledCache, LoadError};
 use super::meter::{BudgetExceeded, HostcallsExceeded, Meter};
 use super::pool::{Busy, InstancePool};

@@ -260,9 +260,7 @@ impl Chain {
         el: ElementView,
     ) -> Result<Vec<ElementMutation>, HookFailure> {
         let el: html_types::Element = el.into();
-        let got = self.call_sync(i, |b, s| {
-            b.on_element(s, handler, &el)
-        })?;
+        let got = self.call_sync(i, |b, s| b.on_element(s, handler, &el))?;
         html::element_mutations(got).map_err(|v| self.refused(i, Hook::Html, v))
     }
 
@@ -273,9 +271,7 @@ impl Chain {
         handler: u32,
         tag: &str,
     ) -> Result<Vec<NodeMutation>, HookFailure> {
-        let got = self.call_sync(i, |b, s| {
-            b.on_element_end(s, handler, tag)
-        })?;
+        let got = self.call_sync(i, |b, s| b.on_element_end(s, handler, tag))?;
         html::node_mutations(got).map_err(|v| self.refused(i, Hook::Html, v))
     }
 
@@ -287,9 +283,7 @@ impl Chain {
         text: &str,
         last: bool,
     ) -> Result<Vec<NodeMutation>, HookFailure> {
-        let got = self.call_sync(i, |b, s| {
-            b.on_text(s, handler, text, last)
-        })?;
+        let got = self.call_sync(i, |b, s| b.on_text(s, handler, text, last))?;
         html::node_mutations(got).map_err(|v| self.refused(i, Hook::Html, v))
     }
 
@@ -300,9 +294,7 @@ impl Chain {
         handler: u32,
         text: &str,
     ) -> Result<Vec<NodeMutation>, HookFailure> {
-        let got = self.call_sync(i, |b, s| {
-            b.on_comment(s, handler, text)
-        })?;
+        let got = self.call_sync(i, |b, s| b.on_comment(s, handler, text))?;
         html::node_mutations(got).map_err(|v| self.refused(i, Hook::Html, v))
     }
 
