@@ -66,6 +66,64 @@ fn a_core_module_is_refused_with_the_file_named() {
     );
 }
 
+/// A component exporting both interfaces with every function name of the world, each
+/// `func(x: u32) -> u32` — or only the hooks interface when `html` is false.
+fn impostor(html: bool) -> Vec<u8> {
+    let names = |list: &[&str]| {
+        list.iter()
+            .map(|n| format!("(export \"{n}\" (func $f))"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let hooks = names(&[
+        "describe",
+        "on-request",
+        "cache-key",
+        "cache-policy",
+        "on-response",
+        "html-handlers",
+    ]);
+    let html_iface = names(&[
+        "on-element",
+        "on-element-end",
+        "on-text",
+        "on-comment",
+        "on-document-end",
+    ]);
+    let html_export = if html {
+        format!(
+            "(instance $html {html_iface}) (export \"tessera:edge/html@0.3.0\" (instance $html))"
+        )
+    } else {
+        String::new()
+    };
+    wat::parse_str(format!(
+        r#"(component
+            (core module $m (func (export "f") (param i32) (result i32) local.get 0))
+            (core instance $i (instantiate $m))
+            (func $f (param "x" u32) (result u32) (canon lift (core func $i "f")))
+            (instance $hooks {hooks})
+            (export "tessera:edge/hooks@0.3.0" (instance $hooks))
+            {html_export})"#
+    ))
+    .expect("valid component text")
+}
+
+#[test]
+fn a_component_that_only_looks_like_a_script_is_refused_by_export() {
+    // Every name is there, with the wrong types: refused when loaded, never called.
+    let out = check_script(&impostor(true));
+    assert!(
+        out.contains("broken.wasm") && out.contains("export describe"),
+        "{out}"
+    );
+    let out = check_script(&impostor(false));
+    assert!(
+        out.contains("broken.wasm") && out.contains("no export tessera:edge/html@0.3.0"),
+        "{out}"
+    );
+}
+
 #[test]
 fn garbage_is_refused_with_the_file_named() {
     let out = check_script(b"#!/bin/sh\necho not wasm\n");

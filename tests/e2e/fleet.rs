@@ -90,11 +90,15 @@ async fn a_purge_on_one_edge_empties_the_object_on_the_other_and_the_shield() {
     assert!(b.get("/q", &[]).await.hit());
 }
 
-/// Redis, an origin, edge a on Redis and edge b behind a relay the test can cut.
-async fn relayed_pair() -> (Redis, Relay, Origin, Proxy, Proxy) {
+/// Redis, an origin, edge a on Redis and edge b behind a relay the test can cut (`cut`:
+/// already before b starts).
+async fn relayed_pair(cut: bool) -> (Redis, Relay, Origin, Proxy, Proxy) {
     let redis = Redis::start().await;
     let relay = Relay::start(redis.addr).await;
     let origin = origin().await;
+    if cut {
+        relay.cut().await;
+    }
     let a = Launch::config(&origin, &node("edge-a", &redis.url()))
         .start()
         .await;
@@ -106,7 +110,7 @@ async fn relayed_pair() -> (Redis, Relay, Origin, Proxy, Proxy) {
 
 #[tokio::test]
 async fn a_node_cut_off_from_redis_applies_the_purge_when_it_is_back() {
-    let (_redis, relay, _origin, a, b) = relayed_pair().await;
+    let (_redis, relay, _origin, a, b) = relayed_pair(false).await;
     b.get("/p", &[]).await;
     assert!(b.get("/p", &[]).await.hit());
     // b's link to the stream is cut; the purge happens meanwhile.
@@ -155,7 +159,7 @@ async fn without_redis_the_purge_says_it_stayed_on_this_node() {
 
 #[tokio::test]
 async fn a_node_the_stream_was_trimmed_past_empties_its_cache_and_says_so() {
-    let (redis, relay, _origin, a, b) = relayed_pair().await;
+    let (redis, relay, _origin, a, b) = relayed_pair(false).await;
     // b sees one purge, so it has a last entry to come back to.
     b.get("/seen", &[]).await;
     purge_on(&a, "http://shop.test/seen").await;
@@ -200,17 +204,8 @@ async fn nodes_with_the_same_name_still_purge_each_other() {
 
 #[tokio::test]
 async fn a_node_that_caches_before_it_first_reaches_redis_applies_the_purges_made_meanwhile() {
-    let redis = Redis::start().await;
-    let relay = Relay::start(redis.addr).await;
-    let origin = origin().await;
     // b starts cut off: it serves (and caches) before it has ever read the stream.
-    relay.cut().await;
-    let a = Launch::config(&origin, &node("edge-a", &redis.url()))
-        .start()
-        .await;
-    let b = Launch::config(&origin, &node("edge-b", &format!("redis://{}", relay.addr)))
-        .start()
-        .await;
+    let (_redis, relay, _origin, a, b) = relayed_pair(true).await;
     b.get("/p", &[]).await;
     assert!(b.get("/p", &[]).await.hit());
     purge_on(&a, "http://shop.test/p").await;
