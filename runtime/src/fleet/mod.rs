@@ -73,8 +73,6 @@ struct Start {
     last: Option<String>,
     /// With a disk tier: where the newest applied id goes to be saved.
     saver: Option<tokio::sync::watch::Sender<Option<String>>>,
-    /// Empty the cache on the first connection (a disk tier with no position).
-    flush: bool,
 }
 
 impl Start {
@@ -204,9 +202,19 @@ impl Fleet {
             .as_ref()
             .map(|d| Position::new(d.root(), &self.url, &self.stream));
         let last = position.as_ref().and_then(Position::load);
+        if position.is_some() && last.is_none() {
+            // A disk cache with no record of the purges it has seen may hold what was purged
+            // while it was down: emptied at once, not when Redis is first reached (it would
+            // serve those objects meanwhile).
+            let objects = store.purge(&Purge::All, false);
+            count("flushed_behind");
+            tracing::warn!(
+                target: "tessera::audit",
+                objects,
+                "fleet: the disk cache has no record of the purges it has seen: cache emptied"
+            );
+        }
         let mut start = Start {
-            // A disk tier that kept no position may hold what was purged while it was down.
-            flush: position.is_some() && last.is_none(),
             last,
             saver: disk.zip(position).map(|(d, p)| keep_position(d, p)),
         };
@@ -243,16 +251,6 @@ impl Fleet {
         *connected = true;
         let from = match start.last.clone() {
             None => {
-                if start.flush {
-                    let objects = store.purge(&Purge::All, false);
-                    count("flushed_behind");
-                    tracing::warn!(
-                        target: "tessera::audit",
-                        objects,
-                        "fleet: the disk cache has no record of the purges it has seen: cache emptied"
-                    );
-                    start.flush = false;
-                }
                 let id = self.since_start(&mut con).await?;
                 tracing::info!(stream = %self.stream, from = %id, "fleet: following purges");
                 id
