@@ -35,6 +35,16 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// Every hook, in declaration order (`hook as usize` indexes it).
+    pub const ALL: [Hook; 6] = [
+        Hook::OnRequest,
+        Hook::CacheKey,
+        Hook::CachePolicy,
+        Hook::OnResponse,
+        Hook::HtmlHandlers,
+        Hook::Html,
+    ];
+
     /// The hook's WIT name, for logs and `Cache-Status`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -391,3 +401,15 @@ fn first_line(s: &str) -> String {
 
 /// Lines of warning per second a script's failures may write to the log.
 const WARNINGS_PER_SECOND: u64 = 5;
+
+#[cfg(test)]
+mod tests {
+    use super::Hook;
+
+    #[test]
+    fn every_hook_is_listed_at_its_own_index() {
+        for (i, h) in Hook::ALL.iter().enumerate() {
+            assert_eq!(*h as usize, i, "{}", h.as_str());
+        }
+    }
+}

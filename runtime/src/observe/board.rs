@@ -107,13 +107,19 @@ impl Board {
     /// Records one guest call of `script`.
     pub fn guest(&self, script: &str, took: Duration) {
         let mut s = lock(&self.scripts);
-        if !s.contains_key(script) && s.len() >= 256 {
+        let micros = (took.as_micros() as u64).clamp(1, 60_000_000);
+        // A script seen before is found without copying its name.
+        if let Some(h) = s.get_mut(script) {
+            let _ = h.record(micros);
             return;
         }
-        let h = s.entry(script.to_owned()).or_insert_with(|| {
-            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds")
-        });
-        let _ = h.record((took.as_micros() as u64).clamp(1, 60_000_000));
+        if s.len() >= 256 {
+            return;
+        }
+        let mut h =
+            hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds");
+        let _ = h.record(micros);
+        s.insert(script.to_owned(), h);
     }
 
     /// Records a purge for the audit trail.
