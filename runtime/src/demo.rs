@@ -39,8 +39,27 @@ pub async fn start_sample_origin(root: PathBuf, addr: SocketAddr) -> anyhow::Res
     Ok(bound)
 }
 
+/// Whether a sample origin refuses `path` (400): a `..` or dot segment would reach outside
+/// the sample folder or its hidden files.
+pub(crate) fn bad_sample_path(path: &str) -> bool {
+    path.split('/').any(|s| s == ".." || s.starts_with('.'))
+}
+
+/// The content type a sample origin sends for `file`, by its extension.
+pub(crate) fn sample_type(file: &Path) -> &'static str {
+    match file.extension().and_then(|e| e.to_str()) {
+        Some("html") => "text/html; charset=utf-8",
+        Some("json") => "application/json",
+        Some("png") => "image/png",
+        Some("svg") => "image/svg+xml",
+        Some("css") => "text/css",
+        Some("txt") => "text/plain",
+        _ => "application/octet-stream",
+    }
+}
+
 /// The file a sample origin serves for `path` (its `..` and dot segments refused by the
-/// caller): `/p` → `p`, `p.html`, `p.json` or `p/index.html`; never a `.headers` side file.
+/// caller, [`bad_sample_path`]): `/p` → `p`, `p.html`, `p.json` or `p/index.html`; never a `.headers` side file.
 pub(crate) fn sample_file(root: &Path, path: &str) -> Option<PathBuf> {
     let rel = path.trim_start_matches('/');
     [
@@ -106,10 +125,7 @@ fn serve_file(root: &Path, req: Request<Incoming>, n: u64) -> Response<Full<Byte
             .insert("x-origin-request", HeaderValue::from(n));
         r
     };
-    if path
-        .split('/')
-        .any(|seg| seg == ".." || seg.starts_with('.'))
-    {
+    if bad_sample_path(path) {
         return resp(
             StatusCode::BAD_REQUEST,
             "text/plain",
@@ -131,14 +147,7 @@ fn serve_file(root: &Path, req: Request<Incoming>, n: u64) -> Response<Full<Byte
             Bytes::from_static(b"read error\n"),
         );
     };
-    let ctype = match file.extension().and_then(|e| e.to_str()) {
-        Some("html") => "text/html; charset=utf-8",
-        Some("json") => "application/json",
-        Some("png") => "image/png",
-        Some("svg") => "image/svg+xml",
-        Some("css") => "text/css",
-        _ => "application/octet-stream",
-    };
+    let ctype = sample_type(&file);
     let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..16]);
     if req
         .headers()

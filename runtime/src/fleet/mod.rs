@@ -67,6 +67,13 @@ fn count(event: &str) {
         .inc();
 }
 
+/// Empties the cache because purges may have been missed: counted and audited with `why`.
+fn empty(store: &Store, why: &str) {
+    let objects = store.purge(&Purge::All, false);
+    count("flushed_behind");
+    tracing::warn!(target: "tessera::audit", objects, "{why}");
+}
+
 /// Where following starts, and what is done on the way.
 struct Start {
     /// The last entry applied (`None`: none yet, on this process or its disk).
@@ -206,12 +213,9 @@ impl Fleet {
             // A disk cache with no record of the purges it has seen may hold what was purged
             // while it was down: emptied at once, not when Redis is first reached (it would
             // serve those objects meanwhile).
-            let objects = store.purge(&Purge::All, false);
-            count("flushed_behind");
-            tracing::warn!(
-                target: "tessera::audit",
-                objects,
-                "fleet: the disk cache has no record of the purges it has seen: cache emptied"
+            empty(
+                &store,
+                "fleet: the disk cache has no record of the purges it has seen: cache emptied",
             );
         }
         let mut start = Start {
@@ -353,13 +357,9 @@ impl Fleet {
     ) -> redis::RedisResult<bool> {
         let behind = self.missed_since(con, last).await?;
         if behind {
-            let objects = store.purge(&Purge::All, false);
-            count("flushed_behind");
-            tracing::warn!(
-                target: "tessera::audit",
-                objects,
-                last,
-                "fleet: purges may have been missed (the stream no longer reaches back to the last one seen): cache emptied"
+            empty(
+                store,
+                &format!("fleet: purges may have been missed (the stream no longer reaches back to {last}, the last entry seen): cache emptied"),
             );
         }
         Ok(behind)

@@ -140,7 +140,7 @@ fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 }
 
 fn serve(root: &Path, path: &str) -> Response<Full<Bytes>> {
-    if path.split('/').any(|s| s == ".." || s.starts_with('.')) {
+    if crate::demo::bad_sample_path(path) {
         return text(StatusCode::BAD_REQUEST, "bad path\n");
     }
     let Some(file) = crate::demo::sample_file(root, path) else {
@@ -150,15 +150,10 @@ fn serve(root: &Path, path: &str) -> Response<Full<Bytes>> {
         return text(StatusCode::INTERNAL_SERVER_ERROR, "read error\n");
     };
     let mut r = Response::new(Full::new(Bytes::from(body)));
-    let ctype = match file.extension().and_then(|e| e.to_str()) {
-        Some("html") => "text/html; charset=utf-8",
-        Some("json") => "application/json",
-        Some("css") => "text/css",
-        Some("txt") => "text/plain",
-        _ => "application/octet-stream",
-    };
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::demo::sample_type(&file)),
+    );
     if let Err(why) = crate::demo::side_fields(&file, &mut r) {
         return text(StatusCode::INTERNAL_SERVER_ERROR, why);
     }
