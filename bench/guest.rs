@@ -1,4 +1,5 @@
-//! Per-request guest cost: a fresh pooled instance + `cache-key` + drop, and a full hook sequence.
+//! Per-request guest cost: a fresh pooled instance + `cache-key` + drop (or a kept one with
+//! `instance_reuse`), and a full hook sequence.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ fn script(
     engine: &GuestEngine,
     pool: &InstancePool,
     name: &str,
+    reuse: u32,
 ) -> Arc<[Arc<Script>]> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = root.join("target").join("test-guests");
@@ -29,6 +31,7 @@ fn script(
     let limits = Limits {
         cpu: Duration::from_millis(50),
         memory_bytes: 64 << 20,
+        reuse,
     };
     let compiled = CompiledCache::open(&root.join("target").join("bench-compiled")).unwrap();
     let s = rt
@@ -80,9 +83,10 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let engine = GuestEngine::new(PoolSize::default()).unwrap();
     let pool = Arc::new(InstancePool::new(&ScriptsConfig::default()));
-    let key = script(&rt, &engine, &pool, "normalize-key");
-    let ttl = script(&rt, &engine, &pool, "ttl-by-type");
-    let ab = script(&rt, &engine, &pool, "ab-test");
+    let key = script(&rt, &engine, &pool, "normalize-key", 0);
+    let reused = script(&rt, &engine, &pool, "normalize-key", 1_000_000);
+    let ttl = script(&rt, &engine, &pool, "ttl-by-type", 0);
+    let ab = script(&rt, &engine, &pool, "ab-test", 0);
     let chain = |s: &Arc<[Arc<Script>]>| {
         Chain::new(s.clone(), pool.clone(), "bench".into(), Clock::system())
     };
@@ -122,6 +126,20 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The same request with `instance_reuse`: an instance kept from the previous request.
+    c.bench_function(
+        "kept instance + cache-key + keep (normalize-key, instance_reuse)",
+        |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut ch = chain(&reused);
+                    ch.cache_key(&keyed[0].1, "shop.example/products/123".into())
+                        .await
+                        .unwrap()
+                })
+            })
+        },
+    );
     c.bench_function(
         "all hooks of one request (ab-test: on-request, cache-key, on-response)",
         |b| {

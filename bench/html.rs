@@ -71,6 +71,7 @@ fn bench(c: &mut Criterion) {
     let limits = Limits {
         cpu: Duration::from_millis(50),
         memory_bytes: 64 << 20,
+        reuse: 0,
     };
     let script = rt
         .block_on(Script::load(&engine, &pool, &wasm, None, "bench", limits))

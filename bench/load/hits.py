@@ -110,7 +110,7 @@ start(["python3", os.path.join(ROOT, "origin.py"), site, str(ORIGIN)], f"{WORK}/
 wait_up(ORIGIN)
 
 # --- the proxies ------------------------------------------------------------------------
-NGINX, VARNISH, T_PLAIN, T_KEY = port(), port(), port(), port()
+NGINX, VARNISH, T_PLAIN, T_KEY, T_REUSE = port(), port(), port(), port(), port()
 os.makedirs(f"{WORK}/nginx-cache", exist_ok=True)
 with open(f"{WORK}/nginx.conf", "w") as f:
     f.write(f"""
@@ -220,8 +220,14 @@ start(["taskset", "-c", "0", TESSERA, "serve", "--config", tessera_config(T_PLAI
 start(["taskset", "-c", "0", TESSERA, "serve", "--config",
        tessera_config(T_KEY, f'script = "{WORK}/normalize-key.wasm"')],
       f"{WORK}/tessera-key.log", env)
+# The same script with instance_reuse: an instance serves up to 10,000 requests in turn.
+start(["taskset", "-c", "0", TESSERA, "serve", "--config",
+       tessera_config(T_REUSE, f'script = "{WORK}/normalize-key.wasm"\n'
+                               '[site.limits]\ninstance_reuse = 10000')],
+      f"{WORK}/tessera-reuse.log", env)
 
-PROXIES = {"nginx": NGINX, "varnish": VARNISH, "tessera": T_PLAIN, "tessera+script": T_KEY}
+PROXIES = {"nginx": NGINX, "varnish": VARNISH, "tessera": T_PLAIN, "tessera+script": T_KEY,
+           "tessera+reuse": T_REUSE}
 # TESSERA_BEFORE=/path/to/an/older/tessera adds that build with the script, for before/after
 # ratios from the same run.
 BEFORE = os.environ.get("TESSERA_BEFORE")
@@ -376,7 +382,7 @@ for size in SIZES:
         rps = [x[0] for x in v]
         print(f"{size:5} {name:15} {statistics.median(rps):9.0f} ({min(rps):7.0f}-{max(rps):7.0f}) "
               f"{statistics.median(x[1] for x in v):7.2f} {statistics.median(x[2] for x in v):7.2f}")
-    for t in ("tessera", "tessera+script"):
+    for t in ("tessera", "tessera+script", "tessera+reuse"):
         for base in ("nginx", "varnish") + (("before+script",) if BEFORE and "+" in t else ()):
             ratios = [a[0] / b[0] for a, b in zip(results[(t, size)], results[(base, size)])]
             print(f"      {t}/{base}: {statistics.median(ratios):.2f}x "
@@ -385,7 +391,7 @@ for size in SIZES:
 
 # --- the herd ---------------------------------------------------------------------------
 def herd(name):
-    p = PROXIES[name]
+    p = PROXIES.get(name, ORIGIN)
     path = f"/slow/{name}-{time.monotonic_ns()}"
     gate = threading.Barrier(200)
     lat = []
@@ -409,7 +415,9 @@ def herd(name):
 
 
 print("\nherd: 200 concurrent requests for one cold key, 300 ms origin")
-for name in names:
+# The origin itself first: what this client and origin take with no proxy between them (the
+# origin answers all 200 at once, after its 300 ms), the floor of every proxy's p50.
+for name in ["origin"] + list(names):
     n, p50, answered = herd(name)
     print(f"  {name:15} origin requests {n}, answered {answered}, client p50 {p50:.0f} ms")
 stop_all()

@@ -20,6 +20,7 @@ mod http2;
 mod key_command;
 mod purge;
 mod reload;
+mod reuse;
 mod rewrite;
 mod scaffold;
 mod sharing;

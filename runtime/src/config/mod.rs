@@ -208,6 +208,9 @@ pub struct Limits {
     pub cpu: Duration,
     /// Linear memory cap per instance.
     pub memory_bytes: usize,
+    /// Requests one instance may serve in turn (`instance_reuse`); 0: a fresh instance for
+    /// every request, the default.
+    pub reuse: u32,
 }
 
 /// Caching behaviour a site can tune; defaults follow the standards.
@@ -341,6 +344,7 @@ impl Site {
             limits: Limits {
                 cpu: Duration::from_millis(DEFAULT_CPU_MS),
                 memory_bytes: (DEFAULT_MEMORY_MIB as usize) << 20,
+                reuse: 0,
             },
             on_guest_error: GuestErrorPolicies::default(),
             connect_timeout: Duration::from_millis(DEFAULT_CONNECT_MS),
@@ -410,10 +414,8 @@ impl Config {
             file: path.to_owned(),
             text,
         };
-        let raw: raw::RawConfig = toml::from_str(text).map_err(|err| {
-            let msg = err.message().trim().to_string();
-            e.at(err.span(), msg)
-        })?;
+        let raw: raw::RawConfig =
+            toml::from_str(text).map_err(|err| e.parser(err.span(), err.message().trim()))?;
         let base = path.parent().unwrap_or(Path::new("."));
 
         let listen = match &raw.listen {
@@ -811,6 +813,19 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.line, Some(5));
+    }
+
+    #[test]
+    fn instance_reuse_is_off_unless_set_and_bounded() {
+        let site = "[[site]]\nname = \"a\"\norigin = \"http://x\"\n[site.limits]\n";
+        assert_eq!(parse(site).unwrap().sites[0].limits.reuse, 0);
+        let on = parse(&format!("{site}instance_reuse = 1000\n")).unwrap();
+        assert_eq!(on.sites[0].limits.reuse, 1000);
+        for bad in ["-1", "1000001", "\"many\""] {
+            let e = parse(&format!("{site}instance_reuse = {bad}\n")).unwrap_err();
+            assert_eq!(e.line, Some(5), "{bad}: {e}");
+            assert!(e.message.contains("instance_reuse"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -165,6 +165,7 @@ pub(super) enum OneOrMany {
 pub(super) struct RawLimits {
     pub cpu_ms: Option<Spanned<u64>>,
     pub memory_mib: Option<Spanned<u64>>,
+    pub instance_reuse: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]

@@ -128,9 +128,16 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
         DEFAULT_MEMORY_MIB,
         1..=(MAX_GUEST_MEMORY >> 20) as u64,
     )?;
+    let reuse = e.number(
+        &limits.instance_reuse,
+        &key("limits.instance_reuse"),
+        0,
+        0..=1_000_000,
+    )?;
     let limits = Limits {
         cpu: Duration::from_millis(cpu_ms),
         memory_bytes: (memory_mib as usize) << 20,
+        reuse: reuse as u32,
     };
     let ms = |v, k: &str, default| {
         e.number(v, &key(k), default, 1..=3_600_000)

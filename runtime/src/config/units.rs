@@ -24,6 +24,18 @@ impl Errors<'_> {
         }
     }
 
+    /// An error the TOML parser found at `span`: its message names the key written on
+    /// that line, with the table it is in (`site.limits.cpu_ms: invalid type…`), since
+    /// serde's own words ("expected u64") do not.
+    pub fn parser(&self, span: Option<Range<usize>>, message: &str) -> ConfigError {
+        let key = span.as_ref().and_then(|s| key_at(self.text, s.start));
+        let message = match key {
+            Some(k) if !message.contains(&k) => format!("{k}: {message}"),
+            _ => message.to_owned(),
+        };
+        self.at(span, message)
+    }
+
     /// A size such as `268435456`, `"256MiB"` or `"1GiB"`, above zero.
     pub fn size(
         &self,
@@ -93,6 +105,29 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// The dotted key written on the line holding byte `at` (`site.limits.cpu_ms` for
+/// `cpu_ms = …` under `[site.limits]`), if that line is a plain `key = value`.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let start = text.get(..at)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?;
+    let (name, _) = line.split_once('=')?;
+    let name = name.trim();
+    let bare = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
+    if name.is_empty() || !name.chars().all(bare) {
+        return None;
+    }
+    // The nearest table header above the line, `[a.b]` or `[[a]]`.
+    let table = text[..start].lines().rev().find_map(|l| {
+        let l = l.trim();
+        let inner = l.strip_prefix('[')?.split(']').next()?;
+        Some(inner.trim_start_matches('[').trim().to_owned())
+    });
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{name}"),
+        _ => name.to_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +139,15 @@ mod tests {
         assert_eq!(parse_size("512"), Some(512));
         assert_eq!(parse_size("12 parsecs"), None);
         assert_eq!(parse_size("99999999999999999999G"), None);
+    }
+
+    #[test]
+    fn a_parser_error_names_the_key_on_its_line() {
+        let text = "[[site]]\nname = \"a\"\n[site.limits]\ncpu_ms = -1\n  \"x\",\n";
+        let at = text.find("-1").unwrap();
+        assert_eq!(key_at(text, at).as_deref(), Some("site.limits.cpu_ms"));
+        assert_eq!(key_at("listen = 1\n", 9).as_deref(), Some("listen"));
+        assert_eq!(key_at(text, text.find("\"x\"").unwrap()), None);
+        assert_eq!(key_at(text, text.len() + 5), None);
     }
 }

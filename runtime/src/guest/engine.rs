@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, StoreLimits,
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter,
+    StoreLimits,
 };
 
 use super::meter::Meter;
@@ -51,7 +52,7 @@ impl Default for PoolSize {
 /// Data each guest store carries: its limits, meter, and what its log lines are tagged with.
 pub struct State {
     /// Memory cap enforcement.
-    pub limits: StoreLimits,
+    pub limits: Limiter,
     /// Site the request belongs to.
     pub site: Arc<str>,
     /// Request id for log correlation.
@@ -62,6 +63,64 @@ pub struct State {
     pub clock: Clock,
     /// The site's script settings and rate-limit counters.
     pub env: Arc<super::ScriptEnv>,
+}
+
+/// A store's limits, and how far its linear memory has grown (what a kept instance holds).
+pub struct Limiter {
+    limits: StoreLimits,
+    /// Largest linear memory granted so far, in bytes.
+    pub memory: usize,
+}
+
+impl Limiter {
+    /// Enforces `limits`.
+    pub fn new(limits: StoreLimits) -> Limiter {
+        Limiter { limits, memory: 0 }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let granted = self.limits.memory_growing(current, desired, maximum)?;
+        if granted {
+            self.memory = self.memory.max(desired);
+        }
+        Ok(granted)
+    }
+
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.memory_grow_failed(error)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        self.limits.table_grow_failed(error)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 /// A wasmtime engine set up for short-lived, sandboxed per-request instances.
@@ -87,7 +146,8 @@ impl GuestEngine {
         // `instances`), and a batch is never larger than a quarter of the pool: a batch that
         // cannot fill would keep its slots forever.
         let batch = DECOMMIT_BATCH.min(pool.instances as usize / 4).max(1);
-        let slots = pool.instances + batch as u32;
+        // Instances kept for reuse between requests hold slots outside admission.
+        let slots = pool.instances + batch as u32 + super::reuse::MAX_KEPT as u32;
         let mut pooling = PoolingAllocationConfig::new();
         pooling
             .total_component_instances(slots)

@@ -16,6 +16,7 @@ pub mod html;
 mod loader;
 mod meter;
 mod pool;
+mod reuse;
 pub mod sanitize;
 mod script;
 mod session;

@@ -8,11 +8,12 @@ use wasmtime::component::{HasSelf, InstancePre, Linker};
 use wasmtime::{Store, StoreLimitsBuilder, Trap, UpdateDeadline};
 
 use super::bindings::{EdgeScript, HookSet};
-use super::engine::{GuestEngine, State};
+use super::engine::{GuestEngine, Limiter, State};
 use super::exports::{Bound, Exports};
 use super::loader::{load_component, root_cause, CompiledCache, LoadError};
 use super::meter::{BudgetExceeded, HostcallsExceeded, Meter};
 use super::pool::{Busy, InstancePool};
+use super::reuse::Shelf;
 use crate::clock::Clock;
 use crate::config::Limits;
 use crate::observe::LogBudget;
@@ -130,6 +131,8 @@ pub struct Script {
     selectors: std::sync::Mutex<std::collections::HashMap<String, lol_html::Selector>>,
     /// The site's script settings and rate-limit counters.
     env: Arc<super::ScriptEnv>,
+    /// Instances kept between requests (`instance_reuse`; empty by default).
+    shelf: Shelf,
 }
 
 impl Script {
@@ -201,6 +204,7 @@ impl Script {
             warnings: LogBudget::new(WARNINGS_PER_SECOND),
             selectors: Default::default(),
             env,
+            shelf: Shelf::new(site, limits.reuse),
         };
         // The script says once which hooks it implements; a hook it does not implement is
         // never called, and one it does is called for every request.
@@ -309,11 +313,13 @@ impl Script {
         meter: Arc<Meter>,
         clock: Clock,
     ) -> Result<Instance, GuestError> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(self.limits.memory_bytes)
-            .trap_on_grow_failure(true)
-            .instances(8)
-            .build();
+        let limits = Limiter::new(
+            StoreLimitsBuilder::new()
+                .memory_size(self.limits.memory_bytes)
+                .trap_on_grow_failure(true)
+                .instances(8)
+                .build(),
+        );
         let state = State {
             limits,
             site: self.site.clone(),
@@ -347,7 +353,35 @@ impl Script {
             store,
             bindings: self.exports.on(raw),
             raw,
+            served: 1,
+            clean: true,
         })
+    }
+
+    /// An instance for a request: one kept from an earlier request when the site reuses
+    /// them and one is free, else a fresh one.
+    pub(super) async fn instance(
+        &self,
+        request_id: Arc<str>,
+        meter: Arc<Meter>,
+        clock: Clock,
+    ) -> Result<Instance, GuestError> {
+        let Some(mut kept) = self.shelf.take() else {
+            return self.instantiate(request_id, meter, clock).await;
+        };
+        let state = kept.store.data_mut();
+        state.request_id = request_id;
+        state.meter = meter;
+        state.clock = clock;
+        kept.store.set_epoch_deadline(1);
+        kept.served += 1;
+        Ok(kept)
+    }
+
+    /// Gives back an instance a request is done with: kept for the next request if the
+    /// site reuses instances and this one may serve again, else dropped.
+    pub(super) fn release(&self, instance: Instance) {
+        self.shelf.put(instance);
     }
 
     /// Logs a failed hook, at most a few lines per second per script.
@@ -372,6 +406,11 @@ pub(super) struct Instance {
     pub bindings: Bound,
     /// The instance itself.
     pub raw: wasmtime::component::Instance,
+    /// Requests it has served, this one included.
+    pub served: u32,
+    /// False while a call is under way: an instance whose call was cut off (its request
+    /// went away while the guest ran) is never used again.
+    pub clean: bool,
 }
 
 /// Sorts a wasmtime error into what went wrong, in words for the log.

@@ -124,8 +124,17 @@ impl Chain {
     /// Gives the instances back before a wait, unless a script keeps state.
     pub fn park(&mut self) {
         if !self.keep_state {
-            self.live.iter_mut().for_each(|l| *l = None);
+            self.release();
             self.slots = None;
+        }
+    }
+
+    /// Hands each live instance back to its script (kept for reuse, or dropped).
+    fn release(&mut self) {
+        for (script, live) in self.scripts.iter().zip(self.live.iter_mut()) {
+            if let Some(instance) = live.take() {
+                script.release(instance);
+            }
         }
     }
 
@@ -332,9 +341,11 @@ impl Chain {
             return Err(self.failed(i, Hook::Html, error));
         };
         let before = meter.used();
+        live.clean = false;
         let result = meter
             .run_sync(|| f(&live.bindings, &mut live.store))
             .map_err(|e| classify(&self.scripts[i], e.into()));
+        live.clean = true;
         observe(
             &self.scripts[i],
             Hook::Html,
@@ -395,10 +406,12 @@ impl Chain {
                 let meter = self.meter.clone();
                 let live = self.live[i].as_mut().expect("instance just made");
                 let before = meter.used();
+                live.clean = false;
                 let r = meter
                     .run(f(&live.bindings, &mut live.store))
                     .await
                     .map_err(|e| classify(&self.scripts[i], e.into()));
+                live.clean = true;
                 observe(&self.scripts[i], hook, meter.used().saturating_sub(before));
                 r
             }
@@ -413,7 +426,7 @@ impl Chain {
         }
         if self.live[i].is_none() {
             let instance = self.scripts[i]
-                .instantiate(
+                .instance(
                     self.request_id.clone(),
                     self.meter.clone(),
                     self.clock.clone(),
@@ -442,5 +455,11 @@ impl Chain {
             .inc();
         self.scripts[i].warn(hook, &self.request_id, &error);
         HookFailure { hook, error }
+    }
+}
+
+impl Drop for Chain {
+    fn drop(&mut self) {
+        self.release();
     }
 }

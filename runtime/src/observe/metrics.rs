@@ -34,6 +34,15 @@ pub struct Hook {
     pub hook: String,
 }
 
+/// Labels of instance counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GuestInstance {
+    /// Site name.
+    pub site: String,
+    /// `fresh` (instantiated for the request) or `reused` (kept from an earlier one).
+    pub how: String,
+}
+
 /// Labels of guest failures.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GuestError {
@@ -99,6 +108,8 @@ pub struct Metrics {
     pub guest_seconds: Family<Hook, Histogram, fn() -> Histogram>,
     /// Failed hooks, by site, hook and kind.
     pub guest_errors: Family<GuestError, Counter>,
+    /// Instances given to requests, by site, fresh or reused.
+    pub guest_instances: Family<GuestInstance, Counter>,
     /// Purge requests (and publish events), by kind.
     pub purges: Family<PurgeKind, Counter>,
     /// Stored responses removed or marked stale by purges.
@@ -131,6 +142,7 @@ impl Metrics {
             served_bytes: Family::default(),
             guest_seconds: Family::new_with_constructor(guest_seconds),
             guest_errors: Family::default(),
+            guest_instances: Family::default(),
             purges: Family::default(),
             purged_objects: Counter::default(),
             coalesced: Family::default(),
@@ -182,6 +194,11 @@ impl Metrics {
             "guest_errors",
             "Failed hooks, by site, hook and kind",
             m.guest_errors.clone(),
+        );
+        r.register(
+            "guest_instances",
+            "Instances given to requests, by site: fresh, or reused (instance_reuse)",
+            m.guest_instances.clone(),
         );
         r.register(
             "purges",

@@ -15,8 +15,8 @@ use http_body::{Body, Frame, SizeHint};
 pub use board::{board, Board, PurgeRecord, Sample, SAMPLES, SAMPLE_EVERY};
 pub use budget::LogBudget;
 pub use metrics::{
-    metrics, site, FleetEvent, GuestError as GuestErrorLabel, Hook as HookLabel, Metrics,
-    PurgeKind, Result as ResultLabel,
+    metrics, site, FleetEvent, GuestError as GuestErrorLabel, GuestInstance, Hook as HookLabel,
+    Metrics, PurgeKind, Result as ResultLabel,
 };
 
 use crate::origin::{BoxError, OutBody};

@@ -8,19 +8,32 @@
 //! | `/trap-later` | `on_response` | panics after a normal key (the response is built) |
 //! | `/respond`    | `on_request`  | answers 200 `synthetic\n` itself                  |
 //! | `/work`       | `cache_key`   | [`WORK_ROUNDS`] rounds of arithmetic, then the default key: real work well inside any budget |
+//! | `/grow`       | `cache_key`   | touches and frees [`GROW`] bytes (the memory stays grown), then the default key |
+//!
+//! A request carrying `x-which-instance` gets response header `x-instance: <n>`, a number
+//! drawn once per instance: which responses one instance answered (`instance_reuse`).
 //!
 //! Every other path gets well-behaved answers. The three hooks are defined (so the host
 //! calls each of them for every request, as the end-to-end tests need); `cache_policy` is
 //! not, so the host never calls it.
 
+use std::cell::Cell;
 use std::hint::black_box;
 
 use tessera_sdk::{
-    EdgeScript, HeaderEdits, Request, RequestAction, ResponseHead, SyntheticResponse,
+    random_u64, EdgeScript, HeaderEdits, Request, RequestAction, ResponseHead, SyntheticResponse,
 };
 
 /// Size of each chunk `/alloc` grabs.
 pub const CHUNK: usize = 1 << 20;
+
+/// Bytes `/grow` touches.
+pub const GROW: usize = 12 << 20;
+
+thread_local! {
+    // This instance's number, drawn when first asked for.
+    static INSTANCE: Cell<Option<u64>> = const { Cell::new(None) };
+}
 
 /// The script: `on_request`, `cache_key` and `on_response` are defined.
 pub struct Misbehave;
@@ -46,6 +59,10 @@ impl EdgeScript for Misbehave {
                 work();
                 default_key.to_owned()
             }
+            "/grow" => {
+                black_box(vec![1u8; GROW]);
+                default_key.to_owned()
+            }
             _ => default_key.to_owned(),
         }
     }
@@ -53,9 +70,21 @@ impl EdgeScript for Misbehave {
     fn on_response(req: &Request, _resp: &ResponseHead) -> HeaderEdits {
         match req.path.as_str() {
             "/trap-later" => panic!("misbehave: trap requested in on_response"),
+            _ if req.header("x-which-instance").is_some() => {
+                HeaderEdits::new().set("x-instance", instance().to_string())
+            }
             _ => HeaderEdits::new(),
         }
     }
+}
+
+/// This instance's number.
+fn instance() -> u64 {
+    INSTANCE.with(|n| {
+        let v = n.get().unwrap_or_else(random_u64);
+        n.set(Some(v));
+        v
+    })
 }
 
 /// Rounds of `/work`: about a millisecond of guest time on this machine's cores.
@@ -121,6 +150,22 @@ mod tests {
             call_on_response::<Misbehave>(&req, &response(200).build()),
             HeaderEdits::new()
         );
+    }
+
+    #[test]
+    fn an_instance_tells_its_number_when_asked_and_keeps_it() {
+        let ask = request("/a").header("x-which-instance", "1").build();
+        let first = call_on_response::<Misbehave>(&ask, &response(200).build());
+        assert_eq!(first.set.len(), 1);
+        assert_eq!(first.set[0].0, "x-instance");
+        let again = call_on_response::<Misbehave>(&ask, &response(200).build());
+        assert_eq!(first, again);
+    }
+
+    #[test]
+    fn grow_keys_normally() {
+        let req = request("/grow").build();
+        assert_eq!(call_cache_key::<Misbehave>(&req, "k"), "k");
     }
 
     #[test]
