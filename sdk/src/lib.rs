@@ -257,8 +257,7 @@ pub mod testing;
 pub use bindings::exports::tessera::edge::hooks::{HookSet, ScriptInfo};
 pub use bindings::tessera::edge::log::Level as LogLevel;
 pub use bindings::tessera::edge::types::{
-    CacheDecision, ClientInfo, DeviceClass, HeaderEdits, Request, RequestAction, ResponseHead,
-    SyntheticResponse,
+    CacheDecision, ClientInfo, DeviceClass, HeaderEdits, RequestAction, SyntheticResponse,
 };
 pub use host::{config, log, now_ms, random_u64, rate_limit};
 pub use html::{
@@ -266,6 +265,7 @@ pub use html::{
     NodeMutation, TextChunk, TextMode,
 };
 pub use query::Query;
+pub use request::{Request, ResponseHead};
 // Documented in its own crate; rustdoc shows those docs here.
 pub use tessera_sdk_macros::script;
 
@@ -381,6 +381,9 @@ pub trait EdgeScript {
 /// Glue between `#[script]`, [`EdgeScript`] and the generated `Guest` trait; also used by [`testing`].
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::bindings::tessera::edge::types::{
+        Request as WireRequest, ResponseHead as WireResponseHead,
+    };
     use crate::html::ElementRecord;
     use crate::{
         CacheDecision, Comment, Content, DocumentEnd, EdgeScript, Element, ElementMutation, EndTag,
@@ -401,37 +404,40 @@ pub mod __private {
     }
 
     /// Runs `S::on_request` for the host.
-    pub fn on_request<S: EdgeScript>(req: Request) -> RequestAction {
+    pub fn on_request<S: EdgeScript>(req: WireRequest) -> RequestAction {
         enter();
-        S::on_request(&req)
+        S::on_request(&Request::from(req))
     }
 
     /// Runs `S::cache_key` for the host.
-    pub fn cache_key<S: EdgeScript>(req: Request, default_key: String) -> String {
+    pub fn cache_key<S: EdgeScript>(req: WireRequest, default_key: String) -> String {
         enter();
-        S::cache_key(&req, &default_key)
+        S::cache_key(&Request::from(req), &default_key)
     }
 
     /// Runs `S::cache_policy` for the host.
     pub fn cache_policy<S: EdgeScript>(
-        req: Request,
-        resp: ResponseHead,
+        req: WireRequest,
+        resp: WireResponseHead,
         proposed: CacheDecision,
     ) -> CacheDecision {
         enter();
-        S::cache_policy(&req, &resp, proposed)
+        S::cache_policy(&Request::from(req), &ResponseHead::from(resp), proposed)
     }
 
     /// Runs `S::on_response` for the host.
-    pub fn on_response<S: EdgeScript>(req: Request, resp: ResponseHead) -> HeaderEdits {
+    pub fn on_response<S: EdgeScript>(req: WireRequest, resp: WireResponseHead) -> HeaderEdits {
         enter();
-        S::on_response(&req, &resp)
+        S::on_response(&Request::from(req), &ResponseHead::from(resp))
     }
 
     /// Runs `S::html_handlers` for the host.
-    pub fn html_handlers<S: EdgeScript>(req: Request, resp: ResponseHead) -> Vec<HtmlHandler> {
+    pub fn html_handlers<S: EdgeScript>(
+        req: WireRequest,
+        resp: WireResponseHead,
+    ) -> Vec<HtmlHandler> {
         enter();
-        S::html_handlers(&req, &resp)
+        S::html_handlers(&Request::from(req), &ResponseHead::from(resp))
     }
 
     /// Runs `S::on_element` for the host: the changes it recorded.
@@ -517,35 +523,35 @@ macro_rules! __export_script {
                     $crate::__private::describe::<$script>()
                 }
 
-                fn on_request(req: $crate::Request) -> $crate::RequestAction {
+                fn on_request(req: $crate::__private::WireRequest) -> $crate::RequestAction {
                     $crate::__private::on_request::<$script>(req)
                 }
 
                 fn cache_key(
-                    req: $crate::Request,
+                    req: $crate::__private::WireRequest,
                     default_key: ::std::string::String,
                 ) -> ::std::string::String {
                     $crate::__private::cache_key::<$script>(req, default_key)
                 }
 
                 fn cache_policy(
-                    req: $crate::Request,
-                    resp: $crate::ResponseHead,
+                    req: $crate::__private::WireRequest,
+                    resp: $crate::__private::WireResponseHead,
                     proposed: $crate::CacheDecision,
                 ) -> $crate::CacheDecision {
                     $crate::__private::cache_policy::<$script>(req, resp, proposed)
                 }
 
                 fn on_response(
-                    req: $crate::Request,
-                    resp: $crate::ResponseHead,
+                    req: $crate::__private::WireRequest,
+                    resp: $crate::__private::WireResponseHead,
                 ) -> $crate::HeaderEdits {
                     $crate::__private::on_response::<$script>(req, resp)
                 }
 
                 fn html_handlers(
-                    req: $crate::Request,
-                    resp: $crate::ResponseHead,
+                    req: $crate::__private::WireRequest,
+                    resp: $crate::__private::WireResponseHead,
                 ) -> ::std::vec::Vec<$crate::HtmlHandler> {
                     $crate::__private::html_handlers::<$script>(req, resp)
                 }

@@ -1,8 +1,113 @@
-//! Read-side helpers on the request, response head and device class.
+//! The request and response head as scripts see them, unpacked from the wire, and their
+//! read-side helpers.
 
 use std::fmt;
 
-use crate::{DeviceClass, Query, Request, ResponseHead};
+use crate::bindings::tessera::edge::types as wire;
+use crate::{ClientInfo, DeviceClass, Query};
+
+/// An incoming request as the script sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Request {
+    /// Method in upper case, e.g. `GET`.
+    pub method: String,
+    /// `http` or `https`, as the client reached the edge.
+    pub scheme: String,
+    /// Host (and port, if not default) the client asked for.
+    pub authority: String,
+    /// Path, starting with `/`, still percent-encoded.
+    pub path: String,
+    /// Raw query string without the `?`, if any.
+    pub query: Option<String>,
+    /// Request headers `(name, value)` in order, names in lower case; bytes of a value
+    /// that are not UTF-8 arrive as U+FFFD, so no header is ever hidden from the script.
+    pub headers: Vec<(String, String)>,
+    /// Facts about the client.
+    pub client: ClientInfo,
+}
+
+/// Status and headers of an origin (or cached) response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// HTTP status code.
+    pub status: u16,
+    /// Response headers `(name, value)` in order, names in lower case.
+    pub headers: Vec<(String, String)>,
+}
+
+impl From<wire::Request> for Request {
+    fn from(r: wire::Request) -> Request {
+        Request {
+            method: r.method,
+            scheme: r.scheme,
+            authority: r.authority,
+            path: r.path,
+            query: r.query,
+            headers: unpack(&r.headers),
+            client: r.client,
+        }
+    }
+}
+
+impl From<wire::ResponseHead> for ResponseHead {
+    fn from(r: wire::ResponseHead) -> ResponseHead {
+        ResponseHead {
+            status: r.status,
+            headers: unpack(&r.headers),
+        }
+    }
+}
+
+impl From<&Request> for wire::Request {
+    fn from(r: &Request) -> wire::Request {
+        wire::Request {
+            method: r.method.clone(),
+            scheme: r.scheme.clone(),
+            authority: r.authority.clone(),
+            path: r.path.clone(),
+            query: r.query.clone(),
+            headers: pack(&r.headers),
+            client: r.client.clone(),
+        }
+    }
+}
+
+impl From<&ResponseHead> for wire::ResponseHead {
+    fn from(r: &ResponseHead) -> wire::ResponseHead {
+        wire::ResponseHead {
+            status: r.status,
+            headers: pack(&r.headers),
+        }
+    }
+}
+
+/// The fields the host packed, one `(name, value)` each. Lengths that overrun the text or
+/// split a character (never sent by a correct host) end the list there.
+fn unpack(f: &wire::Fields) -> Vec<(String, String)> {
+    let mut out = Vec::with_capacity(f.lengths.len());
+    let mut rest = f.text.as_str();
+    for &(n, v) in &f.lengths {
+        let (n, v) = (n as usize, v as usize);
+        let (Some(name), Some(value)) = (rest.get(..n), rest.get(n..n.saturating_add(v))) else {
+            break;
+        };
+        out.push((name.to_owned(), value.to_owned()));
+        rest = &rest[n + v..];
+    }
+    out
+}
+
+/// Fields packed as the host sends them (for tests, which call hooks through the glue).
+fn pack(headers: &[(String, String)]) -> wire::Fields {
+    let mut text = String::new();
+    let mut lengths = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        text.push_str(name);
+        text.push_str(value);
+        lengths.push((name.len() as u32, value.len() as u32));
+    }
+    wire::Fields { text, lengths }
+}
 
 /// Values of every header called `name` (ASCII case-insensitive), in order.
 fn values<'h, 'n>(
@@ -87,8 +192,32 @@ impl fmt::Display for DeviceClass {
 
 #[cfg(test)]
 mod tests {
+    use super::{pack, unpack, wire};
     use crate::testing::{request, response};
     use crate::DeviceClass;
+
+    #[test]
+    fn fields_cross_the_wire_and_back_in_order() {
+        let req = request("/p?q=1")
+            .header("Cookie", "a=1")
+            .header("x-empty", "")
+            .header("cookie", "b=é")
+            .build();
+        let wire = wire::Request::from(&req);
+        assert_eq!(wire.headers.text, "cookiea=1x-emptycookieb=é");
+        assert_eq!(super::Request::from(wire), req);
+    }
+
+    #[test]
+    fn lengths_that_overrun_or_split_a_character_end_the_list() {
+        let mut f = pack(&[("a".into(), "é".into()), ("b".into(), "2".into())]);
+        f.lengths[1] = (1, 9);
+        assert_eq!(unpack(&f), [("a".to_owned(), "é".to_owned())]);
+        f.lengths = vec![(1, 1)];
+        assert_eq!(unpack(&f), []);
+        f.lengths = vec![(u32::MAX, u32::MAX)];
+        assert_eq!(unpack(&f), []);
+    }
 
     #[test]
     fn header_lookup_ignores_case_and_returns_first() {

@@ -275,12 +275,12 @@ pub fn describe<S: Described>() -> ScriptInfo {
 
 /// Calls `S::on_request` through the export glue; the host calls it only if [`describe`] lists it.
 pub fn call_on_request<S: EdgeScript>(req: &Request) -> RequestAction {
-    crate::__private::on_request::<S>(req.clone())
+    crate::__private::on_request::<S>(req.into())
 }
 
 /// Calls `S::cache_key` through the export glue; the host calls it only if [`describe`] lists it.
 pub fn call_cache_key<S: EdgeScript>(req: &Request, default_key: &str) -> String {
-    crate::__private::cache_key::<S>(req.clone(), default_key.to_owned())
+    crate::__private::cache_key::<S>(req.into(), default_key.to_owned())
 }
 
 /// Calls `S::cache_policy` through the export glue; the host calls it only if [`describe`] lists it.
@@ -289,12 +289,12 @@ pub fn call_cache_policy<S: EdgeScript>(
     resp: &ResponseHead,
     proposed: &CacheDecision,
 ) -> CacheDecision {
-    crate::__private::cache_policy::<S>(req.clone(), resp.clone(), proposed.clone())
+    crate::__private::cache_policy::<S>(req.into(), resp.into(), proposed.clone())
 }
 
 /// Calls `S::on_response` through the export glue; the host calls it only if [`describe`] lists it.
 pub fn call_on_response<S: EdgeScript>(req: &Request, resp: &ResponseHead) -> HeaderEdits {
-    crate::__private::on_response::<S>(req.clone(), resp.clone())
+    crate::__private::on_response::<S>(req.into(), resp.into())
 }
 
 /// Calls `S::html_handlers` through the export glue; the host calls it only if [`describe`] lists [`HookSet::HTML`](crate::HookSet::HTML).
@@ -303,7 +303,7 @@ pub fn call_on_response<S: EdgeScript>(req: &Request, resp: &ResponseHead) -> He
 /// instance; a test may call them in the same order on its thread, so a `thread_local!`
 /// set here is seen by the `call_on_*` that follow.
 pub fn call_html_handlers<S: EdgeScript>(req: &Request, resp: &ResponseHead) -> Vec<HtmlHandler> {
-    crate::__private::html_handlers::<S>(req.clone(), resp.clone())
+    crate::__private::html_handlers::<S>(req.into(), resp.into())
 }
 
 /// Calls `S::on_element` for handler number `handler` on start tag `el` (see [`element`]):

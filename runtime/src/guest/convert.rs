@@ -6,21 +6,31 @@ use super::bindings::types;
 use crate::cache::Decision;
 use crate::request::{ClientRequest, DeviceClass};
 
-/// Header list with lower-case names, as the WIT promises. Values that are not UTF-8 are
-/// passed with U+FFFD in place of the offending bytes rather than dropped: a field the
-/// script cannot see would still reach the origin (one 0x80 byte must not hide a
+/// Header fields packed as the WIT's `fields`: names (lower case, as `http` keeps them)
+/// and values one after another in one string, with their lengths. Values that are not
+/// UTF-8 are passed with U+FFFD in place of the offending bytes rather than dropped: a
+/// field the script cannot see would still reach the origin (one 0x80 byte must not hide a
 /// `User-Agent` from a bot filter).
-pub fn header_list(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
+pub fn fields(headers: &HeaderMap) -> types::Fields {
+    let size = headers
         .iter()
-        .map(|(n, v)| {
-            let value = match v.to_str() {
-                Ok(s) => s.to_owned(),
-                Err(_) => String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            };
-            (n.as_str().to_owned(), value)
-        })
-        .collect()
+        .map(|(n, v)| n.as_str().len() + v.len())
+        .sum();
+    let mut text = String::with_capacity(size);
+    let mut lengths = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        let start = text.len();
+        text.push_str(name.as_str());
+        let named = text.len();
+        match value.to_str() {
+            Ok(v) => text.push_str(v),
+            Err(_) => text.push_str(&String::from_utf8_lossy(value.as_bytes())),
+        }
+        // A header section is far below 4 GiB (`max_header_bytes`); saturate regardless.
+        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        lengths.push((len(named - start), len(text.len() - named)));
+    }
+    types::Fields { text, lengths }
 }
 
 fn device(d: DeviceClass) -> types::DeviceClass {
@@ -40,7 +50,7 @@ pub fn request(r: &ClientRequest) -> types::Request {
         authority: r.authority.clone(),
         path: r.path().to_owned(),
         query: r.query().map(str::to_owned),
-        headers: header_list(&r.headers),
+        headers: fields(&r.headers),
         client: types::ClientInfo {
             ip: r.client.ip.to_string(),
             country: r.client.country.clone(),
@@ -53,7 +63,7 @@ pub fn request(r: &ClientRequest) -> types::Request {
 pub fn response_head(status: StatusCode, headers: &HeaderMap) -> types::ResponseHead {
     types::ResponseHead {
         status: status.as_u16(),
-        headers: header_list(headers),
+        headers: fields(headers),
     }
 }
 
@@ -83,8 +93,22 @@ mod tests {
             "user-agent",
             http::HeaderValue::from_bytes(b"sqlmap/1.7\x80").unwrap(),
         );
-        let list = header_list(&h);
-        assert_eq!(list.len(), 1);
-        assert!(list[0].1.starts_with("sqlmap/1.7"), "{:?}", list[0].1);
+        let f = fields(&h);
+        assert_eq!(f.lengths.len(), 1);
+        let (n, v) = f.lengths[0];
+        assert_eq!(&f.text[..n as usize], "user-agent");
+        let value = &f.text[n as usize..(n + v) as usize];
+        assert!(value.starts_with("sqlmap/1.7"), "{value:?}");
+    }
+
+    #[test]
+    fn fields_keep_their_order_and_repeats() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", "a=1".parse().unwrap());
+        h.append("x-empty", "".parse().unwrap());
+        h.append("cookie", "b=2".parse().unwrap());
+        let f = fields(&h);
+        assert_eq!(f.text, "cookiea=1cookieb=2x-empty");
+        assert_eq!(f.lengths, [(6, 3), (6, 3), (7, 0)]);
     }
 }

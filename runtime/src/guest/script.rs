@@ -177,12 +177,12 @@ impl Script {
             if msg.contains("wasi:") {
                 fail(format!("imports WASI ({msg}), which scripts cannot use; build for wasm32-unknown-unknown with linker wasm-component-ld"))
             } else {
-                fail(format!("does not fit the tessera:edge@0.3.0 world (rebuild it with this version of tessera-sdk): {msg}"))
+                fail(format!("does not fit the tessera:edge@0.4.0 world (rebuild it with this version of tessera-sdk): {msg}"))
             }
         })?;
         let exports = Exports::find(&component).map_err(|e| {
             fail(format!(
-                "does not export the tessera:edge@0.3.0 world (rebuild it with this version of tessera-sdk): {e}"
+                "does not export the tessera:edge@0.4.0 world (rebuild it with this version of tessera-sdk): {e}"
             ))
         })?;
         let name: Arc<str> = path
@@ -222,7 +222,7 @@ impl Script {
             .check(&mut instance.store, &instance.raw)
             .map_err(|e| {
                 fail(format!(
-                    "does not fit the tessera:edge@0.3.0 world (rebuild it with this version of tessera-sdk): {e}"
+                    "does not fit the tessera:edge@0.4.0 world (rebuild it with this version of tessera-sdk): {e}"
                 ))
             })?;
         let info = meter
