@@ -383,6 +383,11 @@ fn run_until_signal(
         // installed later would kill the process at once, queued disk writes and all.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        // Watching starts from the files as they are before the listening line, so that a
+        // change made as soon as it is read is never taken for the starting point.
+        if let Some(file) = watch {
+            tessera::reload::watch(shared.clone(), load, file, tessera::reload::WATCH_EVERY);
+        }
         // The admin and extra listeners first: a supervisor reading up to the listening line
         // has them all.
         if let Some(a) = &admin {
@@ -401,9 +406,6 @@ fn run_until_signal(
                 b.replace("{addr}", &running.addr.to_string())
                     .replace("{admin}", &admin_addr)
             );
-        }
-        if let Some(file) = watch {
-            tessera::reload::watch(shared.clone(), load, file, tessera::reload::WATCH_EVERY);
         }
         tokio::select! {
             _ = int.recv() => {}

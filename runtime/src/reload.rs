@@ -155,30 +155,33 @@ fn changed_scripts(config: &Config, changed: &[PathBuf]) -> Vec<String> {
 
 /// Polls the config file and the scripts every `every`, and reloads once a change has
 /// settled (the same for two looks in a row, so a file caught half-written is not loaded).
+/// The files are first looked at before this returns: a change made once the caller goes
+/// on (say, after it printed its listening line) is a change, however late the task runs.
 pub fn watch(
     shared: Arc<Shared>,
     load: Loader,
     config_file: Option<PathBuf>,
     every: Duration,
 ) -> tokio::task::JoinHandle<()> {
+    let file = config_file.clone();
+    let look = move |config: &Config, tried: &[PathBuf]| -> Vec<(PathBuf, Stamp)> {
+        let mut files = watched(&file, config);
+        files.extend(tried.iter().cloned());
+        files.sort();
+        files.dedup();
+        files
+            .into_iter()
+            .map(|p| {
+                let s = stamp(&p);
+                (p, s)
+            })
+            .collect()
+    };
+    let mut seen = look(&shared.generation().config, &[]);
     tokio::spawn(async move {
         // Also watched: the files of the last version tried, so that fixing a new script a
         // refused config named is noticed though the config file did not change again.
         let mut tried: Vec<PathBuf> = Vec::new();
-        let look = |config: &Config, tried: &[PathBuf]| -> Vec<(PathBuf, Stamp)> {
-            let mut files = watched(&config_file, config);
-            files.extend(tried.iter().cloned());
-            files.sort();
-            files.dedup();
-            files
-                .into_iter()
-                .map(|p| {
-                    let s = stamp(&p);
-                    (p, s)
-                })
-                .collect()
-        };
-        let mut seen = look(&shared.generation().config, &tried);
         let mut pending: Option<Vec<(PathBuf, Stamp)>> = None;
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

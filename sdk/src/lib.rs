@@ -103,6 +103,12 @@
 //! the instance that ran its [`html_handlers`](EdgeScript::html_handlers), so a
 //! `thread_local!` set there is there for them (see [Rewriting HTML](#rewriting-html)).
 //!
+//! A script that keeps nothing of one request for the next (or sets what it keeps afresh
+//! in every request, before reading it) may say so with
+//! `#[tessera_sdk::script(reusable)]`: a site that sets `instance_reuse` may then let one
+//! instance serve several requests in turn, which saves most of a script's per-request
+//! cost. Without it the host gives every request a fresh instance, whatever the site says.
+//!
 //! When a script really needs in-memory state across a whole request, write
 //! `#[tessera_sdk::script(keep_state)]`: the host then keeps one instance for the request
 //! from its first hook to its last, also while it waits on the origin. That instance holds
@@ -204,7 +210,7 @@
 //!
 //! # Mistakes the attribute catches
 //!
-//! An unknown argument (the message is ``expected `keep_state` ``):
+//! An unknown argument (the message is ``expected `keep_state` or `reusable` ``):
 //!
 //! ```compile_fail
 //! # use tessera_sdk::EdgeScript;
@@ -718,21 +724,24 @@ mod tests {
             describe::<Empty>(),
             ScriptInfo {
                 hooks: HookSet::empty(),
-                keep_state: false
+                keep_state: false,
+                reusable: false
             }
         );
         assert_eq!(
             describe::<KeyOnly>(),
             ScriptInfo {
                 hooks: HookSet::CACHE_KEY,
-                keep_state: false
+                keep_state: false,
+                reusable: false
             }
         );
         assert_eq!(
             describe::<Everything>(),
             ScriptInfo {
                 hooks: HookSet::all(),
-                keep_state: true
+                keep_state: true,
+                reusable: false
             }
         );
         assert_eq!(describe::<Configured>().hooks, HookSet::ON_RESPONSE);

@@ -2,7 +2,7 @@
 //! every request gets a fresh one, and an instance that failed is never handed out again.
 
 use crate::support::admin::{metric, scrape_until};
-use crate::support::{guest, Origin, Proxy, Reply};
+use crate::support::{guest, Launch, Origin, Proxy, Reply};
 
 /// A site running the `misbehave` test guest, with `limits` added to `[site.limits]`.
 fn site(limits: &str) -> String {
@@ -13,8 +13,11 @@ fn site(limits: &str) -> String {
 }
 
 async fn origin() -> Origin {
-    Origin::start(|s, _| {
-        Reply::ok(&format!("origin {}", s.path_and_query)).header("cache-control", "max-age=60")
+    Origin::start(|s, _| match s.path_and_query.as_str() {
+        "/html" => Reply::ok("<html><body>page</body></html>")
+            .header("content-type", "text/html")
+            .header("cache-control", "max-age=60"),
+        p => Reply::ok(&format!("origin {p}")).header("cache-control", "max-age=60"),
     })
     .await
 }
@@ -97,4 +100,46 @@ async fn an_instance_that_failed_or_grew_is_never_handed_out_again() {
     assert!(!grown.is_empty());
     assert_ne!(grown, before, "the grown instance was kept");
     assert_eq!(instance(&proxy, "/e").await, grown);
+}
+
+#[tokio::test]
+async fn an_instance_that_ran_an_html_rewrite_is_not_kept() {
+    // A rewrite may stop halfway through a document (the client leaves, the markup breaks),
+    // with the script halfway through it too.
+    let origin = origin().await;
+    let proxy = Proxy::with_config(&origin, &site("instance_reuse = 1000")).await;
+    let kept = instance(&proxy, "/a").await;
+    assert_eq!(instance(&proxy, "/b").await, kept);
+    let page = proxy.get("/html", &[("x-which-instance", "1")]).await;
+    assert!(page.body.contains("data-seen"), "{}", page.body);
+    assert_eq!(
+        page.h("x-instance"),
+        kept,
+        "the kept instance ran the rewrite"
+    );
+    let next = instance(&proxy, "/c").await;
+    assert!(!next.is_empty());
+    assert_ne!(
+        next, kept,
+        "an instance that rewrote a page served another request"
+    );
+}
+
+#[tokio::test]
+async fn a_script_that_does_not_declare_reusable_gets_fresh_instances_whatever_the_site_says() {
+    let origin = origin().await;
+    let toml = format!(
+        "[[site]]\nname = \"s\"\norigin = \"{{origin}}\"\nscript = \"{}\"\n[site.limits]\ninstance_reuse = 1000\n",
+        guest("tests/guests/stateless").display()
+    );
+    let proxy = Launch::config(&origin, &toml).capture_logs().start().await;
+    for path in ["/a", "/b", "/c"] {
+        // Kept across its origin wait, the instance would still hold the drawn number.
+        assert_eq!(proxy.get(path, &[]).await.h("x-kept"), "lost", "{path}");
+    }
+    let logs = proxy.logs().join("\n");
+    assert!(
+        logs.contains("instance_reuse is set but the script does not declare `reusable`"),
+        "{logs}"
+    );
 }

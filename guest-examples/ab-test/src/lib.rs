@@ -258,7 +258,8 @@ mod tests {
             describe::<AbTest>(),
             ScriptInfo {
                 hooks: HookSet::ON_REQUEST | HookSet::CACHE_KEY | HookSet::ON_RESPONSE,
-                keep_state: false
+                keep_state: false,
+                reusable: false
             }
         );
     }

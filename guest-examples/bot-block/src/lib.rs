@@ -138,7 +138,8 @@ mod tests {
             describe::<BotBlock>(),
             ScriptInfo {
                 hooks: HookSet::ON_REQUEST,
-                keep_state: false
+                keep_state: false,
+                reusable: false
             }
         );
     }

@@ -102,7 +102,8 @@ mod tests {
             describe::<GeoKey>(),
             ScriptInfo {
                 hooks: HookSet::ON_REQUEST | HookSet::CACHE_KEY,
-                keep_state: false
+                keep_state: false,
+                reusable: false
             }
         );
     }

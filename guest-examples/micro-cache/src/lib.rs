@@ -89,7 +89,8 @@ mod tests {
             describe::<MicroCache>(),
             ScriptInfo {
                 hooks: HookSet::CACHE_POLICY,
-                keep_state: false
+                keep_state: false,
+                reusable: false
             }
         );
     }

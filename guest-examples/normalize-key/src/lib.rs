@@ -18,7 +18,7 @@ pub const TRACKING_PREFIX: &str = "utm_";
 /// The script: only `cache_key` is defined.
 pub struct NormalizeKey;
 
-#[tessera_sdk::script]
+#[tessera_sdk::script(reusable)]
 impl EdgeScript for NormalizeKey {
     fn cache_key(req: &Request, _default_key: &str) -> String {
         let mut query = req.query();
@@ -121,7 +121,8 @@ mod tests {
             describe::<NormalizeKey>(),
             ScriptInfo {
                 hooks: HookSet::CACHE_KEY,
-                keep_state: false
+                keep_state: false,
+                reusable: true
             }
         );
     }

@@ -319,7 +319,8 @@ mod tests {
             describe::<Personalize>(),
             ScriptInfo {
                 hooks: HookSet::HTML,
-                keep_state: false
+                keep_state: false,
+                reusable: false
             }
         );
     }

@@ -30,7 +30,7 @@ pub const NO_STORE_PREFIXES: &[&str] = &["/cart", "/checkout"];
 /// The script: only `cache_policy` is defined.
 pub struct TtlByType;
 
-#[tessera_sdk::script]
+#[tessera_sdk::script(reusable)]
 impl EdgeScript for TtlByType {
     fn cache_policy(req: &Request, resp: &ResponseHead, proposed: CacheDecision) -> CacheDecision {
         if is_no_store_path(&req.path) {
@@ -263,7 +263,8 @@ mod tests {
             describe::<TtlByType>(),
             ScriptInfo {
                 hooks: HookSet::CACHE_POLICY,
-                keep_state: false
+                keep_state: false,
+                reusable: true
             }
         );
     }

@@ -65,10 +65,10 @@ pub struct State {
     pub env: Arc<super::ScriptEnv>,
 }
 
-/// A store's limits, and how far its linear memory has grown (what a kept instance holds).
+/// A store's limits, and how far its linear memories have grown (what a kept instance holds).
 pub struct Limiter {
     limits: StoreLimits,
-    /// Largest linear memory granted so far, in bytes.
+    /// Bytes of linear memory granted so far, all of the store's memories together.
     pub memory: usize,
 }
 
@@ -87,8 +87,9 @@ impl ResourceLimiter for Limiter {
         maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let granted = self.limits.memory_growing(current, desired, maximum)?;
+        // Called with `current` 0 when a memory is created, so this sums every memory.
         if granted {
-            self.memory = self.memory.max(desired);
+            self.memory = self.memory.saturating_add(desired.saturating_sub(current));
         }
         Ok(granted)
     }

@@ -2,14 +2,18 @@
 //!
 //! Per-request isolation is the default: every request gets a fresh instance, and nothing a
 //! script keeps in its memory outlives the request. `[site.limits] instance_reuse = N` lets
-//! one instance serve up to N requests one after another, as Cloudflare Workers reuse an
-//! isolate: instantiating and resetting an instance is most of what a script costs per
-//! request, but a script's globals then carry over from one visitor's request to the next.
+//! one instance be handed out up to N times, one request after another, as Cloudflare
+//! Workers reuse an isolate: instantiating and resetting an instance is most of what a
+//! script costs per request, but a script's globals then carry over from one visitor's
+//! request to the next. So it takes both sides: the site sets it, and the script declares
+//! `reusable` (it keeps nothing of one request for the next); without the declaration the
+//! setting is ignored, with a warning at load.
 //!
 //! An instance goes back on the shelf only after a request whose hooks all returned
 //! normally: never after a trap, a timeout or a refused output (failed hooks drop it before
 //! it gets here), never when a call was cut off midway (its request went away while the
-//! guest ran), never once its memory grew past [`KEEP_MEMORY`], and never past its `N`.
+//! guest ran), never after it ran an HTML rewrite (which may stop halfway through a
+//! document), never once its memory grew past [`KEEP_MEMORY`], and never past its `N`.
 //! At most [`MAX_KEPT`] instances wait on shelves across the process; the engine reserves
 //! their slots beyond the admitted ones, so a kept instance never keeps a request waiting.
 
@@ -23,8 +27,8 @@ use super::script::Instance;
 /// Most instances kept between requests at once, across all scripts.
 pub const MAX_KEPT: usize = 32;
 
-/// An instance whose linear memory grew past this is dropped rather than kept: a kept
-/// instance holds its pages, and a leaking script would hold ever more.
+/// An instance whose linear memories grew past this (together) is dropped rather than kept:
+/// a kept instance holds its pages, and a leaking script would hold ever more.
 pub const KEEP_MEMORY: usize = 8 << 20;
 
 /// Instances on all shelves now.
@@ -97,6 +101,7 @@ impl Shelf {
 
     fn may_keep(&self, instance: &Instance) -> bool {
         instance.clean
+            && !instance.retired
             && instance.served < self.reuse
             && instance.store.data().limits.memory <= KEEP_MEMORY
     }

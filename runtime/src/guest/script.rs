@@ -204,7 +204,7 @@ impl Script {
             warnings: LogBudget::new(WARNINGS_PER_SECOND),
             selectors: Default::default(),
             env,
-            shelf: Shelf::new(site, limits.reuse),
+            shelf: Shelf::new(site, 0),
         };
         // The script says once which hooks it implements; a hook it does not implement is
         // never called, and one it does is called for every request.
@@ -236,6 +236,21 @@ impl Script {
             })?;
         script.hooks = info.hooks;
         script.keep_state = info.keep_state;
+        // Reuse takes both sides: the site allows it and the script declares that it keeps
+        // nothing of one request for the next. A script written for fresh instances could
+        // carry one visitor's data into another's answer.
+        if limits.reuse > 0 {
+            if info.reusable {
+                script.shelf = Shelf::new(site, limits.reuse);
+            } else {
+                tracing::warn!(
+                    site,
+                    script = &*script.name,
+                    "instance_reuse is set but the script does not declare `reusable` \
+                     (#[tessera_sdk::script(reusable)]): every request gets a fresh instance"
+                );
+            }
+        }
         Ok(script)
     }
 
@@ -355,6 +370,7 @@ impl Script {
             raw,
             served: 1,
             clean: true,
+            retired: false,
         })
     }
 
@@ -411,6 +427,8 @@ pub(super) struct Instance {
     /// False while a call is under way: an instance whose call was cut off (its request
     /// went away while the guest ran) is never used again.
     pub clean: bool,
+    /// Set when it may finish this request but never serve another (it ran an HTML rewrite).
+    pub retired: bool,
 }
 
 /// Sorts a wasmtime error into what went wrong, in words for the log.

@@ -354,8 +354,13 @@ impl Chain {
         result.map_err(|error| self.failed(i, Hook::Html, error))
     }
 
-    /// Moves the chain out (to the task that streams a rewrite), leaving an empty one.
+    /// Moves the chain out (to the task that streams a rewrite), leaving an empty one. Its
+    /// instances are not kept for another request afterwards: a rewrite may end halfway
+    /// through a document (the client left, the markup broke), with the script mid-way.
     pub fn take(&mut self) -> Chain {
+        for live in self.live.iter_mut().flatten() {
+            live.retired = true;
+        }
         let empty = Chain {
             scripts: Arc::from(Vec::new()),
             pool: self.pool.clone(),

@@ -4,7 +4,7 @@
 //! unchanged and adds, from the names of the methods the block defines:
 //!
 //! - `impl tessera_sdk::__private::Described for T`, whose `INFO` lists those hooks and
-//!   the `keep_state` flag (what the host's one `describe` call returns), and
+//!   the `keep_state` and `reusable` flags (what the host's one `describe` call returns), and
 //! - `tessera_sdk::__export_script!(T)`, the component export glue for the `hooks` and
 //!   `html` interfaces (the C-ABI exports are emitted only when compiling for `wasm32`).
 //!
@@ -47,6 +47,11 @@ const HOOKS: [(&str, &str); 10] = [
 /// request header set by `on_request` (see "State between hooks, and `keep_state`" in the
 /// crate docs).
 ///
+/// `#[tessera_sdk::script(reusable)]` declares that the script keeps nothing of one
+/// request for the next (or sets what it keeps afresh in every request): only then may a
+/// site's `instance_reuse` let one instance serve several requests in turn. Both flags may
+/// be given: `script(keep_state, reusable)`.
+///
 /// ```ignore
 /// use tessera_sdk::{EdgeScript, Request};
 ///
@@ -61,7 +66,7 @@ const HOOKS: [(&str, &str); 10] = [
 /// ```
 ///
 /// Use it once per script crate: the component exports exactly one script. It is a compile
-/// error to give any argument but `keep_state`, to put the attribute on anything but an
+/// error to give any argument but `keep_state` and `reusable`, to put the attribute on anything but an
 /// `impl EdgeScript for T` block, to make that impl generic, or to define hooks in it
 /// through a macro (the attribute could not see them).
 #[proc_macro_attribute]
@@ -80,7 +85,10 @@ fn script_or_error(args: TokenStream2, item: TokenStream2) -> TokenStream2 {
 
 /// The expansion, as a plain function of token streams so that it can be unit tested.
 fn expand(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
-    let keep_state = parse_args(args)?;
+    let Flags {
+        keep_state,
+        reusable,
+    } = parse_args(args)?;
     let imp = script_impl(syn::parse2(item)?)?;
     let hooks = implemented_hooks(&imp)?;
     let self_ty = &imp.self_ty;
@@ -92,6 +100,7 @@ fn expand(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             const INFO: ::tessera_sdk::ScriptInfo = ::tessera_sdk::ScriptInfo {
                 hooks: ::tessera_sdk::HookSet::empty() #(.union(#hooks))*,
                 keep_state: #keep_state,
+                reusable: #reusable,
             };
         }
 
@@ -99,24 +108,35 @@ fn expand(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     })
 }
 
-/// Parses the attribute's arguments: nothing, or `keep_state`.
-fn parse_args(args: TokenStream2) -> syn::Result<bool> {
-    let mut keep_state = false;
+/// The attribute's flags.
+#[derive(Default)]
+struct Flags {
+    keep_state: bool,
+    reusable: bool,
+}
+
+/// Parses the attribute's arguments: nothing, `keep_state`, `reusable`, or both.
+fn parse_args(args: TokenStream2) -> syn::Result<Flags> {
+    let mut flags = Flags::default();
     let parser = syn::meta::parser(|meta| {
-        if !meta.path.is_ident("keep_state") {
-            return Err(meta.error("expected `keep_state`"));
-        }
+        let (name, flag) = if meta.path.is_ident("keep_state") {
+            ("keep_state", &mut flags.keep_state)
+        } else if meta.path.is_ident("reusable") {
+            ("reusable", &mut flags.reusable)
+        } else {
+            return Err(meta.error("expected `keep_state` or `reusable`"));
+        };
         if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
-            return Err(meta.error("`keep_state` takes no value: write `script(keep_state)`"));
+            return Err(meta.error(format!("`{name}` takes no value: write `script({name})`")));
         }
-        if keep_state {
-            return Err(meta.error("`keep_state` is given twice"));
+        if *flag {
+            return Err(meta.error(format!("`{name}` is given twice")));
         }
-        keep_state = true;
+        *flag = true;
         Ok(())
     });
     syn::parse::Parser::parse2(parser, args)?;
-    Ok(keep_state)
+    Ok(flags)
 }
 
 /// Checks that the item is `impl EdgeScript for T` with a concrete `T`.
@@ -240,7 +260,7 @@ mod tests {
         assert!(out.contains("impl::tessera_sdk::__private::DescribedforShop"));
         assert!(out.contains(
             "hooks:::tessera_sdk::HookSet::empty().union(::tessera_sdk::HookSet::CACHE_KEY),\
-             keep_state:false"
+             keep_state:false,reusable:false"
         ));
         assert!(
             out.ends_with("::tessera_sdk::__export_script!(Shop);"),
@@ -345,8 +365,20 @@ mod tests {
         }
         assert_eq!(
             expand_str("state", KEY_ONLY).unwrap_err(),
-            "expected `keep_state`"
+            "expected `keep_state` or `reusable`"
         );
+        for args in ["reusable = 1", "reusable, keep_state, reusable"] {
+            let err = expand_str(args, KEY_ONLY).unwrap_err();
+            assert!(err.contains("`reusable`"), "{args}: {err}");
+        }
+    }
+
+    #[test]
+    fn reusable_is_declared_alone_or_beside_keep_state() {
+        let out = flat(&expand_str("reusable", KEY_ONLY).unwrap());
+        assert!(out.contains("keep_state:false,reusable:true"), "{out}");
+        let out = flat(&expand_str("keep_state, reusable", KEY_ONLY).unwrap());
+        assert!(out.contains("keep_state:true,reusable:true"), "{out}");
     }
 
     #[test]

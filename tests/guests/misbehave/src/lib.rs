@@ -9,19 +9,22 @@
 //! | `/respond`    | `on_request`  | answers 200 `synthetic\n` itself                  |
 //! | `/work`       | `cache_key`   | [`WORK_ROUNDS`] rounds of arithmetic, then the default key: real work well inside any budget |
 //! | `/grow`       | `cache_key`   | touches and frees [`GROW`] bytes (the memory stays grown), then the default key |
+//! | `/html`       | `html_handlers` | asks for `body` elements; `on_element` sets `data-seen` on them (other paths: no rewrite) |
 //!
 //! A request carrying `x-which-instance` gets response header `x-instance: <n>`, a number
 //! drawn once per instance: which responses one instance answered (`instance_reuse`).
 //!
 //! Every other path gets well-behaved answers. The three hooks are defined (so the host
-//! calls each of them for every request, as the end-to-end tests need); `cache_policy` is
-//! not, so the host never calls it.
+//! calls each of them for every request, as the end-to-end tests need), and the HTML
+//! rewrite; `cache_policy` is not, so the host never calls it. The script declares
+//! `reusable`, so sites may reuse its instances (`instance_reuse`).
 
 use std::cell::Cell;
 use std::hint::black_box;
 
 use tessera_sdk::{
-    random_u64, EdgeScript, HeaderEdits, Request, RequestAction, ResponseHead, SyntheticResponse,
+    random_u64, EdgeScript, Element, HeaderEdits, HtmlHandler, Request, RequestAction,
+    ResponseHead, SyntheticResponse,
 };
 
 /// Size of each chunk `/alloc` grabs.
@@ -38,7 +41,7 @@ thread_local! {
 /// The script: `on_request`, `cache_key` and `on_response` are defined.
 pub struct Misbehave;
 
-#[tessera_sdk::script]
+#[tessera_sdk::script(reusable)]
 impl EdgeScript for Misbehave {
     fn on_request(req: &Request) -> RequestAction {
         match req.path.as_str() {
@@ -75,6 +78,17 @@ impl EdgeScript for Misbehave {
             }
             _ => HeaderEdits::new(),
         }
+    }
+
+    fn html_handlers(req: &Request, _resp: &ResponseHead) -> Vec<HtmlHandler> {
+        match req.path.as_str() {
+            "/html" => vec![HtmlHandler::new("body").element()],
+            _ => Vec::new(),
+        }
+    }
+
+    fn on_element(_handler: u32, el: &mut Element) {
+        el.set_attribute("data-seen", "yes");
     }
 }
 
@@ -128,12 +142,16 @@ mod tests {
     use tessera_sdk::{HookSet, ScriptInfo};
 
     #[test]
-    fn the_host_calls_on_request_cache_key_and_on_response() {
+    fn the_host_calls_three_hooks_and_the_rewrite_and_may_reuse_instances() {
         assert_eq!(
             describe::<Misbehave>(),
             ScriptInfo {
-                hooks: HookSet::ON_REQUEST | HookSet::CACHE_KEY | HookSet::ON_RESPONSE,
-                keep_state: false
+                hooks: HookSet::ON_REQUEST
+                    | HookSet::CACHE_KEY
+                    | HookSet::ON_RESPONSE
+                    | HookSet::HTML,
+                keep_state: false,
+                reusable: true
             }
         );
     }

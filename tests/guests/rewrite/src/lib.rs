@@ -241,7 +241,8 @@ mod tests {
             describe::<Rewrite>(),
             ScriptInfo {
                 hooks: HookSet::HTML,
-                keep_state: false
+                keep_state: false,
+                reusable: false
             }
         );
     }

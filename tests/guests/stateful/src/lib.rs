@@ -44,7 +44,8 @@ mod tests {
             describe::<Stateful>(),
             ScriptInfo {
                 hooks: HookSet::ON_REQUEST | HookSet::ON_RESPONSE,
-                keep_state: true
+                keep_state: true,
+                reusable: false
             }
         );
     }

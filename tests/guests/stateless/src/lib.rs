@@ -42,7 +42,8 @@ mod tests {
             describe::<Stateless>(),
             ScriptInfo {
                 hooks: HookSet::ON_REQUEST | HookSet::ON_RESPONSE,
-                keep_state: false
+                keep_state: false,
+                reusable: false
             }
         );
     }
