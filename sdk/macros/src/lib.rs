@@ -412,7 +412,7 @@ mod tests {
         let out = script_or_error("nope".parse().unwrap(), "struct Shop;".parse().unwrap());
         let out = flat(&out.to_string());
         assert!(
-            out.contains("compile_error!{\"expected`keep_state`\"}"),
+            out.contains("compile_error!{\"expected`keep_state`or`reusable`\"}"),
             "{out}"
         );
         assert!(out.ends_with("structShop;"), "{out}");
