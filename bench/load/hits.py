@@ -414,10 +414,26 @@ def herd(name):
     return origin_count(path), statistics.median(lat), len(lat)
 
 
+def herd_curl(name):
+    """The same herd from curl's event loop (one C thread, no interpreter lock): a second
+    client, whose own cost per answer is far below Python's."""
+    p = PROXIES.get(name, ORIGIN)
+    path = f"/slow/{name}-curl-{time.monotonic_ns()}"
+    cfg = "".join(f'url = "http://127.0.0.1:{p}{path}"\noutput = "/dev/null"\n'
+                  for _ in range(200))
+    out = subprocess.run(["curl", "-s", "--parallel", "--parallel-immediate",
+                          "--parallel-max", "200", "-K", "-", "-w", "%{time_total}\\n"],
+                         input=cfg, capture_output=True, text=True, timeout=60).stdout
+    lat = [float(t) * 1000 for t in out.split()]
+    return origin_count(path), statistics.median(lat), len(lat)
+
+
 print("\nherd: 200 concurrent requests for one cold key, 300 ms origin")
 # The origin itself first: what this client and origin take with no proxy between them (the
 # origin answers all 200 at once, after its 300 ms), the floor of every proxy's p50.
 for name in ["origin"] + list(names):
     n, p50, answered = herd(name)
-    print(f"  {name:15} origin requests {n}, answered {answered}, client p50 {p50:.0f} ms")
+    cn, cp50, canswered = herd_curl(name)
+    print(f"  {name:15} origin requests {n}, answered {answered}, client p50 {p50:.0f} ms; "
+          f"curl: origin requests {cn}, answered {canswered}, p50 {cp50:.0f} ms")
 stop_all()

@@ -18,6 +18,7 @@ need() { command -v "$1" >/dev/null || { echo "installing $2…" >&2; DEBIAN_FRO
 need nginx nginx
 need varnishd varnish
 need wrk wrk
+need curl curl
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
 cargo build --release -q -p tessera
 WORK="$(mktemp -d /tmp/tessera-hits-bench.XXXXXX)"
