@@ -24,8 +24,9 @@ use crate::request::ClientRequest;
 fn observe(script: &Script, hook: Hook, took: std::time::Duration) {
     // Each hook's series is taken from the family once: a call records its time without a
     // label allocation, lock and hash.
-    static SERIES: std::sync::OnceLock<[prometheus_client::metrics::histogram::Histogram; 6]> =
-        std::sync::OnceLock::new();
+    static SERIES: std::sync::OnceLock<
+        [prometheus_client::metrics::histogram::Histogram; Hook::ALL.len()],
+    > = std::sync::OnceLock::new();
     let series = SERIES.get_or_init(|| {
         Hook::ALL.map(|h| {
             crate::observe::metrics()
@@ -341,11 +342,10 @@ impl Chain {
             return Err(self.failed(i, Hook::Html, error));
         };
         let before = meter.used();
-        live.clean = false;
+        // A synchronous call cannot be cut off midway, so `clean` stays as it is.
         let result = meter
             .run_sync(|| f(&live.bindings, &mut live.store))
             .map_err(|e| classify(&self.scripts[i], e.into()));
-        live.clean = true;
         observe(
             &self.scripts[i],
             Hook::Html,
