@@ -1,5 +1,5 @@
 //! Per-request guest cost: a fresh pooled instance + `cache-key` + drop (or a kept one with
-//! `instance_reuse`), and a full hook sequence.
+//! `instance_reuse`, or an answer from the `key_memo_kib` memo), and a full hook sequence.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +19,7 @@ fn script(
     pool: &InstancePool,
     name: &str,
     reuse: u32,
+    key_memo_bytes: usize,
 ) -> Arc<[Arc<Script>]> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = root.join("target").join("test-guests");
@@ -32,6 +33,7 @@ fn script(
         cpu: Duration::from_millis(50),
         memory_bytes: 64 << 20,
         reuse,
+        key_memo_bytes,
     };
     let compiled = CompiledCache::open(&root.join("target").join("bench-compiled")).unwrap();
     let s = rt
@@ -83,10 +85,11 @@ fn bench(c: &mut Criterion) {
         .unwrap();
     let engine = GuestEngine::new(PoolSize::default()).unwrap();
     let pool = Arc::new(InstancePool::new(&ScriptsConfig::default()));
-    let key = script(&rt, &engine, &pool, "normalize-key", 0);
-    let reused = script(&rt, &engine, &pool, "normalize-key", 1_000_000);
-    let ttl = script(&rt, &engine, &pool, "ttl-by-type", 0);
-    let ab = script(&rt, &engine, &pool, "ab-test", 0);
+    let key = script(&rt, &engine, &pool, "normalize-key", 0, 0);
+    let reused = script(&rt, &engine, &pool, "normalize-key", 1_000_000, 0);
+    let memo = script(&rt, &engine, &pool, "normalize-key", 0, 4 << 20);
+    let ttl = script(&rt, &engine, &pool, "ttl-by-type", 0, 0);
+    let ab = script(&rt, &engine, &pool, "ab-test", 0, 0);
     let chain = |s: &Arc<[Arc<Script>]>| {
         Chain::new(s.clone(), pool.clone(), "bench".into(), Clock::system())
     };
@@ -99,7 +102,8 @@ fn bench(c: &mut Criterion) {
         ..Default::default()
     };
 
-    // The 8-header request, then what lowering costs: the same hook with 0 and 32 headers.
+    // The 8-header request, then the same hook with 0 and 32 headers (normalize-key declares
+    // `key_reads` without headers, so none of them cross into the guest).
     let mut keyed = vec![(
         "fresh instance + cache-key + drop (normalize-key)".to_owned(),
         request(),
@@ -140,6 +144,42 @@ fn bench(c: &mut Criterion) {
             })
         },
     );
+    // `key_memo_kib`: the same request again (a memo hit: no instance), and a request unlike
+    // any before (a miss: a fresh instance as above, and its answer stored).
+    c.bench_function("memo hit: cache-key from key_memo (normalize-key)", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut ch = chain(&memo);
+                ch.cache_key(&keyed[0].1, "shop.example/products/123".into())
+                    .await
+                    .unwrap()
+            })
+        })
+    });
+    // Every request unlike the last, with the memo and without: what a memo that never
+    // hits costs (both build the request in the loop).
+    let mut n = 0u64;
+    for (name, s) in [
+        (
+            "memo miss: unique request, fresh instance + cache-key + store",
+            &memo,
+        ),
+        ("no memo: unique request, fresh instance + cache-key", &key),
+    ] {
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                n += 1;
+                let mut r = keyed[0].1.clone();
+                r.uri = format!("/products/{n}?b=2").parse().unwrap();
+                rt.block_on(async {
+                    let mut ch = chain(s);
+                    ch.cache_key(&r, "shop.example/products/123".into())
+                        .await
+                        .unwrap()
+                })
+            })
+        });
+    }
     c.bench_function(
         "all hooks of one request (ab-test: on-request, cache-key, on-response)",
         |b| {

@@ -72,6 +72,7 @@ fn bench(c: &mut Criterion) {
         cpu: Duration::from_millis(50),
         memory_bytes: 64 << 20,
         reuse: 0,
+        key_memo_bytes: 0,
     };
     let script = rt
         .block_on(Script::load(&engine, &pool, &wasm, None, "bench", limits))

@@ -110,7 +110,7 @@ start(["python3", os.path.join(ROOT, "origin.py"), site, str(ORIGIN)], f"{WORK}/
 wait_up(ORIGIN)
 
 # --- the proxies ------------------------------------------------------------------------
-NGINX, VARNISH, T_PLAIN, T_KEY, T_REUSE = port(), port(), port(), port(), port()
+NGINX, VARNISH, T_PLAIN, T_KEY, T_REUSE, T_MEMO = port(), port(), port(), port(), port(), port()
 os.makedirs(f"{WORK}/nginx-cache", exist_ok=True)
 with open(f"{WORK}/nginx.conf", "w") as f:
     f.write(f"""
@@ -225,9 +225,16 @@ start(["taskset", "-c", "0", TESSERA, "serve", "--config",
        tessera_config(T_REUSE, f'script = "{WORK}/normalize-key.wasm"\n'
                                '[site.limits]\ninstance_reuse = 10000')],
       f"{WORK}/tessera-reuse.log", env)
+# The same script with its keys memoised (key_memo_kib; fresh instances on memo misses).
+# Three in five URLs carry a random tracking value, which normalize-key reads (the query):
+# those never repeat, and at most the other two in five can be answered from the memo.
+start(["taskset", "-c", "0", TESSERA, "serve", "--config",
+       tessera_config(T_MEMO, f'script = "{WORK}/normalize-key.wasm"\n'
+                              '[site.limits]\nkey_memo_kib = 4096')],
+      f"{WORK}/tessera-memo.log", env)
 
 PROXIES = {"nginx": NGINX, "varnish": VARNISH, "tessera": T_PLAIN, "tessera+script": T_KEY,
-           "tessera+reuse": T_REUSE}
+           "tessera+reuse": T_REUSE, "tessera+memo": T_MEMO}
 # TESSERA_BEFORE=/path/to/an/older/tessera adds that build with the script, for before/after
 # ratios from the same run.
 BEFORE = os.environ.get("TESSERA_BEFORE")
@@ -382,7 +389,7 @@ for size in SIZES:
         rps = [x[0] for x in v]
         print(f"{size:5} {name:15} {statistics.median(rps):9.0f} ({min(rps):7.0f}-{max(rps):7.0f}) "
               f"{statistics.median(x[1] for x in v):7.2f} {statistics.median(x[2] for x in v):7.2f}")
-    for t in ("tessera", "tessera+script", "tessera+reuse"):
+    for t in ("tessera", "tessera+script", "tessera+reuse", "tessera+memo"):
         for base in ("nginx", "varnish") + (("before+script",) if BEFORE and "+" in t else ()):
             ratios = [a[0] / b[0] for a, b in zip(results[(t, size)], results[(base, size)])]
             print(f"      {t}/{base}: {statistics.median(ratios):.2f}x "

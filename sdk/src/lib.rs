@@ -263,7 +263,8 @@ pub mod testing;
 pub use bindings::exports::tessera::edge::hooks::{HookSet, ScriptInfo};
 pub use bindings::tessera::edge::log::Level as LogLevel;
 pub use bindings::tessera::edge::types::{
-    CacheDecision, ClientInfo, DeviceClass, HeaderEdits, RequestAction, SyntheticResponse,
+    CacheDecision, ClientInfo, DeviceClass, HeaderEdits, RequestAction, RequestParts, RequestReads,
+    SyntheticResponse,
 };
 pub use host::{config, log, now_ms, random_u64, rate_limit};
 pub use html::{
@@ -399,14 +400,14 @@ pub mod __private {
 
     /// What `#[tessera_sdk::script]` read from a script's impl block: the host's `describe` answer.
     pub trait Described: EdgeScript {
-        /// The hooks the impl block defines, and whether `keep_state` was given.
-        const INFO: ScriptInfo;
+        /// The hooks the impl block defines, and the attribute's flags and `key_reads`.
+        fn info() -> ScriptInfo;
     }
 
     /// Answers the host's `describe` call for `S`.
     pub fn describe<S: Described>() -> ScriptInfo {
         enter();
-        S::INFO
+        S::info()
     }
 
     /// Runs `S::on_request` for the host.
@@ -614,9 +615,9 @@ mod tests {
         call_on_response, call_on_text, describe, element, request, response,
     };
     use crate::{
-        CacheDecision, Comment, Content, ContentType, DocumentEnd, EdgeScript, Element,
-        ElementMutation, EndTag, HeaderEdits, HookSet, HtmlHandler, NodeMutation, Request,
-        RequestAction, ResponseHead, ScriptInfo, TextChunk, TextMode,
+        CacheDecision, Comment, Content, ContentType, DeviceClass, DocumentEnd, EdgeScript,
+        Element, ElementMutation, EndTag, HeaderEdits, HookSet, HtmlHandler, NodeMutation, Request,
+        RequestAction, RequestParts, ResponseHead, ScriptInfo, TextChunk, TextMode,
     };
 
     struct Empty;
@@ -628,6 +629,24 @@ mod tests {
     impl EdgeScript for KeyOnly {
         fn cache_key(req: &Request, default_key: &str) -> String {
             format!("{default_key}#{}", req.client.device)
+        }
+    }
+
+    /// Reads only the path and `x-user`, but tries to put everything in its key.
+    struct Limited;
+    #[crate::script(key_reads(path, headers("x-user")))]
+    impl EdgeScript for Limited {
+        fn cache_key(req: &Request, _: &str) -> String {
+            format!(
+                "{}|{}|{}|{:?}|{:?}|{}|{}",
+                req.method,
+                req.authority,
+                req.path,
+                req.query,
+                req.headers,
+                req.client.ip,
+                req.client.device
+            )
         }
     }
 
@@ -725,7 +744,8 @@ mod tests {
             ScriptInfo {
                 hooks: HookSet::empty(),
                 keep_state: false,
-                reusable: false
+                reusable: false,
+                key_reads: None,
             }
         );
         assert_eq!(
@@ -733,7 +753,8 @@ mod tests {
             ScriptInfo {
                 hooks: HookSet::CACHE_KEY,
                 keep_state: false,
-                reusable: false
+                reusable: false,
+                key_reads: None,
             }
         );
         assert_eq!(
@@ -741,12 +762,31 @@ mod tests {
             ScriptInfo {
                 hooks: HookSet::all(),
                 keep_state: true,
-                reusable: false
+                reusable: false,
+                key_reads: None,
             }
         );
         assert_eq!(describe::<Configured>().hooks, HookSet::ON_RESPONSE);
         assert_eq!(describe::<TextOnly>().hooks, HookSet::HTML);
         assert_eq!(describe::<Rewriter>().hooks, HookSet::HTML);
+    }
+
+    #[test]
+    fn a_key_hook_that_declares_its_reads_sees_nothing_else() {
+        let info = describe::<Limited>();
+        let reads = info.key_reads.expect("declared");
+        assert_eq!(reads.parts, RequestParts::PATH);
+        assert_eq!(reads.headers, ["x-user"]);
+        let req = request("/p?q=1")
+            .header("x-user", "ann")
+            .header("cookie", "s=1")
+            .header("user-agent", "Mozilla/5.0 (iPhone; Mobile)")
+            .device(DeviceClass::Mobile)
+            .build();
+        assert_eq!(
+            call_cache_key::<Limited>(&req, "k"),
+            r#"||/p|None|[("x-user", "ann")]||desktop"#
+        );
     }
 
     #[test]

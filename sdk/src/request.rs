@@ -4,7 +4,7 @@
 use std::fmt;
 
 use crate::bindings::tessera::edge::types as wire;
-use crate::{ClientInfo, DeviceClass, Query};
+use crate::{ClientInfo, DeviceClass, Query, RequestParts, RequestReads};
 
 /// An incoming request as the script sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,6 +121,48 @@ fn values<'h, 'n>(
 }
 
 impl Request {
+    /// The request as a hook limited to `reads` sees it: every other part empty, as the
+    /// host passes it (`key_reads`).
+    pub fn as_read_by(&self, reads: &RequestReads) -> Request {
+        let p = reads.parts;
+        let take = |part, s: &String| {
+            if p.contains(part) {
+                s.clone()
+            } else {
+                String::new()
+            }
+        };
+        Request {
+            method: take(RequestParts::METHOD, &self.method),
+            scheme: take(RequestParts::SCHEME, &self.scheme),
+            authority: take(RequestParts::AUTHORITY, &self.authority),
+            path: take(RequestParts::PATH, &self.path),
+            query: self
+                .query
+                .clone()
+                .filter(|_| p.contains(RequestParts::QUERY)),
+            headers: self
+                .headers
+                .iter()
+                .filter(|(n, _)| reads.headers.iter().any(|h| h.eq_ignore_ascii_case(n)))
+                .cloned()
+                .collect(),
+            client: ClientInfo {
+                ip: take(RequestParts::CLIENT_IP, &self.client.ip),
+                country: self
+                    .client
+                    .country
+                    .clone()
+                    .filter(|_| p.contains(RequestParts::COUNTRY)),
+                device: if p.contains(RequestParts::DEVICE) {
+                    self.client.device
+                } else {
+                    DeviceClass::Desktop
+                },
+            },
+        }
+    }
+
     /// First value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         values(&self.headers, name).next()

@@ -92,7 +92,7 @@ fn impostor(html: bool) -> Vec<u8> {
     ]);
     let html_export = if html {
         format!(
-            "(instance $html {html_iface}) (export \"tessera:edge/html@0.4.0\" (instance $html))"
+            "(instance $html {html_iface}) (export \"tessera:edge/html@0.5.0\" (instance $html))"
         )
     } else {
         String::new()
@@ -103,7 +103,7 @@ fn impostor(html: bool) -> Vec<u8> {
             (core instance $i (instantiate $m))
             (func $f (param "x" u32) (result u32) (canon lift (core func $i "f")))
             (instance $hooks {hooks})
-            (export "tessera:edge/hooks@0.4.0" (instance $hooks))
+            (export "tessera:edge/hooks@0.5.0" (instance $hooks))
             {html_export})"#
     ))
     .expect("valid component text")
@@ -119,7 +119,7 @@ fn a_component_that_only_looks_like_a_script_is_refused_by_export() {
     );
     let out = check_script(&impostor(false));
     assert!(
-        out.contains("broken.wasm") && out.contains("no export tessera:edge/html@0.4.0"),
+        out.contains("broken.wasm") && out.contains("no export tessera:edge/html@0.5.0"),
         "{out}"
     );
 }

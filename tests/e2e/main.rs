@@ -18,6 +18,7 @@ mod hostile_clients;
 mod hostile_scripts;
 mod http2;
 mod key_command;
+mod memo;
 mod purge;
 mod reload;
 mod reuse;

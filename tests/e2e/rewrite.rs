@@ -276,6 +276,7 @@ async fn a_cut_at_any_byte_offset_gives_identical_output() {
         cpu: std::time::Duration::from_secs(5),
         memory_bytes: 64 << 20,
         reuse: 0,
+        key_memo_bytes: 0,
     };
     let script = Script::load(
         &engine,

@@ -259,7 +259,8 @@ mod tests {
             ScriptInfo {
                 hooks: HookSet::ON_REQUEST | HookSet::CACHE_KEY | HookSet::ON_RESPONSE,
                 keep_state: false,
-                reusable: false
+                reusable: false,
+                key_reads: None,
             }
         );
     }

@@ -139,7 +139,8 @@ mod tests {
             ScriptInfo {
                 hooks: HookSet::ON_REQUEST,
                 keep_state: false,
-                reusable: false
+                reusable: false,
+                key_reads: None,
             }
         );
     }

@@ -103,7 +103,8 @@ mod tests {
             ScriptInfo {
                 hooks: HookSet::ON_REQUEST | HookSet::CACHE_KEY,
                 keep_state: false,
-                reusable: false
+                reusable: false,
+                key_reads: None,
             }
         );
     }

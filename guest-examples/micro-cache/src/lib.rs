@@ -90,7 +90,8 @@ mod tests {
             ScriptInfo {
                 hooks: HookSet::CACHE_POLICY,
                 keep_state: false,
-                reusable: false
+                reusable: false,
+                key_reads: None,
             }
         );
     }

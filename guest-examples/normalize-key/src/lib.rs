@@ -18,7 +18,9 @@ pub const TRACKING_PREFIX: &str = "utm_";
 /// The script: only `cache_key` is defined.
 pub struct NormalizeKey;
 
-#[tessera_sdk::script(reusable)]
+// It reads four parts of a request and nothing else: the host passes only those, and a site
+// with `key_memo_kib` reuses a key for requests equal in all four.
+#[tessera_sdk::script(reusable, key_reads(authority, path, query, device))]
 impl EdgeScript for NormalizeKey {
     fn cache_key(req: &Request, _default_key: &str) -> String {
         let mut query = req.query();
@@ -42,7 +44,7 @@ impl EdgeScript for NormalizeKey {
 mod tests {
     use super::NormalizeKey;
     use tessera_sdk::testing::{call_cache_key, describe, request};
-    use tessera_sdk::{DeviceClass, HookSet, ScriptInfo};
+    use tessera_sdk::{DeviceClass, HookSet, RequestParts, RequestReads, ScriptInfo};
 
     fn key(req: &tessera_sdk::Request) -> String {
         call_cache_key::<NormalizeKey>(req, "ignored/default?z=1")
@@ -122,7 +124,14 @@ mod tests {
             ScriptInfo {
                 hooks: HookSet::CACHE_KEY,
                 keep_state: false,
-                reusable: true
+                reusable: true,
+                key_reads: Some(RequestReads {
+                    parts: RequestParts::AUTHORITY
+                        | RequestParts::PATH
+                        | RequestParts::QUERY
+                        | RequestParts::DEVICE,
+                    headers: vec![],
+                }),
             }
         );
     }

@@ -264,7 +264,8 @@ mod tests {
             ScriptInfo {
                 hooks: HookSet::CACHE_POLICY,
                 keep_state: false,
-                reusable: true
+                reusable: true,
+                key_reads: None,
             }
         );
     }

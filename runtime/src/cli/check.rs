@@ -42,8 +42,12 @@ pub fn run(path: &Path) -> anyhow::Result<()> {
                 {
                     Err(e) => errors.push(format!("site \"{}\": {e}", site.name)),
                     Ok(s) => {
+                        let reads = s
+                            .key_reads_text()
+                            .map(|r| format!(" (cache_key reads {r})"))
+                            .unwrap_or_default();
                         println!(
-                            "site \"{}\": {}: hooks {}{}",
+                            "site \"{}\": {}: hooks {}{}{reads}",
                             site.name,
                             script.display(),
                             s.hook_names().join(", "),

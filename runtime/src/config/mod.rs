@@ -211,6 +211,9 @@ pub struct Limits {
     /// Requests one instance may serve in turn (`instance_reuse`); 0: a fresh instance for
     /// every request, the default.
     pub reuse: u32,
+    /// Bytes of memoised `cache-key` answers kept per script (`key_memo_kib`); 0: none, the
+    /// default.
+    pub key_memo_bytes: usize,
 }
 
 /// Caching behaviour a site can tune; defaults follow the standards.
@@ -345,6 +348,7 @@ impl Site {
                 cpu: Duration::from_millis(DEFAULT_CPU_MS),
                 memory_bytes: (DEFAULT_MEMORY_MIB as usize) << 20,
                 reuse: 0,
+                key_memo_bytes: 0,
             },
             on_guest_error: GuestErrorPolicies::default(),
             connect_timeout: Duration::from_millis(DEFAULT_CONNECT_MS),
@@ -825,6 +829,19 @@ mod tests {
             let e = parse(&format!("{site}instance_reuse = {bad}\n")).unwrap_err();
             assert_eq!(e.line, Some(5), "{bad}: {e}");
             assert!(e.message.contains("instance_reuse"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn key_memo_is_off_unless_set_and_bounded() {
+        let site = "[[site]]\nname = \"a\"\norigin = \"http://x\"\n[site.limits]\n";
+        assert_eq!(parse(site).unwrap().sites[0].limits.key_memo_bytes, 0);
+        let on = parse(&format!("{site}key_memo_kib = 4096\n")).unwrap();
+        assert_eq!(on.sites[0].limits.key_memo_bytes, 4 << 20);
+        for bad in ["-1", "1048577", "\"4MiB\""] {
+            let e = parse(&format!("{site}key_memo_kib = {bad}\n")).unwrap_err();
+            assert_eq!(e.line, Some(5), "{bad}: {e}");
+            assert!(e.message.contains("key_memo_kib"), "{bad}: {e}");
         }
     }
 

@@ -166,6 +166,7 @@ pub(super) struct RawLimits {
     pub cpu_ms: Option<Spanned<u64>>,
     pub memory_mib: Option<Spanned<u64>>,
     pub instance_reuse: Option<Spanned<u64>>,
+    pub key_memo_kib: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]

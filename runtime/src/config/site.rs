@@ -134,10 +134,17 @@ pub(super) fn site(s: RawSite, base: &Path, e: &Errors) -> Result<Site, ConfigEr
         0,
         0..=1_000_000,
     )?;
+    let key_memo_kib = e.number(
+        &limits.key_memo_kib,
+        &key("limits.key_memo_kib"),
+        0,
+        0..=1 << 20,
+    )?;
     let limits = Limits {
         cpu: Duration::from_millis(cpu_ms),
         memory_bytes: (memory_mib as usize) << 20,
         reuse: reuse as u32,
+        key_memo_bytes: (key_memo_kib as usize) << 10,
     };
     let ms = |v, k: &str, default| {
         e.number(v, &key(k), default, 1..=3_600_000)

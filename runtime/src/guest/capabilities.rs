@@ -1,7 +1,8 @@
 //! Host side of the script's imports: log, clock, random, config, rate-limit (`wit/host.wit`).
 //!
 //! Every call counts against the request's host-call budget; past it the call traps, so a
-//! script cannot turn the host's log or clock into a denial of service.
+//! script cannot turn the host's log or clock into a denial of service. Clock, randomness
+//! and rate-limit counters mark the store impure: an answer that used them is not memoised.
 
 use super::bindings::tessera::edge::{clock, config, html_types, log, random, rate_limit, types};
 use super::engine::State;
@@ -38,6 +39,7 @@ impl log::Host for State {
 impl clock::Host for State {
     fn now_ms(&mut self) -> anyhow::Result<u64> {
         self.meter.hostcall()?;
+        self.impure = true;
         Ok(self.clock.now_ms())
     }
 }
@@ -45,6 +47,7 @@ impl clock::Host for State {
 impl random::Host for State {
     fn random_u64(&mut self) -> anyhow::Result<u64> {
         self.meter.hostcall()?;
+        self.impure = true;
         Ok(rand::random())
     }
 }
@@ -59,6 +62,7 @@ impl config::Host for State {
 impl rate_limit::Host for State {
     fn check(&mut self, key: String, limit: u32, window_secs: u32) -> anyhow::Result<bool> {
         self.meter.hostcall()?;
+        self.impure = true;
         // A script bug, not a request's fault: trap, so the hook fails (closed).
         anyhow::ensure!(
             key.len() <= MAX_KEY_BYTES,

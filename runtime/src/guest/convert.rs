@@ -33,7 +33,8 @@ pub fn fields(headers: &HeaderMap) -> types::Fields {
     types::Fields { text, lengths }
 }
 
-fn device(d: DeviceClass) -> types::DeviceClass {
+/// The WIT's device class.
+pub fn device(d: DeviceClass) -> types::DeviceClass {
     match d {
         DeviceClass::Desktop => types::DeviceClass::Desktop,
         DeviceClass::Mobile => types::DeviceClass::Mobile,

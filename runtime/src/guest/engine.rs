@@ -63,6 +63,9 @@ pub struct State {
     pub clock: Clock,
     /// The site's script settings and rate-limit counters.
     pub env: Arc<super::ScriptEnv>,
+    /// Set when a call read the clock, randomness or a rate-limit counter: its answer is not
+    /// a function of the request alone, so it is not memoised.
+    pub impure: bool,
 }
 
 /// A store's limits, and how far its linear memories have grown (what a kept instance holds).

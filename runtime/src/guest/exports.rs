@@ -44,8 +44,8 @@ type OnComment<'a> = ((u32, &'a str), (Vec<html_types::NodeMutation>,));
 type OnDocumentEnd = ((), (Vec<html_types::Content>,));
 
 /// The interfaces the exports live in.
-const HOOKS: &str = "tessera:edge/hooks@0.4.0";
-const HTML: &str = "tessera:edge/html@0.4.0";
+const HOOKS: &str = "tessera:edge/hooks@0.5.0";
+const HTML: &str = "tessera:edge/html@0.5.0";
 
 /// Where each export is in a script's component.
 #[derive(Debug, Clone, Copy)]

@@ -11,6 +11,7 @@ use super::bindings::{EdgeScript, HookSet};
 use super::engine::{GuestEngine, Limiter, State};
 use super::exports::{Bound, Exports};
 use super::loader::{load_component, root_cause, CompiledCache, LoadError};
+use super::memo::{KeyMemo, Reads};
 use super::meter::{BudgetExceeded, HostcallsExceeded, Meter};
 use super::pool::{Busy, InstancePool};
 use super::reuse::Shelf;
@@ -133,6 +134,10 @@ pub struct Script {
     env: Arc<super::ScriptEnv>,
     /// Instances kept between requests (`instance_reuse`; empty by default).
     shelf: Shelf,
+    /// What `cache-key` reads of a request, if the script limits it.
+    key_reads: Option<Reads>,
+    /// Its `cache-key` answers, where the site allows it (`key_memo_kib`).
+    memo: Option<KeyMemo>,
 }
 
 impl Script {
@@ -177,12 +182,12 @@ impl Script {
             if msg.contains("wasi:") {
                 fail(format!("imports WASI ({msg}), which scripts cannot use; build for wasm32-unknown-unknown with linker wasm-component-ld"))
             } else {
-                fail(format!("does not fit the tessera:edge@0.4.0 world (rebuild it with this version of tessera-sdk): {msg}"))
+                fail(format!("does not fit the tessera:edge@0.5.0 world (rebuild it with this version of tessera-sdk): {msg}"))
             }
         })?;
         let exports = Exports::find(&component).map_err(|e| {
             fail(format!(
-                "does not export the tessera:edge@0.4.0 world (rebuild it with this version of tessera-sdk): {e}"
+                "does not export the tessera:edge@0.5.0 world (rebuild it with this version of tessera-sdk): {e}"
             ))
         })?;
         let name: Arc<str> = path
@@ -205,6 +210,8 @@ impl Script {
             selectors: Default::default(),
             env,
             shelf: Shelf::new(site, 0),
+            key_reads: None,
+            memo: None,
         };
         // The script says once which hooks it implements; a hook it does not implement is
         // never called, and one it does is called for every request.
@@ -222,7 +229,7 @@ impl Script {
             .check(&mut instance.store, &instance.raw)
             .map_err(|e| {
                 fail(format!(
-                    "does not fit the tessera:edge@0.4.0 world (rebuild it with this version of tessera-sdk): {e}"
+                    "does not fit the tessera:edge@0.5.0 world (rebuild it with this version of tessera-sdk): {e}"
                 ))
             })?;
         let info = meter
@@ -236,6 +243,12 @@ impl Script {
             })?;
         script.hooks = info.hooks;
         script.keep_state = info.keep_state;
+        script.key_reads = info
+            .key_reads
+            .map(Reads::from_wire)
+            .transpose()
+            .map_err(|e| fail(format!("`describe` returned {e}")))?;
+        script.memo = script.memo_for(limits.key_memo_bytes);
         // Reuse takes both sides: the site allows it and the script declares that it keeps
         // nothing of one request for the next. A script written for fresh instances could
         // carry one visitor's data into another's answer.
@@ -252,6 +265,46 @@ impl Script {
             }
         }
         Ok(script)
+    }
+
+    /// The memo the site allows, or why it cannot help this script (logged).
+    fn memo_for(&self, bytes: usize) -> Option<KeyMemo> {
+        if bytes == 0 {
+            return None;
+        }
+        let why = if !self.implements(Hook::CacheKey) {
+            "the script has no cache_key"
+        } else if self.key_reads.is_none() {
+            "the script does not declare what cache_key reads \
+             (#[tessera_sdk::script(key_reads(...))])"
+        } else if self.implements(Hook::OnRequest) {
+            // on_request runs first on the same instance: it could leave globals behind
+            // that cache_key reads, so no answer would ever be kept.
+            "the script implements on_request"
+        } else {
+            return Some(KeyMemo::new(&self.site, bytes));
+        };
+        tracing::warn!(
+            site = &*self.site,
+            script = &*self.name,
+            "key_memo_kib is set but {why}: cache keys are not memoised"
+        );
+        None
+    }
+
+    /// What `cache-key` reads, if the script declared it (it then sees only that).
+    pub(super) fn key_reads(&self) -> Option<&Reads> {
+        self.key_reads.as_ref()
+    }
+
+    /// What `cache-key` reads, in words (`path, query, header x-ab`), if declared.
+    pub fn key_reads_text(&self) -> Option<String> {
+        self.key_reads.as_ref().map(Reads::to_string)
+    }
+
+    /// The memo of `cache-key` answers, if the site keeps one for this script.
+    pub(super) fn memo(&self) -> Option<&KeyMemo> {
+        self.memo.as_ref()
     }
 
     /// Whether the script implements `hook`.
@@ -342,6 +395,7 @@ impl Script {
             meter: meter.clone(),
             clock,
             env: self.env.clone(),
+            impure: false,
         };
         let mut store = Store::new(self.pre.engine(), state);
         store.limiter(|s| &mut s.limits);

@@ -176,7 +176,8 @@ impl Chain {
         })
     }
 
-    /// `cache-key` through the chain: each script refines the previous key.
+    /// `cache-key` through the chain: each script refines the previous key. A script that
+    /// declared what it reads sees only that, and its answer may come from its memo.
     pub async fn cache_key(
         &mut self,
         req: &ClientRequest,
@@ -184,14 +185,36 @@ impl Chain {
     ) -> Result<String, HookFailure> {
         let mut key = default_key;
         for i in self.indices(Hook::CacheKey) {
-            let view = self.view(req);
+            let script = self.scripts[i].clone();
+            let reads = script.key_reads();
+            let memo = script.memo().zip(reads.and_then(|r| r.memo_key(req, &key)));
+            if let Some(answer) = memo.as_ref().and_then(|(m, k)| m.get(k)) {
+                key = answer.as_ref().into();
+                continue;
+            }
+            let view = match reads {
+                Some(r) => r.view(req),
+                None => self.view(req),
+            };
+            let first = self.live[i].is_none();
             let answer = self
                 .call(i, Hook::CacheKey, async |b, s| {
-                    b.cache_key(s, &view, &key).await
+                    s.data_mut().impure = false;
+                    let answer = b.cache_key(s, &view, &key).await?;
+                    Ok((answer, s.data().impure))
                 })
                 .await;
-            self.view = Some((req.version, view));
-            key = sanitize::key(answer?).map_err(|v| self.refused(i, Hook::CacheKey, v))?;
+            if reads.is_none() {
+                self.view = Some((req.version, view));
+            }
+            let (answer, impure) = answer?;
+            key = sanitize::key(answer).map_err(|v| self.refused(i, Hook::CacheKey, v))?;
+            if let Some((memo, memo_key)) = memo {
+                // Only a call that nothing before it could have shaped: a fresh instance, no
+                // earlier hook on it, no clock, randomness or counters read.
+                let fresh = first && self.live[i].as_ref().is_some_and(|l| l.served == 1);
+                memo.put(memo_key, &key, fresh && !impure);
+            }
         }
         Ok(key)
     }

@@ -43,6 +43,16 @@ pub struct GuestInstance {
     pub how: String,
 }
 
+/// Labels of memoised-key counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyMemoResult {
+    /// Site name.
+    pub site: String,
+    /// `hit` (answered from the memo), `stored` (a call's answer kept) or `unstored` (a
+    /// call that read the clock, randomness or a counter, or ran on a used instance).
+    pub result: String,
+}
+
 /// Labels of guest failures.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GuestError {
@@ -110,6 +120,8 @@ pub struct Metrics {
     pub guest_errors: Family<GuestError, Counter>,
     /// Instances given to requests, by site, fresh or reused.
     pub guest_instances: Family<GuestInstance, Counter>,
+    /// `cache-key` answers from the memo, and calls kept or not (`key_memo_kib`), by site.
+    pub key_memo: Family<KeyMemoResult, Counter>,
     /// Purge requests (and publish events), by kind.
     pub purges: Family<PurgeKind, Counter>,
     /// Stored responses removed or marked stale by purges.
@@ -143,6 +155,7 @@ impl Metrics {
             guest_seconds: Family::new_with_constructor(guest_seconds),
             guest_errors: Family::default(),
             guest_instances: Family::default(),
+            key_memo: Family::default(),
             purges: Family::default(),
             purged_objects: Counter::default(),
             coalesced: Family::default(),
@@ -199,6 +212,11 @@ impl Metrics {
             "guest_instances",
             "Instances given to requests, by site: fresh, or reused (instance_reuse)",
             m.guest_instances.clone(),
+        );
+        r.register(
+            "guest_key_memo",
+            "Memoised cache keys, by site: hit, stored, unstored (key_memo_kib)",
+            m.key_memo.clone(),
         );
         r.register(
             "purges",

@@ -16,7 +16,7 @@ pub use board::{board, Board, PurgeRecord, Sample, SAMPLES, SAMPLE_EVERY};
 pub use budget::LogBudget;
 pub use metrics::{
     metrics, site, FleetEvent, GuestError as GuestErrorLabel, GuestInstance, Hook as HookLabel,
-    Metrics, PurgeKind, Result as ResultLabel,
+    KeyMemoResult, Metrics, PurgeKind, Result as ResultLabel,
 };
 
 use crate::origin::{BoxError, OutBody};

@@ -3,8 +3,9 @@
 //! The attribute goes on a script's `impl EdgeScript for T` block. It re-emits the block
 //! unchanged and adds, from the names of the methods the block defines:
 //!
-//! - `impl tessera_sdk::__private::Described for T`, whose `INFO` lists those hooks and
-//!   the `keep_state` and `reusable` flags (what the host's one `describe` call returns), and
+//! - `impl tessera_sdk::__private::Described for T`, whose `info()` lists those hooks,
+//!   the `keep_state` and `reusable` flags and the `key_reads` declaration (what the host's
+//!   one `describe` call returns), and
 //! - `tessera_sdk::__export_script!(T)`, the component export glue for the `hooks` and
 //!   `html` interfaces (the C-ABI exports are emitted only when compiling for `wasm32`).
 //!
@@ -52,6 +53,12 @@ const HOOKS: [(&str, &str); 10] = [
 /// site's `instance_reuse` let one instance serve several requests in turn. Both flags may
 /// be given: `script(keep_state, reusable)`.
 ///
+/// `#[tessera_sdk::script(key_reads(authority, path, query, device, headers("x-ab")))]`
+/// declares what `cache_key` reads of a request: the host then passes it only that (the
+/// other parts arrive empty) and, where the site allows it (`key_memo_kib`), reuses its
+/// answer for requests equal in all of it. Parts: `method`, `scheme`, `authority`, `path`,
+/// `query`, `client_ip`, `country`, `device`; `headers(..)` lists lower-case field names.
+///
 /// ```ignore
 /// use tessera_sdk::{EdgeScript, Request};
 ///
@@ -66,7 +73,7 @@ const HOOKS: [(&str, &str); 10] = [
 /// ```
 ///
 /// Use it once per script crate: the component exports exactly one script. It is a compile
-/// error to give any argument but `keep_state` and `reusable`, to put the attribute on anything but an
+/// error to give any argument but `keep_state`, `reusable` and `key_reads(..)`, to put the attribute on anything but an
 /// `impl EdgeScript for T` block, to make that impl generic, or to define hooks in it
 /// through a macro (the attribute could not see them).
 #[proc_macro_attribute]
@@ -88,7 +95,23 @@ fn expand(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let Flags {
         keep_state,
         reusable,
+        key_reads,
     } = parse_args(args)?;
+    let key_reads = match key_reads {
+        None => quote!(::core::option::Option::None),
+        Some(KeyReads { parts, headers }) => {
+            let parts = parts
+                .iter()
+                .map(|p| syn::Ident::new(&p.to_uppercase(), proc_macro2::Span::call_site()));
+            quote! {
+                ::core::option::Option::Some(::tessera_sdk::RequestReads {
+                    parts: ::tessera_sdk::RequestParts::empty()
+                        #(.union(::tessera_sdk::RequestParts::#parts))*,
+                    headers: ::std::vec![#(::std::string::String::from(#headers)),*],
+                })
+            }
+        }
+    };
     let imp = script_impl(syn::parse2(item)?)?;
     let hooks = implemented_hooks(&imp)?;
     let self_ty = &imp.self_ty;
@@ -97,34 +120,121 @@ fn expand(args: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
 
         #[doc(hidden)]
         impl ::tessera_sdk::__private::Described for #self_ty {
-            const INFO: ::tessera_sdk::ScriptInfo = ::tessera_sdk::ScriptInfo {
-                hooks: ::tessera_sdk::HookSet::empty() #(.union(#hooks))*,
-                keep_state: #keep_state,
-                reusable: #reusable,
-            };
+            fn info() -> ::tessera_sdk::ScriptInfo {
+                ::tessera_sdk::ScriptInfo {
+                    hooks: ::tessera_sdk::HookSet::empty() #(.union(#hooks))*,
+                    keep_state: #keep_state,
+                    reusable: #reusable,
+                    key_reads: #key_reads,
+                }
+            }
         }
 
         ::tessera_sdk::__export_script!(#self_ty);
     })
 }
 
-/// The attribute's flags.
+/// The attribute's arguments.
 #[derive(Default)]
 struct Flags {
     keep_state: bool,
     reusable: bool,
+    key_reads: Option<KeyReads>,
 }
 
-/// Parses the attribute's arguments: nothing, `keep_state`, `reusable`, or both.
+/// `key_reads(..)`: request parts by name, and header field names.
+struct KeyReads {
+    parts: Vec<String>,
+    headers: Vec<syn::LitStr>,
+}
+
+/// The parts `key_reads(..)` may name, as the WIT's `request-parts` flags (upper-cased).
+const PARTS: [&str; 8] = [
+    "method",
+    "scheme",
+    "authority",
+    "path",
+    "query",
+    "client_ip",
+    "country",
+    "device",
+];
+
+/// Parses `key_reads(part, .., headers("name", ..))`.
+fn parse_key_reads(meta: &syn::meta::ParseNestedMeta) -> syn::Result<KeyReads> {
+    let mut reads = KeyReads {
+        parts: Vec::new(),
+        headers: Vec::new(),
+    };
+    let content;
+    syn::parenthesized!(content in meta.input);
+    let each = syn::meta::parser(|inner| {
+        if inner.path.is_ident("headers") {
+            let content;
+            syn::parenthesized!(content in inner.input);
+            let names =
+                syn::punctuated::Punctuated::<syn::LitStr, Token![,]>::parse_terminated(&content)?;
+            for name in names {
+                let v = name.value();
+                let valid = !v.is_empty()
+                    && v.bytes().all(|b| {
+                        b.is_ascii_lowercase()
+                            || b.is_ascii_digit()
+                            || b"!#$%&'*+-.^_`|~".contains(&b)
+                    });
+                if !valid {
+                    return Err(Error::new(
+                        name.span(),
+                        "a header field name in lower case, e.g. \"accept-language\"",
+                    ));
+                }
+                if reads.headers.iter().any(|h| h.value() == v) {
+                    return Err(Error::new(name.span(), format!("{v:?} is listed twice")));
+                }
+                reads.headers.push(name);
+            }
+            return Ok(());
+        }
+        let name = inner
+            .path
+            .get_ident()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
+        if !PARTS.contains(&name.as_str()) {
+            return Err(inner.error(format!(
+                "expected one of {} or `headers(\"name\", ..)`",
+                PARTS.join(", ")
+            )));
+        }
+        if reads.parts.contains(&name) {
+            return Err(inner.error(format!("`{name}` is listed twice")));
+        }
+        reads.parts.push(name);
+        Ok(())
+    });
+    // `key_reads()`: the hook reads nothing but the key it is handed.
+    syn::parse::Parser::parse2(each, content.parse::<TokenStream2>()?)?;
+    Ok(reads)
+}
+
+/// Parses the attribute's arguments: `keep_state`, `reusable` and `key_reads(..)`, each at
+/// most once.
 fn parse_args(args: TokenStream2) -> syn::Result<Flags> {
     let mut flags = Flags::default();
     let parser = syn::meta::parser(|meta| {
+        if meta.path.is_ident("key_reads") {
+            if flags.key_reads.is_some() {
+                return Err(meta.error("`key_reads` is given twice"));
+            }
+            flags.key_reads = Some(parse_key_reads(&meta)?);
+            return Ok(());
+        }
         let (name, flag) = if meta.path.is_ident("keep_state") {
             ("keep_state", &mut flags.keep_state)
         } else if meta.path.is_ident("reusable") {
             ("reusable", &mut flags.reusable)
         } else {
-            return Err(meta.error("expected `keep_state` or `reusable`"));
+            return Err(meta.error("expected `keep_state`, `reusable` or `key_reads(..)`"));
         };
         if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
             return Err(meta.error(format!("`{name}` takes no value: write `script({name})`")));
@@ -260,7 +370,7 @@ mod tests {
         assert!(out.contains("impl::tessera_sdk::__private::DescribedforShop"));
         assert!(out.contains(
             "hooks:::tessera_sdk::HookSet::empty().union(::tessera_sdk::HookSet::CACHE_KEY),\
-             keep_state:false,reusable:false"
+             keep_state:false,reusable:false,key_reads:::core::option::Option::None"
         ));
         assert!(
             out.ends_with("::tessera_sdk::__export_script!(Shop);"),
@@ -365,7 +475,7 @@ mod tests {
         }
         assert_eq!(
             expand_str("state", KEY_ONLY).unwrap_err(),
-            "expected `keep_state` or `reusable`"
+            "expected `keep_state`, `reusable` or `key_reads(..)`"
         );
         for args in ["reusable = 1", "reusable, keep_state, reusable"] {
             let err = expand_str(args, KEY_ONLY).unwrap_err();
@@ -379,6 +489,47 @@ mod tests {
         assert!(out.contains("keep_state:false,reusable:true"), "{out}");
         let out = flat(&expand_str("keep_state, reusable", KEY_ONLY).unwrap());
         assert!(out.contains("keep_state:true,reusable:true"), "{out}");
+    }
+
+    #[test]
+    fn key_reads_lists_parts_and_header_names() {
+        let args = r#"reusable, key_reads(path, client_ip, headers("x-ab", "accept-language"))"#;
+        let out = flat(&expand_str(args, KEY_ONLY).unwrap());
+        assert!(
+            out.contains(
+                "parts:::tessera_sdk::RequestParts::empty()\
+                 .union(::tessera_sdk::RequestParts::PATH)\
+                 .union(::tessera_sdk::RequestParts::CLIENT_IP),\
+                 headers:::std::vec![::std::string::String::from(\"x-ab\"),\
+                 ::std::string::String::from(\"accept-language\")]"
+            ),
+            "{out}"
+        );
+        let out = flat(&expand_str("key_reads()", KEY_ONLY).unwrap());
+        assert!(
+            out.contains("RequestParts::empty(),headers:::std::vec![]"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn key_reads_refuses_unknown_parts_bad_names_and_repeats() {
+        for (args, says) in [
+            ("key_reads(body)", "expected one of method"),
+            ("key_reads(path, path)", "`path` is listed twice"),
+            (r#"key_reads(headers("X-Ab"))"#, "lower case"),
+            (r#"key_reads(headers("x ab"))"#, "lower case"),
+            (r#"key_reads(headers(""))"#, "lower case"),
+            (r#"key_reads(headers("a", "a"))"#, "listed twice"),
+            (
+                "key_reads(path), key_reads(query)",
+                "`key_reads` is given twice",
+            ),
+            ("key_reads = 1", "expected"),
+        ] {
+            let err = expand_str(args, KEY_ONLY).unwrap_err();
+            assert!(err.contains(says), "{args}: {err}");
+        }
     }
 
     #[test]
@@ -412,7 +563,7 @@ mod tests {
         let out = script_or_error("nope".parse().unwrap(), "struct Shop;".parse().unwrap());
         let out = flat(&out.to_string());
         assert!(
-            out.contains("compile_error!{\"expected`keep_state`or`reusable`\"}"),
+            out.contains("compile_error!{\"expected`keep_state`,`reusable`or`key_reads(..)`\"}"),
             "{out}"
         );
         assert!(out.ends_with("structShop;"), "{out}");

@@ -151,7 +151,8 @@ mod tests {
                     | HookSet::ON_RESPONSE
                     | HookSet::HTML,
                 keep_state: false,
-                reusable: true
+                reusable: true,
+                key_reads: None,
             }
         );
     }

@@ -242,7 +242,8 @@ mod tests {
             ScriptInfo {
                 hooks: HookSet::HTML,
                 keep_state: false,
-                reusable: false
+                reusable: false,
+                key_reads: None,
             }
         );
     }

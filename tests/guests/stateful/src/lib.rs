@@ -45,7 +45,8 @@ mod tests {
             ScriptInfo {
                 hooks: HookSet::ON_REQUEST | HookSet::ON_RESPONSE,
                 keep_state: true,
-                reusable: false
+                reusable: false,
+                key_reads: None,
             }
         );
     }

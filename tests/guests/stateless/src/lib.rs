@@ -43,7 +43,8 @@ mod tests {
             ScriptInfo {
                 hooks: HookSet::ON_REQUEST | HookSet::ON_RESPONSE,
                 keep_state: false,
-                reusable: false
+                reusable: false,
+                key_reads: None,
             }
         );
     }
