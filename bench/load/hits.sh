@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Hit throughput and the thundering herd: nginx proxy_cache, Varnish and Tessera (without a
-# script, and with normalize-key on every request), side by side in one run.
+# script; with normalize-key on every request; the same with instance_reuse, and with its
+# keys memoised, key_memo_kib), side by side in one run.
 #
 #   bench/load/hits.sh [SECONDS_PER_RUN] [ROUNDS]      (defaults: 10 s, 3 rounds)
 #

@@ -109,6 +109,14 @@
 //! instance serve several requests in turn, which saves most of a script's per-request
 //! cost. Without it the host gives every request a fresh instance, whatever the site says.
 //!
+//! A `cache_key` that reads only some of a request may say which, e.g.
+//! `#[tessera_sdk::script(key_reads(authority, path, query, device, headers("x-ab")))]`
+//! (parts: `method`, `scheme`, `authority`, `path`, `query`, `client_ip`, `country`,
+//! `device`; `headers(..)` lists lower-case names). The host then passes `cache_key` only
+//! those parts, every other one empty (`""`, `None`, no headers, [`DeviceClass::Desktop`]),
+//! and [`testing::call_cache_key`] does the same; a site that sets `key_memo_kib` may then
+//! reuse a key for requests equal in all of them, without calling the script.
+//!
 //! When a script really needs in-memory state across a whole request, write
 //! `#[tessera_sdk::script(keep_state)]`: the host then keeps one instance for the request
 //! from its first hook to its last, also while it waits on the origin. That instance holds
@@ -206,11 +214,11 @@
 //! through the same glue as the component's exports (the callbacks return the changes they
 //! recorded, [`testing::element`] builds a start tag for `call_on_element`), and
 //! [`testing::describe`] returns what the host learns at load: which hooks it will call,
-//! and whether it keeps state.
+//! whether it keeps state, and what its `cache_key` reads.
 //!
 //! # Mistakes the attribute catches
 //!
-//! An unknown argument (the message is ``expected `keep_state` or `reusable` ``):
+//! An unknown argument (the message is ``expected `keep_state`, `reusable` or `key_reads(..)` ``):
 //!
 //! ```compile_fail
 //! # use tessera_sdk::EdgeScript;
