@@ -63,8 +63,8 @@ pub struct State {
     pub clock: Clock,
     /// The site's script settings and rate-limit counters.
     pub env: Arc<super::ScriptEnv>,
-    /// Set when a call read the clock, randomness or a rate-limit counter: its answer is not
-    /// a function of the request alone, so it is not memoised.
+    /// Set once anything on this store read the clock, randomness or a rate-limit counter:
+    /// its answers are not a function of the request alone, so they are not memoised.
     pub impure: bool,
 }
 

@@ -20,6 +20,7 @@ use prometheus_client::metrics::counter::Counter;
 
 use super::bindings::types::{self, RequestParts};
 use super::convert;
+use super::script::{Hook, Script};
 use crate::request::ClientRequest;
 
 /// Most header names a script may list in `key-reads`.
@@ -212,6 +213,32 @@ pub(super) struct KeyMemo {
 }
 
 impl KeyMemo {
+    /// The memo the site allows `script` (`bytes`, 0 for none), or None with a warning
+    /// saying why it cannot help this script.
+    pub fn for_script(script: &Script, bytes: usize) -> Option<KeyMemo> {
+        if bytes == 0 {
+            return None;
+        }
+        let why = if !script.implements(Hook::CacheKey) {
+            "the script has no cache_key"
+        } else if script.key_reads().is_none() {
+            "the script does not declare what cache_key reads \
+             (#[tessera_sdk::script(key_reads(...))])"
+        } else if script.implements(Hook::OnRequest) {
+            // on_request runs first on the same instance: it could leave globals behind
+            // that cache_key reads, so no answer would ever be kept.
+            "the script implements on_request"
+        } else {
+            return Some(KeyMemo::new(script.site(), bytes));
+        };
+        tracing::warn!(
+            site = script.site(),
+            script = script.name(),
+            "key_memo_kib is set but {why}: cache keys are not memoised"
+        );
+        None
+    }
+
     /// A memo for a script of `site` holding at most `bytes` of keys and answers.
     pub fn new(site: &str, bytes: usize) -> KeyMemo {
         let count = |result: &str| {

@@ -248,7 +248,7 @@ impl Script {
             .map(Reads::from_wire)
             .transpose()
             .map_err(|e| fail(format!("`describe` returned {e}")))?;
-        script.memo = script.memo_for(limits.key_memo_bytes);
+        script.memo = KeyMemo::for_script(&script, limits.key_memo_bytes);
         // Reuse takes both sides: the site allows it and the script declares that it keeps
         // nothing of one request for the next. A script written for fresh instances could
         // carry one visitor's data into another's answer.
@@ -265,31 +265,6 @@ impl Script {
             }
         }
         Ok(script)
-    }
-
-    /// The memo the site allows, or why it cannot help this script (logged).
-    fn memo_for(&self, bytes: usize) -> Option<KeyMemo> {
-        if bytes == 0 {
-            return None;
-        }
-        let why = if !self.implements(Hook::CacheKey) {
-            "the script has no cache_key"
-        } else if self.key_reads.is_none() {
-            "the script does not declare what cache_key reads \
-             (#[tessera_sdk::script(key_reads(...))])"
-        } else if self.implements(Hook::OnRequest) {
-            // on_request runs first on the same instance: it could leave globals behind
-            // that cache_key reads, so no answer would ever be kept.
-            "the script implements on_request"
-        } else {
-            return Some(KeyMemo::new(&self.site, bytes));
-        };
-        tracing::warn!(
-            site = &*self.site,
-            script = &*self.name,
-            "key_memo_kib is set but {why}: cache keys are not memoised"
-        );
-        None
     }
 
     /// What `cache-key` reads, if the script declared it (it then sees only that).

@@ -199,7 +199,8 @@ impl Chain {
             let first = self.live[i].is_none();
             let answer = self
                 .call(i, Hook::CacheKey, async |b, s| {
-                    s.data_mut().impure = false;
+                    // `impure` is never reset: on a fresh instance it also covers whatever
+                    // ran when it was instantiated (a start function may read the clock).
                     let answer = b.cache_key(s, &view, &key).await?;
                     Ok((answer, s.data().impure))
                 })
