@@ -288,11 +288,12 @@ with open(f"{WORK}/urls.lua", "w") as f:
     f.write("""
 local uas = {%s}
 local track = {"utm_source=news", "utm_medium=mail", "utm_campaign=", "fbclid=", "gclid="}
+local values = tonumber(os.getenv("TRACKING_VALUES") or "1000000000")
 local prefix = os.getenv("PREFIX")
 local n = tonumber(os.getenv("OBJECTS"))
 request = function()
   local t = track[math.random(#track)]
-  if t:sub(-1) == "=" then t = t .. math.random(1, 1000000000) end
+  if t:sub(-1) == "=" then t = t .. math.random(1, values) end
   local q
   local order = math.random(6)
   if order == 1 then q = "a=1&b=2&" .. t

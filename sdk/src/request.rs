@@ -19,7 +19,8 @@ pub struct Request {
     pub path: String,
     /// Raw query string without the `?`, if any.
     pub query: Option<String>,
-    /// Request headers `(name, value)` in order, names in lower case; bytes of a value
+    /// Request headers `(name, value)`, names in lower case, in the order each name first
+    /// arrived and a repeated name's values together, in arrival order; bytes of a value
     /// that are not UTF-8 arrive as U+FFFD, so no header is ever hidden from the script.
     pub headers: Vec<(String, String)>,
     /// Facts about the client.
