@@ -114,8 +114,9 @@
 //! (parts: `method`, `scheme`, `authority`, `path`, `query`, `client_ip`, `country`,
 //! `device`; `headers(..)` lists lower-case names). The host then passes `cache_key` only
 //! those parts, every other one empty (`""`, `None`, no headers, [`DeviceClass::Desktop`]),
-//! and [`testing::call_cache_key`] does the same; a site that sets `key_memo_kib` may then
-//! reuse a key for requests equal in all of them, without calling the script.
+//! and [`testing::call_cache_key`] does the same; where `cache_key` is the script's only
+//! hook, a site that sets `key_memo_kib` may then reuse a key for requests equal in all
+//! of them, without calling the script.
 //!
 //! When a script really needs in-memory state across a whole request, write
 //! `#[tessera_sdk::script(keep_state)]`: the host then keeps one instance for the request
@@ -642,7 +643,7 @@ mod tests {
 
     /// Reads only the path and `x-user`, but tries to put everything in its key.
     struct Limited;
-    #[crate::script(key_reads(path, headers("x-user")))]
+    #[crate::script(key_reads(path, headers("x-user", "x-ab")))]
     impl EdgeScript for Limited {
         fn cache_key(req: &Request, _: &str) -> String {
             format!(
@@ -784,16 +785,19 @@ mod tests {
         let info = describe::<Limited>();
         let reads = info.key_reads.expect("declared");
         assert_eq!(reads.parts, RequestParts::PATH);
-        assert_eq!(reads.headers, ["x-user"]);
+        assert_eq!(reads.headers, ["x-user", "x-ab"]);
+        // Fields arrive as the host passes them: by declared name, then in arrival order.
         let req = request("/p?q=1")
+            .header("x-ab", "1")
             .header("x-user", "ann")
             .header("cookie", "s=1")
+            .header("x-ab", "2")
             .header("user-agent", "Mozilla/5.0 (iPhone; Mobile)")
             .device(DeviceClass::Mobile)
             .build();
         assert_eq!(
             call_cache_key::<Limited>(&req, "k"),
-            r#"||/p|None|[("x-user", "ann")]||desktop"#
+            r#"||/p|None|[("x-user", "ann"), ("x-ab", "1"), ("x-ab", "2")]||desktop"#
         );
     }
 

@@ -142,10 +142,15 @@ impl Request {
                 .query
                 .clone()
                 .filter(|_| p.contains(RequestParts::QUERY)),
-            headers: self
+            // As the host passes them: by declared name, each name's values in arrival order.
+            headers: reads
                 .headers
                 .iter()
-                .filter(|(n, _)| reads.headers.iter().any(|h| h.eq_ignore_ascii_case(n)))
+                .flat_map(|h| {
+                    self.headers
+                        .iter()
+                        .filter(|(n, _)| h.eq_ignore_ascii_case(n))
+                })
                 .cloned()
                 .collect(),
             client: ClientInfo {

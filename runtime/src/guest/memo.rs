@@ -1,17 +1,18 @@
 //! Memoised cache keys: a `cache-key` answer reused for requests equal in all it read.
 //!
 //! A script may declare what its `cache-key` reads of a request (`key-reads` in
-//! `script-info`). The host then passes that hook only those parts, the rest empty, so the
-//! answer is a function of them and of the key it was handed, whatever the script does with
-//! what it sees. Where the site also allows it (`[site.limits] key_memo_kib`), the host keeps
+//! `script-info`). The host then passes that hook only those parts, the rest empty, so what
+//! the hook sees of a request is those parts and the key it was handed. Where the site also allows it (`[site.limits] key_memo_kib`), the host keeps
 //! answers in a memo keyed by exactly those bytes, and a request equal in all of them gets
 //! the same key without an instance being made.
 //!
-//! The memo keeps an answer only when nothing else could have shaped it: the call ran on a
-//! fresh instance (never handed to an earlier request, no hook before it in this request,
-//! so no global set by anyone), called neither the clock, randomness nor a rate-limit
-//! counter, and returned a key that passed the host's checks. A script's log lines are not
-//! repeated on memo hits. The memo belongs to one load of the script: a reload starts empty.
+//! The memo keeps an answer only when nothing else could have shaped it, and serves one
+//! only where skipping the call changes nothing else: the script implements no hook but
+//! `cache_key` (another hook shares its instance, and could leave globals for it or read
+//! what it leaves), the call ran on a fresh instance (never handed to an earlier request),
+//! nothing on that instance read the clock, randomness or a rate-limit counter, and the
+//! key passed the host's checks. A script's log lines are not repeated on memo hits. The
+//! memo belongs to one load of the script: a reload starts empty.
 
 use std::sync::Arc;
 
@@ -42,6 +43,11 @@ impl quick_cache::Weighter<Box<[u8]>, Arc<str>> for Weigh {
     }
 }
 
+/// At most 64 characters of a name from a script, for an error message.
+fn short(name: &str) -> String {
+    name.chars().take(64).collect()
+}
+
 /// What a script's `cache-key` reads of a request, checked once at load.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reads {
@@ -65,10 +71,13 @@ impl Reads {
                 .ok()
                 .filter(|h| h.as_str() == name)
                 .ok_or_else(|| {
-                    format!("key-reads: {name:?} is not a lower-case header field name")
+                    format!(
+                        "key-reads: {:?} is not a lower-case header field name",
+                        short(&name)
+                    )
                 })?;
             if headers.contains(&parsed) {
-                return Err(format!("key-reads: {name:?} is listed twice"));
+                return Err(format!("key-reads: {:?} is listed twice", short(&name)));
             }
             headers.push(parsed);
         }
@@ -129,19 +138,11 @@ impl Reads {
     /// None when it would be longer than is worth keeping.
     pub fn memo_key(&self, r: &ClientRequest, key: &str) -> Option<Box<[u8]>> {
         let mut out = Vec::with_capacity(key.len() + 64);
-        let mut put = |bytes: Option<&[u8]>| match bytes {
-            Some(b) => {
-                out.push(1);
-                out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-                out.extend_from_slice(b);
-            }
-            None => out.push(0),
-        };
         let p = self.parts;
         let ip = p
             .contains(RequestParts::CLIENT_IP)
             .then(|| r.client.ip.to_string());
-        put(Some(key.as_bytes()));
+        frame(&mut out, Some(key.as_bytes()));
         let parts: [(RequestParts, Option<&[u8]>); 8] = [
             (RequestParts::METHOD, Some(r.method.as_str().as_bytes())),
             (RequestParts::SCHEME, Some(r.scheme.as_bytes())),
@@ -160,17 +161,35 @@ impl Reads {
         ];
         for (part, bytes) in parts {
             if p.contains(part) {
-                put(bytes);
+                frame(&mut out, bytes);
             }
         }
         for name in &self.headers {
             let values = r.headers.get_all(name);
-            put(Some(&(values.iter().count() as u32).to_le_bytes()));
+            frame(
+                &mut out,
+                Some(&(values.iter().count() as u32).to_le_bytes()),
+            );
             for v in values {
-                put(Some(v.as_bytes()));
+                frame(&mut out, Some(v.as_bytes()));
+            }
+            if out.len() > MAX_MEMO_KEY {
+                return None;
             }
         }
         (out.len() <= MAX_MEMO_KEY).then(|| out.into_boxed_slice())
+    }
+}
+
+/// Appends `bytes` to a memo key, framed by its length, or a mark that it is absent.
+fn frame(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(b) => {
+            out.push(1);
+            out.extend_from_slice(&(b.len() as u32).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+        None => out.push(0),
     }
 }
 
@@ -200,6 +219,27 @@ impl std::fmt::Display for Reads {
     }
 }
 
+/// Why a script implementing `hooks` cannot have its keys memoised, if it cannot.
+///
+/// Only a script whose one hook is `cache_key`: another hook runs on the same instance as
+/// `cache_key` (before it, or after it on a cache hit, or all request long with
+/// `keep_state`), so it could leave globals for `cache_key` to read, or read what
+/// `cache_key` leaves; a memo hit, which calls nothing, would change what it sees.
+fn refusal(hooks: &[Hook], declared: bool) -> Option<&'static str> {
+    if !hooks.contains(&Hook::CacheKey) {
+        Some("the script has no cache_key")
+    } else if hooks.len() > 1 {
+        Some("the script implements other hooks than cache_key, which share its instance")
+    } else if !declared {
+        Some(
+            "the script does not declare what cache_key reads \
+             (#[tessera_sdk::script(key_reads(...))])",
+        )
+    } else {
+        None
+    }
+}
+
 /// One script load's memo of `cache-key` answers, bounded in bytes.
 ///
 /// quick_cache rather than moka (the response store's): on a workload where most requests
@@ -219,16 +259,11 @@ impl KeyMemo {
         if bytes == 0 {
             return None;
         }
-        let why = if !script.implements(Hook::CacheKey) {
-            "the script has no cache_key"
-        } else if script.key_reads().is_none() {
-            "the script does not declare what cache_key reads \
-             (#[tessera_sdk::script(key_reads(...))])"
-        } else if script.implements(Hook::OnRequest) {
-            // on_request runs first on the same instance: it could leave globals behind
-            // that cache_key reads, so no answer would ever be kept.
-            "the script implements on_request"
-        } else {
+        let implements: Vec<Hook> = Hook::ALL
+            .into_iter()
+            .filter(|h| script.implements(*h))
+            .collect();
+        let Some(why) = refusal(&implements, script.key_reads().is_some()) else {
             return Some(KeyMemo::new(script.site(), bytes));
         };
         tracing::warn!(
@@ -269,10 +304,17 @@ impl KeyMemo {
         hit
     }
 
-    /// Keeps `answer` for `key` if the call that made it was `pure` (see the module doc).
-    pub fn put(&self, key: Box<[u8]>, answer: &str, pure: bool) {
-        if pure {
-            self.answers.insert(key, answer.into());
+    /// Keeps `answer` for `key` if the call that made it was `pure` (see the module doc) and
+    /// the key was not too long to keep (None); counts what became of it.
+    pub fn put(&self, key: Option<Box<[u8]>>, answer: &str, pure: bool) {
+        let Some(key) = key.filter(|_| pure) else {
+            self.unstored.inc();
+            return;
+        };
+        // The table turns away an entry heavier than one of its shards can hold.
+        let probe = key.clone();
+        self.answers.insert(key, answer.into());
+        if self.answers.contains_key(&probe) {
             self.stored.inc();
         } else {
             self.unstored.inc();
@@ -341,6 +383,10 @@ mod tests {
         );
         let v = reads(RequestParts::PATH, &["x-user"]).unwrap().view(&r);
         assert_eq!(v.path, "/p");
+        // By declared name, then arrival order: what the SDK's test view gives too.
+        let two = reads(RequestParts::empty(), &["x-b", "x-a"]).unwrap();
+        let w = two.view(&req("/", &[("x-a", "1"), ("x-b", "2"), ("x-a", "3")]));
+        assert_eq!(w.headers.text, "x-b2x-a1x-a3");
         assert_eq!((v.method.as_str(), v.authority.as_str()), ("", ""));
         assert_eq!(v.query, None);
         assert_eq!(v.headers.text, "x-userannx-userbob");
@@ -381,7 +427,7 @@ mod tests {
         let memo = KeyMemo::new("memo-unit-test", 64 << 10);
         for i in 0..10_000u32 {
             let key = format!("{i:0>200}").into_bytes().into_boxed_slice();
-            memo.put(key, "answer", true);
+            memo.put(Some(key), "answer", true);
         }
         assert!(
             memo.answers.weight() <= 64 << 10,
@@ -389,8 +435,28 @@ mod tests {
             memo.answers.weight()
         );
         assert!(memo.answers.len() < 10_000);
-        memo.put(b"impure".to_vec().into_boxed_slice(), "x", false);
+        memo.put(Some(b"impure".to_vec().into_boxed_slice()), "x", false);
         assert!(memo.get(b"impure").is_none());
+    }
+
+    #[test]
+    fn only_a_script_whose_one_hook_is_cache_key_is_memoised() {
+        assert_eq!(refusal(&[Hook::CacheKey], true), None);
+        for others in [
+            Hook::OnRequest,
+            Hook::CachePolicy,
+            Hook::OnResponse,
+            Hook::Html,
+        ] {
+            let why = refusal(&[Hook::CacheKey, others], true).unwrap();
+            assert!(why.contains("other hooks"), "{others:?}: {why}");
+        }
+        assert!(refusal(&[Hook::CacheKey], false)
+            .unwrap()
+            .contains("does not declare"));
+        assert!(refusal(&[Hook::OnResponse], true)
+            .unwrap()
+            .contains("no cache_key"));
     }
 
     #[test]

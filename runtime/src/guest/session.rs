@@ -187,8 +187,15 @@ impl Chain {
         for i in self.indices(Hook::CacheKey) {
             let script = self.scripts[i].clone();
             let reads = script.key_reads();
-            let memo = script.memo().zip(reads.and_then(|r| r.memo_key(req, &key)));
-            if let Some(answer) = memo.as_ref().and_then(|(m, k)| m.get(k)) {
+            // A memo only exists for a script that declared its reads.
+            let memo = script
+                .memo()
+                .zip(reads)
+                .map(|(m, r)| (m, r.memo_key(req, &key)));
+            if let Some(answer) = memo
+                .as_ref()
+                .and_then(|(m, k)| k.as_ref().and_then(|k| m.get(k)))
+            {
                 key = answer.as_ref().into();
                 continue;
             }
@@ -211,8 +218,8 @@ impl Chain {
             let (answer, impure) = answer?;
             key = sanitize::key(answer).map_err(|v| self.refused(i, Hook::CacheKey, v))?;
             if let Some((memo, memo_key)) = memo {
-                // Only a call that nothing before it could have shaped: a fresh instance, no
-                // earlier hook on it, no clock, randomness or counters read.
+                // Only a call that nothing could have shaped but what it was given: a fresh
+                // instance, no earlier hook on it, no clock, randomness or counters read.
                 let fresh = first && self.live[i].as_ref().is_some_and(|l| l.served == 1);
                 memo.put(memo_key, &key, fresh && !impure);
             }

@@ -49,7 +49,8 @@ pub struct KeyMemoResult {
     /// Site name.
     pub site: String,
     /// `hit` (answered from the memo), `stored` (a call's answer kept) or `unstored` (a
-    /// call that read the clock, randomness or a counter, or ran on a used instance).
+    /// call that read the clock, randomness or a counter, ran on a used instance, or whose
+    /// memo key was over 8 KiB or too heavy to keep).
     pub result: String,
 }
 

@@ -160,6 +160,9 @@ const PARTS: [&str; 8] = [
     "device",
 ];
 
+/// Most header names `key_reads(..)` may list (the host's `MAX_HEADER_READS`).
+const MAX_HEADERS: usize = 32;
+
 /// Parses `key_reads(part, .., headers("name", ..))`.
 fn parse_key_reads(meta: &syn::meta::ParseNestedMeta) -> syn::Result<KeyReads> {
     let mut reads = KeyReads {
@@ -174,6 +177,12 @@ fn parse_key_reads(meta: &syn::meta::ParseNestedMeta) -> syn::Result<KeyReads> {
             syn::parenthesized!(content in inner.input);
             let names =
                 syn::punctuated::Punctuated::<syn::LitStr, Token![,]>::parse_terminated(&content)?;
+            if reads.headers.len() + names.len() > MAX_HEADERS {
+                return Err(Error::new(
+                    names.span(),
+                    format!("at most {MAX_HEADERS} header names (the host refuses more)"),
+                ));
+            }
             for name in names {
                 let v = name.value();
                 let valid = !v.is_empty()
@@ -530,6 +539,10 @@ mod tests {
             let err = expand_str(args, KEY_ONLY).unwrap_err();
             assert!(err.contains(says), "{args}: {err}");
         }
+        let names: Vec<String> = (0..33).map(|i| format!("\"x-{i}\"")).collect();
+        let args = format!("key_reads(headers({}))", names.join(", "));
+        let err = expand_str(&args, KEY_ONLY).unwrap_err();
+        assert!(err.contains("at most 32 header names"), "{err}");
     }
 
     #[test]
