@@ -221,8 +221,16 @@ pub fn watch(
             }
             pending = None;
             // Whatever the outcome, wait for the next change: a refused version is not
-            // retried every second.
-            seen = look(&shared.generation().config, &tried);
+            // retried every second. The files the reload was decided on keep the stamps
+            // they had then, so a file replaced while it loaded (or since) still counts as
+            // changed; only files the new version names for the first time are stamped now.
+            seen = look(&shared.generation().config, &tried)
+                .into_iter()
+                .map(|(p, s)| match now.iter().find(|(q, _)| *q == p) {
+                    Some((_, before)) => (p, *before),
+                    None => (p, s),
+                })
+                .collect();
         }
     })
 }
