@@ -282,11 +282,11 @@ pub fn call_on_request<S: EdgeScript>(req: &Request) -> RequestAction {
 ///
 /// A script that declared `key_reads(..)` sees only those parts of `req`, as in the proxy.
 pub fn call_cache_key<S: Described>(req: &Request, default_key: &str) -> String {
-    let req = match S::info().key_reads {
-        Some(reads) => req.as_read_by(&reads),
-        None => req.clone(),
+    let wire = match S::info().key_reads {
+        Some(reads) => (&req.as_read_by(&reads)).into(),
+        None => req.into(),
     };
-    crate::__private::cache_key::<S>((&req).into(), default_key.to_owned())
+    crate::__private::cache_key::<S>(wire, default_key.to_owned())
 }
 
 /// Calls `S::cache_policy` through the export glue; the host calls it only if [`describe`] lists it.
