@@ -29,7 +29,7 @@ fn entry(key: &StoreKey, body: Bytes) -> Arc<Entry> {
     headers.insert("etag", HeaderValue::from_static("\"abc\""));
     Arc::new(Entry {
         status: StatusCode::OK,
-        headers,
+        headers: (&headers).into(),
         body,
         response_time: SystemTime::now(),
         initial_age: Duration::ZERO,

@@ -42,6 +42,55 @@ async fn a_miss_is_stored_and_the_next_request_hits() {
     assert_eq!(origin.count(), 1);
 }
 
+/// Stored fields are kept as one compact block and rebuilt on each hit: every field must
+/// come back as the origin sent it — repeats in order, odd bytes, empty and large values.
+#[tokio::test]
+async fn a_hit_sends_every_stored_field_as_the_origin_sent_it() {
+    let big = "b".repeat(6000);
+    let sent = move || {
+        let mut r = cacheable("body")
+            .header("x-multi", "first")
+            .header("link", "</a.css>; rel=preload")
+            .header("x-multi", "second")
+            .header("x-empty", "")
+            .header("x-utf8", "café ☕")
+            .header("x-big", &big)
+            .header("link", "</b.js>; rel=preload")
+            .header("x-multi", "third");
+        for i in 0..60 {
+            r = r.header(&format!("x-f-{i}"), &format!("value {i}"));
+        }
+        r
+    };
+    let expected = sent();
+    let origin = Origin::start(move |_, _| sent()).await;
+    let proxy = Proxy::quick(&origin, &[]).await;
+    let miss = proxy.get("/fields", &[]).await;
+    let hit = proxy.get("/fields", &[]).await;
+    assert!(hit.hit(), "{:?}", hit.headers);
+    assert_eq!((hit.body.as_str(), origin.count()), ("body", 1));
+    let values = |got: &crate::support::Got, name: &str| -> Vec<Vec<u8>> {
+        got.headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.as_bytes().to_vec())
+            .collect()
+    };
+    let mut names: Vec<&str> = expected.headers.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        let want: Vec<Vec<u8>> = expected
+            .headers
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_bytes().to_vec())
+            .collect();
+        assert_eq!(values(&hit, name), want, "{name} on the hit");
+        assert_eq!(values(&miss, name), want, "{name} on the miss");
+    }
+}
+
 #[tokio::test]
 async fn the_client_request_id_is_echoed_and_forwarded() {
     let origin = Origin::start(|_, _| cacheable("x")).await;

@@ -6,14 +6,16 @@
 //! the removal of its predecessor, and nothing stays in the index after its object is gone.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::store::StoreKey;
 
 /// name → primary keys, with the generation each membership belongs to.
 #[derive(Debug, Default)]
 pub struct Index {
-    map: Mutex<HashMap<Box<str>, Members>>,
+    // Names are shared with the entries that carry them where they can be (a URI is its
+    // entry's `uri`): one copy of the text per object, not two.
+    map: Mutex<HashMap<Arc<str>, Members>>,
 }
 
 /// The keys under one name. Most names (a URI, a tag of one object) have one key: that
@@ -62,11 +64,26 @@ impl Members {
 impl Index {
     /// Records that `key` (at `generation`) is reachable under `name`.
     pub fn add(&self, name: &str, key: &StoreKey, generation: u64) {
+        self.add_with(name, || name.into(), key, generation);
+    }
+
+    /// [`Index::add`] keeping `name`'s own memory when it is new, not a copy.
+    pub fn add_shared(&self, name: &Arc<str>, key: &StoreKey, generation: u64) {
+        self.add_with(name, || name.clone(), key, generation);
+    }
+
+    fn add_with(
+        &self,
+        name: &str,
+        own: impl FnOnce() -> Arc<str>,
+        key: &StoreKey,
+        generation: u64,
+    ) {
         let mut map = self.map.lock().expect("index lock");
         match map.get_mut(name) {
             Some(members) => members.insert(key, generation),
             None => {
-                map.insert(name.into(), Members::One(key.clone(), generation));
+                map.insert(own(), Members::One(key.clone(), generation));
             }
         }
     }
@@ -154,7 +171,13 @@ mod tests {
         i.remove("/p", &b, 2);
         i.remove("/p", &c, 1);
         assert!(i.is_empty());
-        i.add("/q", &a, 7);
+        let q: Arc<str> = "/q".into();
+        i.add_shared(&q, &a, 7);
+        assert_eq!(
+            Arc::strong_count(&q),
+            2,
+            "the index keeps the name it was given"
+        );
         i.remove("/q", &b, 7);
         assert_eq!(i.get("/q"), vec![a]);
     }

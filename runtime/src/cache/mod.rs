@@ -5,6 +5,7 @@ pub mod conditional;
 mod decision;
 pub mod directives;
 pub mod disk;
+pub mod fields;
 pub mod freshness;
 pub mod index;
 pub mod key;
@@ -16,5 +17,6 @@ pub mod tiers;
 pub mod vary;
 
 pub use decision::Decision;
+pub use fields::Fields;
 pub use status::{CacheStatus, Fwd};
 pub use store::{Entry, Lookup, Purge, Store, StoreKey};

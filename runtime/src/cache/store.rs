@@ -59,6 +59,12 @@ impl StoreKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The namespaced form, sharing this key's memory (an entry's URI is its key's text
+    /// when no script changed the key).
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
 }
 
 /// One stored response.
@@ -66,8 +72,8 @@ impl StoreKey {
 pub struct Entry {
     /// Status code.
     pub status: StatusCode,
-    /// Headers as stored (hop-by-hop and per-client fields removed).
-    pub headers: HeaderMap,
+    /// Header fields as stored (hop-by-hop and per-client ones removed), compactly.
+    pub headers: super::Fields,
     /// The complete body.
     pub body: Bytes,
     /// When the response was received (`response_time`, RFC 9111 §4.2.3).
@@ -190,7 +196,7 @@ impl Entry {
     fn encoded_room(&self) -> usize {
         let compressible = self.status == StatusCode::OK
             && self.esi.is_none()
-            && crate::encoding::compressible_identity(&self.headers);
+            && crate::encoding::compressible_identity(&self.headers.to_map());
         if compressible {
             self.body.len() / 4 * 3
         } else {
@@ -199,11 +205,7 @@ impl Entry {
     }
 
     fn weight(&self) -> usize {
-        let head: usize = self
-            .headers
-            .iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 4)
-            .sum();
+        let head = self.headers.text_len() + 4 * self.headers.len();
         let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
         let esi = self.esi.as_ref().map_or(0, |t| t.weight());
         self.body.len()
@@ -435,7 +437,7 @@ impl Store {
         // Index before the value exists: the removal of the previous value (same key, older
         // generation) then leaves these memberships alone.
         for e in &list {
-            self.uris.add(&e.uri, key, generation);
+            self.uris.add_shared(&e.uri, key, generation);
             for t in &e.tags {
                 self.tags.add(t, key, generation);
             }
@@ -602,7 +604,7 @@ mod tests {
     fn entry(uri: &str, body: &str, ttl: u64) -> Arc<Entry> {
         Arc::new(Entry {
             status: StatusCode::OK,
-            headers: HeaderMap::new(),
+            headers: Default::default(),
             body: Bytes::from(body.to_owned()),
             response_time: SystemTime::now(),
             initial_age: Duration::ZERO,

@@ -61,8 +61,10 @@ pub fn from_entry(
 ) -> Answer {
     // RFC 9110 §13.2.1: preconditions apply only where the response would be 2xx. An ESI
     // page's validators describe its template, not what the client will get: none apply.
+    // The stored fields as the map this answer sends (and its conditions and ranges read).
+    let stored = entry.headers.to_map();
     let precondition = if entry.status.is_success() && entry.esi.is_none() {
-        conditional::evaluate(&req.method, &req.headers, &entry.headers)
+        conditional::evaluate(&req.method, &req.headers, &stored)
     } else {
         Precondition::Proceed
     };
@@ -71,23 +73,23 @@ pub fn from_entry(
         Precondition::NotModified => {
             let mut r = Response::new(empty());
             *r.status_mut() = StatusCode::NOT_MODIFIED;
-            *r.headers_mut() = conditional::not_modified_headers(&entry.headers);
+            *r.headers_mut() = conditional::not_modified_headers(&stored);
             r
         }
         Precondition::Failed => text(StatusCode::PRECONDITION_FAILED, ""),
         Precondition::Proceed => {
-            let mut r = Response::new(empty());
-            *r.status_mut() = entry.status;
-            *r.headers_mut() = entry.headers.clone();
             // Ranges are cut from complete 200s only (RFC 9110 §14.2).
             let ranges = if req.method == Method::GET
                 && entry.status == StatusCode::OK
                 && entry.esi.is_none()
             {
-                range::evaluate(&req.headers, &entry.headers, entry.body.len() as u64)
+                range::evaluate(&req.headers, &stored, entry.body.len() as u64)
             } else {
                 RangeReply::Full
             };
+            let mut r = Response::new(empty());
+            *r.status_mut() = entry.status;
+            *r.headers_mut() = stored;
             let body = match ranges {
                 RangeReply::Full => {
                     if entry.status == StatusCode::OK && entry.esi.is_none() {

@@ -104,11 +104,11 @@ pub async fn fill(
         headers.remove(h);
     }
     if let Some(s) = &stale {
-        if let Some(etag) = s.entry.headers.get(header::ETAG) {
-            headers.insert(header::IF_NONE_MATCH, etag.clone());
+        if let Some(etag) = s.entry.headers.get(&header::ETAG) {
+            headers.insert(header::IF_NONE_MATCH, etag);
         }
-        if let Some(lm) = s.entry.headers.get(header::LAST_MODIFIED) {
-            headers.insert(header::IF_MODIFIED_SINCE, lm.clone());
+        if let Some(lm) = s.entry.headers.get(&header::LAST_MODIFIED) {
+            headers.insert(header::IF_MODIFIED_SINCE, lm);
         }
     }
     let clock = x.shared.clock.clone();
@@ -215,8 +215,10 @@ async fn collect(
             if esi {
                 // Parsed once, now: hits only stitch.
                 let body = std::mem::take(&mut entry.body);
-                match crate::html::esi::prepare(body, &mut entry.headers, limit) {
+                let mut headers = entry.headers.to_map();
+                match crate::html::esi::prepare(body, &mut headers, limit) {
                     Ok((body, template)) => {
+                        entry.headers = (&headers).into();
                         entry.body = body;
                         entry.esi = Some(Arc::new(template));
                     }
@@ -313,10 +315,10 @@ async fn revalidated(
     times: ExchangeTimes,
     fwd: Fwd,
 ) -> Option<(Answer, Flight)> {
-    if !conditional::selects_for_update(&s.entry.headers, not_modified) {
+    let mut stored = s.entry.headers.to_map();
+    if !conditional::selects_for_update(&stored, not_modified) {
         return None;
     }
-    let mut stored = s.entry.headers.clone();
     conditional::update_stored_headers(&mut stored, not_modified);
     let status = s.entry.status;
     // The freshened response is judged anew: the origin may now say no-store or private,

@@ -19,20 +19,27 @@ pub enum Keyed {
 /// may see.
 pub async fn key(x: &mut Exchange) -> Result<Keyed, Answer> {
     let default = key::default_key(&x.req.authority, x.req.path(), x.req.query());
-    x.uri = StoreKey::new(&x.site.cfg.name, &default).as_str().into();
-    let text = if x.chain.implements(Hook::CacheKey) {
-        match x.chain.cache_key(&x.req, default).await {
-            Ok(k) => k,
-            Err(f) if matches!(f.error, GuestError::Busy(_)) => {
-                return Err(deliver::refused(Refusal::Busy))
-            }
-            Err(f) => return Ok(Keyed::Failed(f)),
+    let uri = StoreKey::new(&x.site.cfg.name, &default);
+    x.uri = uri.shared();
+    if !x.chain.implements(Hook::CacheKey) {
+        if x.site.cfg.caching.strip_unkeyed_params {
+            x.origin_query = key::origin_query(x.req.query(), &default);
         }
-    } else {
-        default
+        return Ok(Keyed::Key(uri));
+    }
+    let text = match x.chain.cache_key(&x.req, default).await {
+        Ok(k) => k,
+        Err(f) if matches!(f.error, GuestError::Busy(_)) => {
+            return Err(deliver::refused(Refusal::Busy))
+        }
+        Err(f) => return Ok(Keyed::Failed(f)),
     };
     if x.site.cfg.caching.strip_unkeyed_params {
         x.origin_query = key::origin_query(x.req.query(), &text);
+    }
+    // A script that keeps the default key shares its text with the entry's URI.
+    if uri.key() == text {
+        return Ok(Keyed::Key(uri));
     }
     Ok(Keyed::Key(StoreKey::new(&x.site.cfg.name, &text)))
 }

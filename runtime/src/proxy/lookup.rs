@@ -162,7 +162,7 @@ mod tests {
         let now = SystemTime::now();
         Arc::new(Entry {
             status: http::StatusCode::OK,
-            headers: HeaderMap::new(),
+            headers: Default::default(),
             body: bytes::Bytes::new(),
             response_time: now - Duration::from_secs(age),
             initial_age: Duration::ZERO,

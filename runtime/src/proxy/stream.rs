@@ -148,7 +148,7 @@ pub fn join(s: &Streamed, fwd: Fwd, now: SystemTime) -> Answer {
     let mut response = Response::new(s.tee.reader().boxed());
     *response.status_mut() = s.head.status;
     let h = response.headers_mut();
-    *h = s.head.headers.clone();
+    *h = s.head.headers.to_map();
     h.insert(header::AGE, HeaderValue::from(s.head.age(now).as_secs()));
     let status = s.head.status.as_u16();
     let mut answer = Answer::new(response, Outcome::Collapsed { fwd, status });
@@ -279,14 +279,14 @@ pub fn fill(
     let fits = plan
         .entry
         .headers
-        .get(header::CONTENT_LENGTH)
+        .get(&header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .is_some_and(|n| n <= limit);
     let tee = Arc::new(Tee {
         shared: fits,
         ..Tee::default()
     });
-    let mut headers = plan.entry.headers.clone();
+    let mut headers = plan.entry.headers.to_map();
     headers.insert(
         header::AGE,
         HeaderValue::from(plan.entry.age(now).as_secs()),

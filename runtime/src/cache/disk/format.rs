@@ -87,7 +87,7 @@ impl Head {
             headers: entry
                 .headers
                 .iter()
-                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.to_vec()))
                 .collect(),
             response_time_ms: ms(entry
                 .response_time
@@ -146,7 +146,7 @@ impl Head {
         }
         Ok(Entry {
             status: StatusCode::from_u16(self.status).map_err(|_| Damage("the status"))?,
-            headers,
+            headers: (&headers).into(),
             body,
             response_time: self.response_time(),
             initial_age: Duration::from_millis(self.initial_age_ms),

@@ -520,8 +520,10 @@ pub fn reparse_esi(entry: &mut Entry, esi: bool) -> Result<(), Damage> {
         return Ok(());
     }
     let body: Bytes = std::mem::take(&mut entry.body);
-    let (body, template) = crate::html::esi::prepare(body, &mut entry.headers, u64::MAX)
+    let mut headers = entry.headers.to_map();
+    let (body, template) = crate::html::esi::prepare(body, &mut headers, u64::MAX)
         .map_err(|_| Damage("an ESI body"))?;
+    entry.headers = (&headers).into();
     entry.body = body;
     entry.esi = Some(Arc::new(template));
     Ok(())
