@@ -1,9 +1,12 @@
 //! Memory per cached object: N small objects stored the way a fill stores them, RSS measured
 //! before and after, and the bytes each costs beyond its body, headers and key.
 //!
-//! `cargo bench -p tessera --bench memory [-- OBJECTS]` (default 1,000,000). Not a criterion
-//! benchmark: it prints one measurement. RSS comes from /proc/self/statm (Linux).
+//! `cargo bench -p tessera --bench memory [-- OBJECTS] [bare]` (default 1,000,000). Not a
+//! criterion benchmark: it prints one measurement. RSS comes from /proc/self/statm (Linux).
+//! `bare` keeps the same entries in a plain `HashMap` instead of the store: the difference
+//! between the two runs is what the store's own bookkeeping costs (moka, indexes, variants).
 
+use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -43,12 +46,21 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    let bare = std::env::args().any(|a| a == "bare");
     let store = Store::new(u64::MAX / 4, Clock::system());
+    let mut plain: HashMap<StoreKey, Arc<Entry>> = HashMap::new();
+    let mut keep = |key: &StoreKey, e: Arc<Entry>| {
+        if bare {
+            plain.insert(key.clone(), e);
+        } else {
+            store.insert(key, e);
+        }
+    };
     let body = Bytes::from(vec![b'x'; 100]);
     // Warm the allocator and moka's internals so that their fixed costs are not counted.
     for i in 0..1000 {
         let key = StoreKey::new("warm", &format!("warm.example/p/{i}"));
-        store.insert(&key, entry(i, &key, body.clone()));
+        keep(&key, entry(i, &key, body.clone()));
     }
     store.entry_count();
     let before = rss();
@@ -60,14 +72,19 @@ fn main() {
         let e = entry(i, &key, Bytes::copy_from_slice(&body));
         payload += e.body.len() + e.headers.text_len();
         keys += key.as_str().len();
-        store.insert(&key, e);
+        keep(&key, e);
     }
-    let stored = store.entry_count();
+    let stored = if bare {
+        plain.len() as u64
+    } else {
+        store.entry_count()
+    };
     let took = started.elapsed();
     let grown = rss().saturating_sub(before);
     let per = grown as f64 / n as f64;
     let beyond = (grown as f64 - payload as f64 - keys as f64) / n as f64;
-    println!("objects stored:           {stored} of {n} in {took:.2?}");
+    let holder = if bare { "a plain HashMap" } else { "the store" };
+    println!("objects stored:           {stored} of {n} in {took:.2?}, in {holder}");
     println!(
         "RSS growth:               {:.1} MiB",
         grown as f64 / (1 << 20) as f64

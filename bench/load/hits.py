@@ -236,8 +236,8 @@ start(["taskset", "-c", "0", TESSERA, "serve", "--config",
 
 PROXIES = {"nginx": NGINX, "varnish": VARNISH, "tessera": T_PLAIN, "tessera+script": T_KEY,
            "tessera+reuse": T_REUSE, "tessera+memo": T_MEMO}
-# TESSERA_BEFORE=/path/to/an/older/tessera adds that build with the script, for before/after
-# ratios from the same run.
+# TESSERA_BEFORE=/path/to/an/older/tessera adds that build, without and with the script, for
+# before/after ratios from the same run.
 BEFORE = os.environ.get("TESSERA_BEFORE")
 if BEFORE:
     T_BEFORE = port()
@@ -245,6 +245,10 @@ if BEFORE:
            tessera_config(T_BEFORE, f'script = "{WORK}/normalize-key.wasm"')],
           f"{WORK}/tessera-before.log", env)
     PROXIES["before+script"] = T_BEFORE
+    T_BEFORE_PLAIN = port()
+    start(["taskset", "-c", "0", BEFORE, "serve", "--config", tessera_config(T_BEFORE_PLAIN, "")],
+          f"{WORK}/tessera-before-plain.log", env)
+    PROXIES["before"] = T_BEFORE_PLAIN
 for p in PROXIES.values():
     wait_up(p)
 PIDS = {name: proc.pid for name, proc in zip(PROXIES, PROCS[1:])}
@@ -265,7 +269,7 @@ for name, p in PROXIES.items():
     assert hit(h2), f"{name}: tracking variants did not collapse ({h2.get('x-cache')})"
     # Tessera without a script keys on the URL alone (its default key drops tracking
     # parameters and sorts the query, but knows no device classes).
-    if name != "tessera":
+    if name not in ("tessera", "before"):
         assert not hit(h3), f"{name}: the mobile variant was served the desktop entry"
 print("correctness: every proxy collapses tracking variants, splits device classes, "
       "and serves the origin's bytes", file=sys.stderr)
@@ -392,7 +396,8 @@ for size in SIZES:
         print(f"{size:5} {name:15} {statistics.median(rps):9.0f} ({min(rps):7.0f}-{max(rps):7.0f}) "
               f"{statistics.median(x[1] for x in v):7.2f} {statistics.median(x[2] for x in v):7.2f}")
     for t in ("tessera", "tessera+script", "tessera+reuse", "tessera+memo"):
-        for base in ("nginx", "varnish") + (("before+script",) if BEFORE and "+" in t else ()):
+        before = ("before+script",) if "+" in t else ("before",)
+        for base in ("nginx", "varnish") + (before if BEFORE else ()):
             ratios = [a[0] / b[0] for a, b in zip(results[(t, size)], results[(base, size)])]
             print(f"      {t}/{base}: {statistics.median(ratios):.2f}x "
                   f"(rounds {min(ratios):.2f}-{max(ratios):.2f})")

@@ -11,7 +11,8 @@
 # and one of 5 User-Agents (2 mobile, 3 desktop). Every proxy applies the same key policy:
 # tracking parameters dropped, the query sorted, the device class in the key; TTL 300 s,
 # grace 3600 s. What runs is in bench/load/hits.py; ESI is compared in bench/load/esi.sh.
-# TESSERA_BEFORE=path/to/older/tessera adds that build (with the script) for before/after ratios.
+# TESSERA_BEFORE=path/to/older/tessera adds that build (without and with the script) for
+# before/after ratios.
 # TRACKING_VALUES=10 draws each random tracking value from 10 instead of 10^9, so URLs repeat
 # (what the key memo can answer; by default three in five URLs never repeat).
 # Installs nginx, varnish and wrk from Debian packages if missing. Run by hand; loopback only.

@@ -253,7 +253,8 @@ pub enum Lookup {
 
 #[derive(Debug)]
 struct Variants {
-    list: Vec<Arc<Entry>>,
+    // Most keys hold one variant: kept inline, not in an allocation of its own.
+    list: smallvec::SmallVec<[Arc<Entry>; 1]>,
     until: SystemTime,
     generation: u64,
 }
@@ -423,7 +424,7 @@ impl Store {
     /// [`Store::insert`] in memory only (what was read back from disk).
     pub(super) fn insert_memory(&self, key: &StoreKey, entry: Arc<Entry>) {
         let now = self.clock.now();
-        let mut list: Vec<Arc<Entry>> = vec![entry.clone()];
+        let mut list: smallvec::SmallVec<[Arc<Entry>; 1]> = smallvec::smallvec![entry.clone()];
         if let Some(old) = self.objects.get(key) {
             list.extend(
                 old.list
