@@ -5,6 +5,7 @@ pub mod conditional;
 mod decision;
 pub mod directives;
 pub mod disk;
+mod entry;
 pub mod fields;
 pub mod freshness;
 pub mod index;

@@ -1,5 +1,5 @@
 //! A lookup across tiers: memory first; on a miss the disk tier, whose find is promoted into
-//! memory (moka's admission then decides whether it stays there).
+//! memory (the store's policy then decides whether it stays there).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

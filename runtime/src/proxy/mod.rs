@@ -237,7 +237,11 @@ pub fn compiled_cache(config: &Config) -> anyhow::Result<Option<CompiledCache>> 
 
 /// Builds everything a config describes: engine, scripts, origin clients, cache.
 pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Arc<Shared>> {
-    let mut store = Store::new(config.cache.max_bytes, clock.clone());
+    let mut store = Store::sharded(
+        config.cache.max_bytes,
+        config.cache.max_object_bytes,
+        clock.clone(),
+    );
     if let Some(disk) = &config.cache.disk {
         let disk = crate::cache::disk::Disk::open(disk, clock.clone())
             .map_err(|e| anyhow::anyhow!("key `cache.disk.path`: {e:#}"))?;

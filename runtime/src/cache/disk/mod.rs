@@ -1,7 +1,7 @@
 //! The disk tier: every stored response also kept in a file of its own (nginx's layout),
 //! found again after a restart, read back and checked when memory no longer holds it.
 //!
-//! Memory stays the hot tier (moka, TinyLFU admission); disk is written through, in the
+//! Memory stays the hot tier (scan-resistant, see `store`); disk is written through, in the
 //! background and in order (a purge never overtakes the write it must undo), and is the
 //! larger, slower tier that survives restarts. A file is written whole under a temporary
 //! name and renamed into place, so a crash leaves the old file or the new one; checksums

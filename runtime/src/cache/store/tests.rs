@@ -1,0 +1,275 @@
+//! The store's unit tests: keys, variants, purges, indexes, weights, evictions and expiry.
+
+use super::*;
+use crate::cache::vary::VaryKey;
+use bytes::Bytes;
+use http::StatusCode;
+
+fn entry(uri: &str, body: &str, ttl: u64) -> Arc<Entry> {
+    Arc::new(Entry {
+        status: StatusCode::OK,
+        headers: Default::default(),
+        body: Bytes::from(body.to_owned()),
+        response_time: SystemTime::now(),
+        initial_age: Duration::ZERO,
+        ttl: Duration::from_secs(ttl),
+        swr: Duration::ZERO,
+        sie: Duration::ZERO,
+        no_cache: false,
+        must_revalidate: false,
+        tags: vec![],
+        vary: VaryKey::Any,
+        uri: uri.into(),
+        purged_at_age: AtomicU64::new(u64::MAX),
+        encoded: Default::default(),
+        esi: None,
+    })
+}
+
+#[test]
+fn sites_cannot_reach_each_others_keys() {
+    let s = Store::new(1 << 20, Clock::system());
+    s.insert(&StoreKey::new("a", "k"), entry("a\u{1f}/p", "A", 60));
+    assert!(matches!(
+        s.lookup(&StoreKey::new("b", "k"), &HeaderMap::new()),
+        Lookup::UriMiss
+    ));
+    assert_eq!(StoreKey::new("a", "k").site(), "a");
+    assert_eq!(StoreKey::new("a", "x\u{1f}y").key(), "x\u{1f}y");
+}
+
+#[test]
+fn a_uri_reaches_every_key_stored_for_it_and_the_index_follows_evictions() {
+    let s = Store::new(1 << 20, Clock::system());
+    let (k1, k2) = (
+        StoreKey::new("a", "p#mobile"),
+        StoreKey::new("a", "p#desktop"),
+    );
+    s.insert(&k1, entry("a\u{1f}/p", "m", 60));
+    s.insert(&k2, entry("a\u{1f}/p", "d", 60));
+    s.insert(&k2, entry("a\u{1f}/p", "d2", 60));
+    assert_eq!(s.remove_uri("a\u{1f}/p"), 2);
+    assert!(matches!(s.lookup(&k1, &HeaderMap::new()), Lookup::UriMiss));
+    assert_eq!(s.indexed_uris(), 0);
+}
+
+#[test]
+fn evictions_by_size_leave_no_index_behind() {
+    let s = Store::new(64 << 10, Clock::system());
+    for i in 0..2000 {
+        let body = "x".repeat(100);
+        s.insert(
+            &StoreKey::new("a", &format!("k{i}")),
+            entry(&format!("a\u{1f}/p{i}"), &body, 60),
+        );
+    }
+    let stored = s.entry_count() as usize;
+    assert!(stored < 2000);
+    assert!(
+        s.indexed_uris() <= stored,
+        "{} > {stored}",
+        s.indexed_uris()
+    );
+}
+
+fn tagged(uri: &str, tags: &[&str]) -> Arc<Entry> {
+    Arc::new(Entry {
+        tags: tags.iter().map(|t| t.to_string()).collect(),
+        ..Arc::try_unwrap(entry(uri, "b", 600)).unwrap()
+    })
+}
+
+#[test]
+fn purges_reach_what_they_name_and_the_tag_index_empties() {
+    let s = Store::new(1 << 20, Clock::system());
+    let put = |site: &str, k: &str, tags: &[&str]| {
+        s.insert(
+            &StoreKey::new(site, k),
+            tagged(StoreKey::new(site, k).as_str(), tags),
+        );
+    };
+    put("a", "h/p/1", &["p", "p-1"]);
+    put("a", "h/p/2", &["p"]);
+    put("a", "h/q", &[]);
+    put("b", "h/p/1", &["p-1"]);
+    let tag = |t: &str, site: Option<&str>| Purge::Tag {
+        tag: t.into(),
+        site: site.map(Into::into),
+    };
+    assert_eq!(s.purge(&tag("p-1", Some("b")), false), 1);
+    assert_eq!(s.purge(&tag("p-1", None), false), 1);
+    assert_eq!(
+        s.purge(
+            &Purge::Prefix(StoreKey::new("a", "h/p/").as_str().into()),
+            false
+        ),
+        1
+    );
+    assert_eq!(
+        s.purge(
+            &Purge::Uri(StoreKey::new("a", "h/q").as_str().into()),
+            false
+        ),
+        1
+    );
+    assert_eq!(s.purge(&Purge::All, false), 0);
+    assert_eq!(s.indexed_tags(), 0);
+    assert_eq!(s.indexed_uris(), 0);
+    put("a", "h/x", &["x"]);
+    put("b", "h/x", &["x"]);
+    assert_eq!(s.purge(&Purge::Site("b".into()), false), 1);
+    assert_eq!(s.purge(&tag("x", None), false), 1);
+}
+
+#[test]
+fn a_soft_purge_ends_freshness_now_and_keeps_the_object() {
+    let clock = Clock::frozen();
+    let s = Store::new(1 << 20, clock.clone());
+    let k = StoreKey::new("a", "h/p");
+    let e = Arc::new(Entry {
+        response_time: clock.now(),
+        ..Arc::try_unwrap(tagged(k.as_str(), &["t"])).unwrap()
+    });
+    s.insert(&k, e.clone());
+    assert!(clock.advance(Duration::from_secs(100)));
+    assert_eq!(
+        s.purge(
+            &Purge::Tag {
+                tag: "t".into(),
+                site: None
+            },
+            true
+        ),
+        1
+    );
+    assert_eq!(e.effective_ttl(), Duration::from_secs(100));
+    assert_eq!(e.remaining_ttl(clock.now()), 0);
+    // A second soft purge later does not push the end of freshness back.
+    assert!(clock.advance(Duration::from_secs(50)));
+    assert_eq!(s.purge(&Purge::All, true), 1);
+    assert_eq!(e.effective_ttl(), Duration::from_secs(100));
+    assert!(matches!(s.lookup(&k, &HeaderMap::new()), Lookup::Found(_)));
+    assert_eq!(s.indexed_tags(), 1, "a soft purge keeps the object indexed");
+}
+
+#[test]
+fn tags_and_vary_data_are_weighed() {
+    let plain = entry("u", "", 60);
+    let mut tagged = Entry {
+        tags: (0..50).map(|i| format!("tag-{i}")).collect(),
+        ..Arc::try_unwrap(entry("u", "", 60)).unwrap()
+    };
+    assert!(tagged.weight() > plain.weight() + 50 * 5);
+    tagged.vary = VaryKey::of(
+        &[("vary", "x-long")]
+            .into_iter()
+            .map(|(k, v)| (HeaderName::from_static(k), v.parse().unwrap()))
+            .collect(),
+        &[("x-long", "y".repeat(1000))]
+            .into_iter()
+            .map(|(k, v)| (HeaderName::from_static(k), v.parse().unwrap()))
+            .collect(),
+    );
+    assert!(tagged.weight() > plain.weight() + 1000);
+}
+
+#[test]
+fn an_object_past_use_is_a_miss_and_leaves_store_and_index_at_lookup() {
+    let clock = Clock::frozen();
+    // A replay's store: it never sweeps on its own, so only the lookup can drop it.
+    let s = Store::reproducible(1 << 20, clock.clone());
+    let k = StoreKey::new("a", "h/p");
+    s.insert(&k, entry(k.as_str(), "b", 60));
+    let e = match s.lookup(&k, &HeaderMap::new()) {
+        Lookup::Found(e) => e,
+        other => panic!("{other:?}"),
+    };
+    // A second past its last use (the clock counts whole milliseconds).
+    assert!(clock.advance_to(e.response_time + Duration::from_secs(61) + KEEP));
+    assert!(matches!(s.lookup(&k, &HeaderMap::new()), Lookup::UriMiss));
+    assert_eq!((s.entry_count(), s.indexed_uris()), (0, 0));
+}
+
+#[test]
+fn the_sweep_drops_what_no_lookup_will_use_again() {
+    let clock = Clock::frozen();
+    let s = Store::sharded(1 << 20, 1 << 16, clock.clone());
+    for i in 0..50 {
+        let k = StoreKey::new("a", &format!("h/old/{i}"));
+        s.insert(&k, tagged(k.as_str(), &["old"]));
+    }
+    assert!(clock.advance(Duration::from_secs(600) + KEEP + SWEEP_EVERY));
+    // The next insert finds a sweep due and starts it; it runs beside the caller.
+    let k = StoreKey::new("a", "h/new");
+    let fresh = Arc::new(Entry {
+        response_time: clock.now(),
+        ..Arc::try_unwrap(tagged(k.as_str(), &["new"])).unwrap()
+    });
+    s.insert(&k, fresh);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while s.entry_count() > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(s.entry_count(), 1);
+    assert_eq!((s.indexed_uris(), s.indexed_tags()), (1, 1));
+    assert!(matches!(s.lookup(&k, &HeaderMap::new()), Lookup::Found(_)));
+}
+
+#[test]
+fn shards_always_leave_room_for_the_largest_object() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    for (max, object) in [
+        (256u64 << 20, 16u64 << 20),
+        (1 << 20, 16 << 20),
+        (64 << 30, 16 << 20),
+        (1 << 30, 1),
+        (0, 0),
+    ] {
+        let n = shards_for(max, object);
+        assert!(n.is_power_of_two() && n <= 4 * cores, "{max} {object}: {n}");
+        assert!(
+            n == 1 || max / n as u64 >= 4 * object,
+            "{max} {object}: {n}"
+        );
+    }
+    // And such an object is stored, not turned away for its shard's share.
+    let s = Store::sharded(256 << 20, 16 << 20, Clock::system());
+    let k = StoreKey::new("a", "h/big");
+    let big = Arc::new(Entry {
+        headers: (&[("content-type", "text/html")]
+            .into_iter()
+            .map(|(n, v)| (HeaderName::from_static(n), v.parse().unwrap()))
+            .collect::<HeaderMap>())
+            .into(),
+        body: Bytes::from(vec![b'x'; 16 << 20]),
+        ..Arc::try_unwrap(entry(k.as_str(), "", 600)).unwrap()
+    });
+    s.insert(&k, big);
+    assert!(matches!(s.lookup(&k, &HeaderMap::new()), Lookup::Found(_)));
+}
+
+#[test]
+fn a_scan_of_one_hit_wonders_does_not_flush_the_hot_set() {
+    // Room for about 70 objects; 20 asked for again and again, then 300 asked for once.
+    let s = Store::new(1 << 20, Clock::system());
+    let body = "x".repeat(14_000);
+    let get_or_fill = |name: &str| {
+        let k = StoreKey::new("a", name);
+        let hit = matches!(s.lookup(&k, &HeaderMap::new()), Lookup::Found(_));
+        if !hit {
+            s.insert(&k, entry(k.as_str(), &body, 600));
+        }
+        hit
+    };
+    for _ in 0..5 {
+        for i in 0..20 {
+            get_or_fill(&format!("hot/{i}"));
+        }
+    }
+    for i in 0..300 {
+        assert!(!get_or_fill(&format!("scan/{i}")));
+    }
+    let kept = (0..20).filter(|i| get_or_fill(&format!("hot/{i}"))).count();
+    assert_eq!(kept, 20);
+    assert!(s.weighted_size() <= s.max_bytes());
+}
