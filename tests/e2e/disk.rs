@@ -610,3 +610,29 @@ async fn two_processes_never_share_one_disk_directory() {
         "the first one is unharmed"
     );
 }
+
+#[tokio::test]
+async fn a_new_variant_or_a_refresh_replaces_without_counting_an_eviction() {
+    let origin = Origin::start(pages).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(&origin, &config(&dir.path().join("disk"), "16MiB", "16MiB")).await;
+    // Each new variant stores the key's value anew, the earlier variants carried over.
+    for lang in ["en", "de", "fr"] {
+        let got = p.get("/v", &[("accept-language", lang)]).await;
+        assert_eq!(got.body, format!("page in {lang}"));
+    }
+    for lang in ["en", "de", "fr"] {
+        assert!(
+            p.get("/v", &[("accept-language", lang)]).await.hit(),
+            "{lang}"
+        );
+    }
+    let m = scrape_until(p.admin.unwrap(), &[]).await;
+    let evicted = metric(&m, "tessera_cache_evictions_total{tier=\"memory\"}");
+    assert_eq!(
+        evicted.unwrap_or(0.0),
+        0.0,
+        "nothing was pushed out of 16 MiB"
+    );
+    assert_eq!(origin.count(), 3);
+}

@@ -140,9 +140,16 @@ impl Entry {
     /// compresses to a quarter or less in each of three codings), for bodies compression
     /// at delivery would encode.
     fn encoded_room(&self) -> usize {
-        let compressible = self.status == StatusCode::OK
-            && self.esi.is_none()
-            && crate::encoding::compressible_identity(&self.headers.to_map());
+        let compressible = self.status == StatusCode::OK && self.esi.is_none() && {
+            // The two fields that decide it, not the whole head as a map.
+            let mut head = http::HeaderMap::new();
+            for name in [http::header::CONTENT_ENCODING, http::header::CONTENT_TYPE] {
+                for v in self.headers.get_all(&name) {
+                    head.append(name.clone(), v);
+                }
+            }
+            crate::encoding::compressible_identity(&head)
+        };
         if compressible {
             self.body.len() / 4 * 3
         } else {

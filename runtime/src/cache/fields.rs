@@ -55,7 +55,9 @@ impl Fields {
     /// The fields as a map, to send or to inspect with the usual tools. Values share the
     /// block's memory.
     pub fn to_map(&self) -> HeaderMap {
-        let mut map = HeaderMap::with_capacity(self.len());
+        // `try_`: a map holds at most 32,768 entries; more fields than that (not from hyper,
+        // which caps a head at 100) would panic `with_capacity` rather than fail an append.
+        let mut map = HeaderMap::try_with_capacity(self.len()).unwrap_or_default();
         for (name, value) in self.spans() {
             // Every name and value here came from a valid map; a block that did not would
             // lose the field rather than panic.
@@ -88,10 +90,15 @@ impl Fields {
 
     /// The first value of `name`.
     pub fn get(&self, name: &HeaderName) -> Option<HeaderValue> {
+        self.get_all(name).next()
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = HeaderValue> + 'a {
         let want = name.as_str().as_bytes();
         self.spans()
-            .find(|(n, _)| &self.block[n.clone()] == want)
-            .and_then(|(_, v)| HeaderValue::from_maybe_shared(self.block.slice(v)).ok())
+            .filter(move |(n, _)| &self.block[n.clone()] == want)
+            .filter_map(|(_, v)| HeaderValue::from_maybe_shared(self.block.slice(v)).ok())
     }
 
     /// Whether `name` is among them.
@@ -208,6 +215,8 @@ mod tests {
         assert_eq!(f.get(&header::ETAG).unwrap(), "\"v1\"");
         assert_eq!(f.get(&header::CACHE_CONTROL).unwrap(), "max-age=5");
         assert!(f.get(&header::LAST_MODIFIED).is_none());
+        let all: Vec<HeaderValue> = f.get_all(&header::CACHE_CONTROL).collect();
+        assert_eq!(all, ["max-age=5", "public"]);
         assert!(f.contains(&header::CACHE_CONTROL));
         assert!(!f.contains(&header::AGE));
     }

@@ -1,7 +1,7 @@
 //! The object store: site-namespaced key → variants (by `Vary`), bounded by bytes.
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -137,16 +137,19 @@ impl Forget {
     }
 }
 
-impl Lifecycle<StoreKey, Arc<Variants>> for Forget {
-    type RequestState = ();
+/// What an insert pushed out (the value it replaced included), handed back to the insert
+/// to undo once the cache's lock is released.
+type Evicted = Vec<(StoreKey, Arc<Variants>)>;
 
-    fn on_evict(&self, _: &mut (), key: StoreKey, v: Arc<Variants>) {
-        crate::observe::metrics()
-            .storage
-            .evictions
-            .get_or_create(&crate::observe::storage::MEMORY)
-            .inc_by(v.list.len() as u64);
-        self.forget(&key, &v);
+/// Collects what an insert pushes out into its [`Evicted`].
+#[derive(Clone)]
+struct Collect;
+
+impl Lifecycle<StoreKey, Arc<Variants>> for Collect {
+    type RequestState = Evicted;
+
+    fn on_evict(&self, out: &mut Evicted, key: StoreKey, v: Arc<Variants>) {
+        out.push((key, v));
     }
 }
 
@@ -170,7 +173,7 @@ impl std::hash::BuildHasher for Hashing {
     }
 }
 
-type Objects = quick_cache::sync::Cache<StoreKey, Arc<Variants>, ByWeight, Hashing, Forget>;
+type Objects = quick_cache::sync::Cache<StoreKey, Arc<Variants>, ByWeight, Hashing, Collect>;
 
 /// Locks that give each key one insert or removal at a time (by hash; far fewer than keys).
 const TURNS: usize = 64;
@@ -195,6 +198,8 @@ pub struct Store {
     /// When the next sweep is due, in seconds of the store's clock; `u64::MAX`: never
     /// on its own (a replay sweeps when it says so).
     next_sweep: Arc<AtomicU64>,
+    /// Set while a sweep runs: a slow one is never joined by the next.
+    sweeping: Arc<AtomicBool>,
     clock: Clock,
     /// The disk tier, when `[cache] disk` is set.
     pub(super) disk: Option<Arc<super::disk::Disk>>,
@@ -235,9 +240,13 @@ impl Store {
             .estimated_items_capacity(items)
             .weight_capacity(max_bytes)
             .shards(shards)
+            // A tenth of each shard for probation, as S3-FIFO proposes (quick_cache's
+            // default is 3%): a newcomer must fit there for a scan to pass through it
+            // without pushing out the hot set.
+            .hot_allocation(0.9)
             .build()
             .expect("cache options in range");
-        let objects = Objects::with_options(options, ByWeight, hashing.clone(), forget.clone());
+        let objects = Objects::with_options(options, ByWeight, hashing.clone(), Collect);
         let uncacheable = Cache::builder()
             .max_capacity(UNCACHEABLE_CAPACITY)
             .time_to_live(UNCACHEABLE_MEMORY)
@@ -250,6 +259,7 @@ impl Store {
             turns: (0..TURNS).map(|_| Mutex::new(())).collect(),
             hashing,
             next_sweep: Arc::new(AtomicU64::new(sweeps)),
+            sweeping: Arc::new(AtomicBool::new(false)),
             clock,
             disk: None,
         }
@@ -314,15 +324,25 @@ impl Store {
             // sees its variants come back from an insert that read them before it.
             let _turn = self.turn(key);
             let old = self.objects.peek(key);
+            // A key's variants are charged together, and a value heavier than quick_cache
+            // admits into a shard (97% of it) would be turned away with the key's other
+            // variants: the oldest stay behind instead, with room to spare.
+            let limit = (self.objects.shard_capacity() / 10 * 9) as usize;
+            let mut weight = key.0.len() + entry.weight();
             let mut list: smallvec::SmallVec<[Arc<Entry>; 1]> = smallvec::smallvec![entry.clone()];
             if let Some(old) = &old {
-                list.extend(
-                    old.list
-                        .iter()
-                        .filter(|e| e.vary != entry.vary && e.useful_at(now))
-                        .take(MAX_VARIANTS - 1)
-                        .cloned(),
-                );
+                let others = old
+                    .list
+                    .iter()
+                    .filter(|e| e.vary != entry.vary && e.useful_at(now));
+                for e in others.take(MAX_VARIANTS - 1) {
+                    let w = e.weight();
+                    if weight + w > limit {
+                        break;
+                    }
+                    weight += w;
+                    list.push(e.clone());
+                }
             }
             let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
             // Index before the value exists: the removal of the previous value (same key,
@@ -338,7 +358,6 @@ impl Store {
                 .map(|e| e.response_time + e.useful_for())
                 .max()
                 .unwrap_or(SystemTime::UNIX_EPOCH);
-            let weight = key.0.len() + list.iter().map(|e| e.weight()).sum::<usize>();
             let value = Arc::new(Variants {
                 list,
                 until,
@@ -346,10 +365,22 @@ impl Store {
                 // Zero would make it unevictable.
                 weight: (weight as u64).max(1),
             });
-            // A value too heavy for its shard is turned away, and reported as evicted.
-            self.objects.insert(key.clone(), value);
-            if let Some(old) = old {
-                self.forget.forget(key, &old);
+            let mut evicted = Evicted::new();
+            self.objects
+                .insert_with_lifecycle(key.clone(), value, &mut evicted);
+            // Undone here, out of the cache's lock. The value this insert replaced is
+            // reported too, and is no eviction; one too heavy to admit (this insert's
+            // own) is.
+            for (k, v) in evicted {
+                let replaced = &k == key && v.generation != generation;
+                if !replaced {
+                    crate::observe::metrics()
+                        .storage
+                        .evictions
+                        .get_or_create(&crate::observe::storage::MEMORY)
+                        .inc_by(v.list.len() as u64);
+                }
+                self.forget.forget(&k, &v);
             }
         }
         self.uncacheable.invalidate(key);
@@ -379,11 +410,18 @@ impl Store {
         {
             return;
         }
+        if self.sweeping.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let store = self.clone();
         let spawned = std::thread::Builder::new()
             .name("tessera-sweep".into())
-            .spawn(move || store.drop_useless());
+            .spawn(move || {
+                store.drop_useless();
+                store.sweeping.store(false, Ordering::Release);
+            });
         if let Err(e) = spawned {
+            self.sweeping.store(false, Ordering::Release);
             tracing::warn!("cannot start the store's sweep: {e}");
         }
     }

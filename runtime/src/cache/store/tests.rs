@@ -273,3 +273,98 @@ fn a_scan_of_one_hit_wonders_does_not_flush_the_hot_set() {
     assert_eq!(kept, 20);
     assert!(s.weighted_size() <= s.max_bytes());
 }
+
+#[test]
+fn variants_that_together_outweigh_a_shard_keep_the_newest_instead_of_losing_the_key() {
+    // Four shards of 16 MiB; each variant weighs 7 MiB (4 MiB of HTML and room for its
+    // compressed copies): three together are more than a shard admits.
+    let s = Store::sharded(64 << 20, 4 << 20, Clock::system());
+    let k = StoreKey::new("a", "h/big");
+    let vary: HeaderMap = [(
+        HeaderName::from_static("vary"),
+        "accept-language".parse().unwrap(),
+    )]
+    .into_iter()
+    .collect();
+    let mut head = vary.clone();
+    head.insert("content-type", "text/html".parse().unwrap());
+    let asked = |lang: &str| -> HeaderMap {
+        [(
+            HeaderName::from_static("accept-language"),
+            lang.parse().unwrap(),
+        )]
+        .into_iter()
+        .collect()
+    };
+    for lang in ["en", "de", "fr"] {
+        s.insert(
+            &k,
+            Arc::new(Entry {
+                headers: (&head).into(),
+                body: Bytes::from(vec![b'x'; 4 << 20]),
+                vary: VaryKey::of(&vary, &asked(lang)),
+                ..Arc::try_unwrap(entry(k.as_str(), "", 600)).unwrap()
+            }),
+        );
+        assert!(
+            matches!(s.lookup(&k, &asked(lang)), Lookup::Found(_)),
+            "{lang} was just stored"
+        );
+    }
+    assert!(matches!(s.lookup(&k, &asked("de")), Lookup::Found(_)));
+    assert!(!matches!(s.lookup(&k, &asked("en")), Lookup::Found(_)));
+    assert_eq!((s.entry_count(), s.indexed_uris()), (1, 1));
+}
+
+#[test]
+fn concurrent_inserts_removals_purges_and_evictions_leave_no_index_behind() {
+    let s = Store::sharded(256 << 10, 16 << 10, Clock::system());
+    let threads: Vec<_> = (0..4u64)
+        .map(|t| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                let mut x = 0x9e37_79b9_7f4a_7c15_u64 ^ (t + 1);
+                let mut next = move || {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x
+                };
+                let body = "x".repeat(4000);
+                for _ in 0..3000 {
+                    let r = next();
+                    let i = r % 97;
+                    let k = StoreKey::new("a", &format!("h/{i}"));
+                    match (r >> 32) % 10 {
+                        0..=5 => s.insert(&k, tagged_with(k.as_str(), &body, i)),
+                        6 => {
+                            s.remove(&k);
+                        }
+                        7 => {
+                            let tag = format!("t{}", i % 7);
+                            s.purge(&Purge::Tag { tag, site: None }, (r >> 40) % 2 == 0);
+                        }
+                        _ => {
+                            s.lookup(&k, &HeaderMap::new());
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert!(s.weighted_size() <= s.max_bytes());
+    // Whatever interleaving happened, removing everything leaves no membership behind.
+    s.purge(&Purge::All, false);
+    assert_eq!(s.entry_count(), 0);
+    assert_eq!((s.indexed_uris(), s.indexed_tags()), (0, 0));
+}
+
+fn tagged_with(uri: &str, body: &str, i: u64) -> Arc<Entry> {
+    Arc::new(Entry {
+        tags: vec![format!("t{}", i % 7), format!("u{i}")],
+        ..Arc::try_unwrap(entry(uri, body, 600)).unwrap()
+    })
+}
