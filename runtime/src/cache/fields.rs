@@ -238,6 +238,19 @@ mod tests {
     }
 
     #[test]
+    fn a_head_of_more_fields_than_a_map_presizes_comes_back_without_a_panic() {
+        // 25,000 values of one name: a map holds them (repeats are not slots), but
+        // `HeaderMap::with_capacity(25_000)` would panic.
+        let mut m = HeaderMap::new();
+        for i in 0..25_000 {
+            m.append("x-many", HeaderValue::from(i));
+        }
+        let back = Fields::from(&m).to_map();
+        assert_eq!(back.get_all("x-many").iter().count(), 25_000);
+        assert_eq!(back.get_all("x-many").iter().last().unwrap(), "24999");
+    }
+
+    #[test]
     fn values_with_obs_text_survive() {
         let mut m = HeaderMap::new();
         m.insert(
