@@ -1,10 +1,12 @@
 //! Memory per cached object: N small objects stored the way a fill stores them, RSS measured
 //! before and after, and the bytes each costs beyond its body, headers and key.
 //!
-//! `cargo bench -p tessera --bench memory [-- OBJECTS] [bare]` (default 1,000,000). Not a
-//! criterion benchmark: it prints one measurement. RSS comes from /proc/self/statm (Linux).
+//! `cargo bench -p tessera --bench memory [-- OBJECTS] [bare] [keyed]` (default 1,000,000).
+//! Not a criterion benchmark: it prints one measurement. RSS comes from /proc/self/statm.
 //! `bare` keeps the same entries in a plain `HashMap` instead of the store: the difference
-//! between the two runs is what the store's own bookkeeping costs (moka, indexes, variants).
+//! between the two runs is what the store's own bookkeeping costs (slots, index, variants).
+//! `keyed` stores each object under a key a script made (its URI then differs from its key
+//! and is indexed for purges); by default objects are stored under their default key.
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -47,6 +49,7 @@ fn main() {
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let bare = std::env::args().any(|a| a == "bare");
+    let keyed = std::env::args().any(|a| a == "keyed");
     let store = Store::new(u64::MAX / 4, Clock::system());
     let mut plain: HashMap<StoreKey, Arc<Entry>> = HashMap::new();
     let mut keep = |key: &StoreKey, e: Arc<Entry>| {
@@ -67,11 +70,16 @@ fn main() {
     let started = Instant::now();
     let (mut payload, mut keys) = (0usize, 0usize);
     for i in 0..n {
-        let key = StoreKey::new("bench", &format!("shop.example/products/{i}?a=1"));
+        let uri = StoreKey::new("bench", &format!("shop.example/products/{i}?a=1"));
+        let key = if keyed {
+            StoreKey::new("bench", &format!("shop.example/products/{i}?a=1#desktop"))
+        } else {
+            uri.clone()
+        };
         // Every object gets its own copy of the body, as a fill does.
-        let e = entry(i, &key, Bytes::copy_from_slice(&body));
+        let e = entry(i, &uri, Bytes::copy_from_slice(&body));
         payload += e.body.len() + e.headers.text_len();
-        keys += key.as_str().len();
+        keys += key.as_str().len() + if keyed { uri.as_str().len() } else { 0 };
         keep(&key, e);
     }
     let stored = if bare {
@@ -95,13 +103,14 @@ fn main() {
         payload as f64 / n as f64
     );
     println!(
-        "  key text:               {:.0} bytes",
+        "  key and URI text:       {:.0} bytes",
         keys as f64 / n as f64
     );
     println!("  overhead beyond those:  {beyond:.0} bytes");
 }
 
-fn entry(i: usize, key: &StoreKey, body: Bytes) -> Arc<Entry> {
+/// An entry as a fill of `uri` stores it.
+fn entry(i: usize, uri: &StoreKey, body: Bytes) -> Arc<Entry> {
     Arc::new(Entry {
         status: StatusCode::OK,
         headers: (&headers(i)).into(),
@@ -115,8 +124,8 @@ fn entry(i: usize, key: &StoreKey, body: Bytes) -> Arc<Entry> {
         must_revalidate: false,
         tags: vec![],
         vary: VaryKey::Any,
-        // An unscripted fill's URI is its key's text, shared.
-        uri: key.shared(),
+        // A fill's URI is the text of its default key, shared with that key.
+        uri: uri.shared(),
         purged_at_age: AtomicU64::new(u64::MAX),
         esi: None,
         encoded: Default::default(),

@@ -131,6 +131,11 @@ impl Entry {
         (self.ttl + self.swr.max(self.sie) + KEEP).saturating_sub(self.initial_age)
     }
 
+    /// Whether this entry's URI is `key`'s own text (stored under the default key).
+    pub(super) fn named_by(&self, key: &super::StoreKey) -> bool {
+        *self.uri == *key.as_str()
+    }
+
     pub(super) fn useful_at(&self, now: SystemTime) -> bool {
         self.response_time + self.useful_for() > now
     }

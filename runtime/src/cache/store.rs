@@ -129,7 +129,9 @@ struct Forget {
 impl Forget {
     fn forget(&self, key: &StoreKey, v: &Variants) {
         for e in &v.list {
-            self.uris.remove(&e.uri, key, v.generation);
+            if !e.named_by(key) {
+                self.uris.remove(&e.uri, key, v.generation);
+            }
             for t in &e.tags {
                 self.tags.remove(t, key, v.generation);
             }
@@ -348,7 +350,11 @@ impl Store {
             // Index before the value exists: the removal of the previous value (same key,
             // older generation) then leaves these memberships alone.
             for e in &list {
-                self.forget.uris.add_shared(&e.uri, key, generation);
+                // A variant whose URI is its key's own text (no script changed the key)
+                // is found by its key; the index holds only the others.
+                if !e.named_by(key) {
+                    self.forget.uris.add_shared(&e.uri, key, generation);
+                }
                 for t in &e.tags {
                     self.forget.tags.add(t, key, generation);
                 }
@@ -463,8 +469,31 @@ impl Store {
     fn purge_memory(&self, target: &Purge, soft: bool) -> usize {
         let now = self.clock.now();
         let keys: Vec<StoreKey> = match target {
-            Purge::Uri(uri) => self.forget.uris.get(uri),
-            Purge::Prefix(prefix) => self.forget.uris.with_prefix(prefix),
+            Purge::Uri(uri) => {
+                let mut keys = self.forget.uris.get(uri);
+                let own = StoreKey(Arc::from(uri.as_str()));
+                let named = |v: &Arc<Variants>| v.list.iter().any(|e| e.named_by(&own));
+                if self.objects.peek(&own).is_some_and(|v| named(&v)) && !keys.contains(&own) {
+                    keys.push(own);
+                }
+                keys
+            }
+            Purge::Prefix(prefix) => {
+                // The index holds script-keyed URIs; the rest are keys of their own.
+                let mut keys = self.forget.uris.with_prefix(prefix);
+                keys.extend(
+                    self.objects
+                        .iter()
+                        .filter(|(k, v)| {
+                            k.as_str().starts_with(prefix.as_str())
+                                && v.list.iter().any(|e| e.named_by(k))
+                        })
+                        .map(|(k, _)| k),
+                );
+                keys.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                keys.dedup();
+                keys
+            }
             Purge::Tag { tag, site } => self
                 .forget
                 .tags

@@ -194,16 +194,17 @@ fn an_object_past_use_is_a_miss_and_leaves_store_and_index_at_lookup() {
 fn the_sweep_drops_what_no_lookup_will_use_again() {
     let clock = Clock::frozen();
     let s = Store::sharded(1 << 20, 1 << 16, clock.clone());
+    // Keys a script made (the URI index holds them), so the sweep must unindex them.
     for i in 0..50 {
-        let k = StoreKey::new("a", &format!("h/old/{i}"));
-        s.insert(&k, tagged(k.as_str(), &["old"]));
+        let k = StoreKey::new("a", &format!("h/old/{i}#mobile"));
+        s.insert(&k, tagged(&format!("a\u{1f}h/old/{i}"), &["old"]));
     }
     assert!(clock.advance(Duration::from_secs(600) + KEEP + SWEEP_EVERY));
     // The next insert finds a sweep due and starts it; it runs beside the caller.
-    let k = StoreKey::new("a", "h/new");
+    let k = StoreKey::new("a", "h/new#mobile");
     let fresh = Arc::new(Entry {
         response_time: clock.now(),
-        ..Arc::try_unwrap(tagged(k.as_str(), &["new"])).unwrap()
+        ..Arc::try_unwrap(tagged("a\u{1f}h/new", &["new"])).unwrap()
     });
     s.insert(&k, fresh);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -313,7 +314,8 @@ fn variants_that_together_outweigh_a_shard_keep_the_newest_instead_of_losing_the
     }
     assert!(matches!(s.lookup(&k, &asked("de")), Lookup::Found(_)));
     assert!(!matches!(s.lookup(&k, &asked("en")), Lookup::Found(_)));
-    assert_eq!((s.entry_count(), s.indexed_uris()), (1, 1));
+    // Stored under its own URI: found by key, not indexed.
+    assert_eq!((s.entry_count(), s.indexed_uris()), (1, 0));
 }
 
 #[test]
@@ -367,4 +369,58 @@ fn tagged_with(uri: &str, body: &str, i: u64) -> Arc<Entry> {
         tags: vec![format!("t{}", i % 7), format!("u{i}")],
         ..Arc::try_unwrap(entry(uri, body, 600)).unwrap()
     })
+}
+
+#[test]
+fn uri_and_prefix_purges_reach_objects_under_their_own_uri_without_the_index() {
+    let s = Store::new(1 << 20, Clock::system());
+    let own = |k: &str| {
+        let k = StoreKey::new("a", k);
+        s.insert(&k, entry(k.as_str(), "b", 600));
+        k
+    };
+    let (p1, p2, q) = (own("h/p/1"), own("h/p/2"), own("h/q"));
+    // A script's key that starts like the prefix but stands for another URI.
+    let scripted = StoreKey::new("a", "h/p/3#mobile");
+    s.insert(
+        &scripted,
+        entry(StoreKey::new("a", "h/elsewhere").as_str(), "b", 600),
+    );
+    // And one whose key is another URI's text: a purge of that URI must not reach it.
+    let borrowed = StoreKey::new("a", "h/r");
+    s.insert(
+        &borrowed,
+        entry(StoreKey::new("a", "h/s").as_str(), "b", 600),
+    );
+    assert_eq!(
+        s.indexed_uris(),
+        2,
+        "only the script-keyed entries are indexed"
+    );
+    assert_eq!(s.purge(&Purge::Uri(q.as_str().into()), false), 1);
+    assert_eq!(s.purge(&Purge::Uri(borrowed.as_str().into()), false), 0);
+    let prefix = StoreKey::new("a", "h/p/");
+    assert_eq!(s.purge(&Purge::Prefix(prefix.as_str().into()), false), 2);
+    for k in [&p1, &p2, &q] {
+        assert!(matches!(s.lookup(k, &HeaderMap::new()), Lookup::UriMiss));
+    }
+    assert!(matches!(
+        s.lookup(&scripted, &HeaderMap::new()),
+        Lookup::Found(_)
+    ));
+    assert_eq!(
+        s.purge(
+            &Purge::Uri(StoreKey::new("a", "h/elsewhere").as_str().into()),
+            false
+        ),
+        1
+    );
+    assert_eq!(
+        s.purge(
+            &Purge::Uri(StoreKey::new("a", "h/s").as_str().into()),
+            false
+        ),
+        1
+    );
+    assert_eq!((s.entry_count(), s.indexed_uris()), (0, 0));
 }
