@@ -336,15 +336,30 @@ fn concurrent_inserts_removals_purges_and_evictions_leave_no_index_behind() {
                 for _ in 0..3000 {
                     let r = next();
                     let i = r % 97;
-                    let k = StoreKey::new("a", &format!("h/{i}"));
-                    match (r >> 32) % 10 {
-                        0..=5 => s.insert(&k, tagged_with(k.as_str(), &body, i)),
+                    let uri = StoreKey::new("a", &format!("h/{i}"));
+                    // Odd objects under a key a script made (their URIs are indexed), even
+                    // ones under their own URI.
+                    let k = if i % 2 == 1 {
+                        StoreKey::new("a", &format!("h/{i}#m"))
+                    } else {
+                        uri.clone()
+                    };
+                    let soft = (r >> 40) % 2 == 0;
+                    match (r >> 32) % 12 {
+                        0..=5 => s.insert(&k, tagged_with(uri.as_str(), &body, i)),
                         6 => {
                             s.remove(&k);
                         }
                         7 => {
                             let tag = format!("t{}", i % 7);
-                            s.purge(&Purge::Tag { tag, site: None }, (r >> 40) % 2 == 0);
+                            s.purge(&Purge::Tag { tag, site: None }, soft);
+                        }
+                        8 => {
+                            s.purge(&Purge::Uri(uri.as_str().into()), soft);
+                        }
+                        9 => {
+                            let prefix = StoreKey::new("a", &format!("h/{}", i % 10));
+                            s.purge(&Purge::Prefix(prefix.as_str().into()), soft);
                         }
                         _ => {
                             s.lookup(&k, &HeaderMap::new());
@@ -422,5 +437,41 @@ fn uri_and_prefix_purges_reach_objects_under_their_own_uri_without_the_index() {
         ),
         1
     );
+    assert_eq!((s.entry_count(), s.indexed_uris()), (0, 0));
+}
+
+#[test]
+fn a_key_mixing_its_own_uri_and_a_scripts_keeps_the_index_exact() {
+    let s = Store::new(1 << 20, Clock::system());
+    let k = StoreKey::new("a", "h/p");
+    let other = StoreKey::new("a", "h/other");
+    let vary: HeaderMap = [(HeaderName::from_static("vary"), "x-v".parse().unwrap())]
+        .into_iter()
+        .collect();
+    let variant = |uri: &StoreKey, v: &str| {
+        let asked: HeaderMap = [(HeaderName::from_static("x-v"), v.parse().unwrap())]
+            .into_iter()
+            .collect();
+        Arc::new(Entry {
+            vary: VaryKey::of(&vary, &asked),
+            ..Arc::try_unwrap(entry(uri.as_str(), "b", 600)).unwrap()
+        })
+    };
+    s.insert(&k, variant(&k, "1"));
+    s.insert(&k, variant(&other, "2"));
+    assert_eq!(
+        s.indexed_uris(),
+        1,
+        "only the other URI's variant is indexed"
+    );
+    // A purge of the other URI reaches the key that holds its variant (the whole key).
+    assert_eq!(s.purge(&Purge::Uri(other.as_str().into()), true), 2);
+    s.insert(&k, variant(&k, "2"));
+    assert_eq!(
+        s.indexed_uris(),
+        0,
+        "replaced by a variant under the key's own URI"
+    );
+    assert_eq!(s.purge(&Purge::Uri(k.as_str().into()), false), 2);
     assert_eq!((s.entry_count(), s.indexed_uris()), (0, 0));
 }
