@@ -313,7 +313,7 @@ impl Store {
             // admits into a shard (97% of it) would be turned away with the key's other
             // variants: the oldest stay behind instead, with room to spare.
             let limit = (self.objects.shard_capacity() / 10 * 9) as usize;
-            let mut weight = key.0.len() + entry.weight();
+            let mut weight = key.0.len() + entry.weight_under(key);
             let mut list: smallvec::SmallVec<[Arc<Entry>; 1]> = smallvec::smallvec![entry.clone()];
             if let Some(old) = &old {
                 let others = old
@@ -321,7 +321,7 @@ impl Store {
                     .iter()
                     .filter(|e| e.vary != entry.vary && e.useful_at(now));
                 for e in others.take(MAX_VARIANTS - 1) {
-                    let w = e.weight();
+                    let w = e.weight_under(key);
                     if weight + w > limit {
                         break;
                     }

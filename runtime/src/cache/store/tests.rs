@@ -475,3 +475,12 @@ fn a_key_mixing_its_own_uri_and_a_scripts_keeps_the_index_exact() {
     assert_eq!(s.purge(&Purge::Uri(k.as_str().into()), false), 2);
     assert_eq!((s.entry_count(), s.indexed_uris()), (0, 0));
 }
+
+#[test]
+fn a_uri_is_charged_only_when_it_is_not_the_keys_own_text() {
+    let own = StoreKey::new("a", "h/p");
+    let scripted = StoreKey::new("a", "h/p#mobile");
+    let e = entry(own.as_str(), "b", 60);
+    assert_eq!(e.weight_under(&own), e.weight());
+    assert!(e.weight_under(&scripted) > e.weight() + own.as_str().len());
+}
