@@ -74,12 +74,16 @@ impl Fields {
 
     /// How many fields (each value of a repeated name counts).
     pub fn len(&self) -> usize {
-        self.count()
+        if self.block.is_empty() {
+            0
+        } else {
+            self.u32_at(0)
+        }
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.count() == 0
+        self.len() == 0
     }
 
     /// Each field's name and value bytes, in order.
@@ -109,28 +113,23 @@ impl Fields {
 
     /// The bytes of names and values (what a weight counts as the head's text).
     pub fn text_len(&self) -> usize {
-        self.block.len().saturating_sub(4 + self.count() * ENDS)
+        self.block.len().saturating_sub(4 + self.len() * ENDS)
     }
 
-    fn count(&self) -> usize {
-        match self.block.get(..4) {
-            Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize,
-            None => 0,
-        }
+    /// The little-endian u32 at byte `at` of the block.
+    fn u32_at(&self, at: usize) -> usize {
+        let b = &self.block[at..at + 4];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
     }
 
     /// Each field's name and value as ranges of the block.
     fn spans(&self) -> impl Iterator<Item = (std::ops::Range<usize>, std::ops::Range<usize>)> + '_ {
-        let count = self.count();
+        let count = self.len();
         let text = 4 + count * ENDS;
-        let read = move |at: usize| -> usize {
-            let b = &self.block[at..at + 4];
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
-        };
         let mut start = 0;
         (0..count).map(move |i| {
-            let name_end = read(4 + i * ENDS);
-            let value_end = read(8 + i * ENDS);
+            let name_end = self.u32_at(4 + i * ENDS);
+            let value_end = self.u32_at(8 + i * ENDS);
             let spans = (
                 text + start..text + name_end,
                 text + name_end..text + value_end,

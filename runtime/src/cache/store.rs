@@ -160,6 +160,11 @@ impl std::hash::BuildHasher for Hashing {
 
 type Objects = quick_cache::sync::Cache<StoreKey, Arc<Variants>, ByWeight, Hashing, Collect>;
 
+/// The share of each shard for objects past probation (quick_cache's hot queue); the rest,
+/// a tenth as S3-FIFO proposes (quick_cache's default is 3%), is probation: a newcomer must
+/// fit there for a scan to pass through without pushing out the hot set. It is also the
+/// heaviest value a shard admits.
+const HOT_SHARE: f64 = 0.9;
 /// Locks that give each key one insert or removal at a time (by hash; far fewer than keys).
 const TURNS: usize = 64;
 /// How often, by the store's clock, objects past use are swept out (lookups already
@@ -225,10 +230,7 @@ impl Store {
             .estimated_items_capacity(items)
             .weight_capacity(max_bytes)
             .shards(shards)
-            // A tenth of each shard for probation, as S3-FIFO proposes (quick_cache's
-            // default is 3%): a newcomer must fit there for a scan to pass through it
-            // without pushing out the hot set.
-            .hot_allocation(0.9)
+            .hot_allocation(HOT_SHARE)
             .build()
             .expect("cache options in range");
         let objects = Objects::with_options(options, ByWeight, hashing.clone(), Collect);
@@ -309,10 +311,10 @@ impl Store {
             // sees its variants come back from an insert that read them before it.
             let _turn = self.turn(key);
             let old = self.objects.peek(key);
-            // A key's variants are charged together, and a value heavier than quick_cache
-            // admits into a shard (97% of it) would be turned away with the key's other
-            // variants: the oldest stay behind instead, with room to spare.
-            let limit = (self.objects.shard_capacity() / 10 * 9) as usize;
+            // A key's variants are charged together, and a value heavier than a shard
+            // admits (its hot share) would be turned away with the key's other variants:
+            // the oldest stay behind instead.
+            let limit = (self.objects.shard_capacity() as f64 * HOT_SHARE) as usize;
             let mut weight = key.0.len() + entry.weight_under(key);
             let mut list: smallvec::SmallVec<[Arc<Entry>; 1]> = smallvec::smallvec![entry.clone()];
             if let Some(old) = &old {
@@ -477,11 +479,6 @@ impl Store {
         }
         dropped
     }
-
-    /// Finishes the store's pending maintenance. Nothing is deferred in this store (its
-    /// evictions happen in the insert that needs the room); kept so a replay says where
-    /// its result must not depend on timing.
-    pub fn settle(&self) {}
 
     /// The size bound, in bytes.
     pub fn max_bytes(&self) -> u64 {

@@ -134,12 +134,7 @@ impl Simulation {
         };
         let peer = SocketAddr::new(rec.client.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)), 0);
         match crate::proxy::replay(&self.shared, req, peer, &origin).await {
-            Some(done) => {
-                if done.stored {
-                    self.shared.store.settle();
-                }
-                self.tally.record(rec, now, &done)
-            }
+            Some(done) => self.tally.record(rec, now, &done),
             None => self.tally.unroutable(),
         }
     }
