@@ -79,25 +79,45 @@ pub enum Lookup {
     UriMiss,
 }
 
-/// The variants stored under one key, and what the cache needs to know of them.
-#[derive(Debug)]
+/// The variants stored under one key, and what the cache needs to know of them. Kept
+/// inline in the cache's slot, not behind an allocation of its own: most keys hold one
+/// variant, and a million small objects would pay ~80 bytes each for the holder.
+#[derive(Debug, Clone)]
 struct Variants {
-    // Most keys hold one variant: kept inline, not in an allocation of its own.
-    list: smallvec::SmallVec<[Arc<Entry>; 1]>,
-    /// When the last of them is past use.
-    until: SystemTime,
+    /// The newest variant.
+    first: Arc<Entry>,
+    /// The others, newest first, when the key varies.
+    rest: Option<Arc<Vec<Arc<Entry>>>>,
     /// Which insert made this value: index memberships carry it (see `Index`).
     generation: u64,
     /// Bytes charged: the cache reads it on every eviction, so it is computed once.
     weight: u64,
 }
 
+impl Variants {
+    /// Every variant, newest first.
+    fn iter(&self) -> impl Iterator<Item = &Arc<Entry>> {
+        std::iter::once(&self.first).chain(self.rest.iter().flat_map(|r| r.iter()))
+    }
+
+    /// How many variants there are.
+    fn len(&self) -> usize {
+        1 + self.rest.as_ref().map_or(0, |r| r.len())
+    }
+
+    /// Whether the last of them is past use at `now` (computed, not stored: a few
+    /// additions per variant cost less than the slot's room).
+    fn dead_at(&self, now: SystemTime) -> bool {
+        !self.iter().any(|e| e.useful_at(now))
+    }
+}
+
 /// Reads a value's precomputed weight.
 #[derive(Clone)]
 struct ByWeight;
 
-impl Weighter<StoreKey, Arc<Variants>> for ByWeight {
-    fn weight(&self, _key: &StoreKey, v: &Arc<Variants>) -> u64 {
+impl Weighter<StoreKey, Variants> for ByWeight {
+    fn weight(&self, _key: &StoreKey, v: &Variants) -> u64 {
         v.weight
     }
 }
@@ -111,7 +131,7 @@ struct Forget {
 
 impl Forget {
     fn forget(&self, key: &StoreKey, v: &Variants) {
-        for e in &v.list {
+        for e in v.iter() {
             if !e.named_by(key) {
                 self.uris.remove(&e.uri, key, v.generation);
             }
@@ -124,16 +144,16 @@ impl Forget {
 
 /// What an insert pushed out (the value it replaced included), handed back to the insert
 /// to undo once the cache's lock is released.
-type Evicted = Vec<(StoreKey, Arc<Variants>)>;
+type Evicted = Vec<(StoreKey, Variants)>;
 
 /// Collects what an insert pushes out into its [`Evicted`].
 #[derive(Clone)]
 struct Collect;
 
-impl Lifecycle<StoreKey, Arc<Variants>> for Collect {
+impl Lifecycle<StoreKey, Variants> for Collect {
     type RequestState = Evicted;
 
-    fn on_evict(&self, out: &mut Evicted, key: StoreKey, v: Arc<Variants>) {
+    fn on_evict(&self, out: &mut Evicted, key: StoreKey, v: Variants) {
         out.push((key, v));
     }
 }
@@ -158,7 +178,7 @@ impl std::hash::BuildHasher for Hashing {
     }
 }
 
-type Objects = quick_cache::sync::Cache<StoreKey, Arc<Variants>, ByWeight, Hashing, Collect>;
+type Objects = quick_cache::sync::Cache<StoreKey, Variants, ByWeight, Hashing, Collect>;
 
 /// The share of each shard for objects past probation (quick_cache's hot queue); the rest,
 /// a tenth as S3-FIFO proposes (quick_cache's default is 3%), is probation: a newcomer must
@@ -274,14 +294,14 @@ impl Store {
             return Lookup::UriMiss;
         };
         let now = self.clock.now();
-        if v.until <= now {
+        if v.dead_at(now) {
             // Past use: gone now rather than at the next sweep (unless replaced meanwhile).
-            if let Some((k, dead)) = self.objects.remove_if(key, |v| v.until <= now) {
+            if let Some((k, dead)) = self.objects.remove_if(key, |v| v.dead_at(now)) {
                 self.forget.forget(&k, &dead);
             }
             return Lookup::UriMiss;
         }
-        let mut live = v.list.iter().filter(|e| e.useful_at(now)).peekable();
+        let mut live = v.iter().filter(|e| e.useful_at(now)).peekable();
         let names = live.peek().map(|e| e.vary.names());
         // Newest first: a fresher response for the same variant wins (RFC 9111 §4).
         match live.find(|e| e.vary.matches(req)) {
@@ -316,10 +336,9 @@ impl Store {
             // the oldest stay behind instead.
             let limit = (self.objects.shard_capacity() as f64 * HOT_SHARE) as usize;
             let mut weight = key.0.len() + entry.weight_under(key);
-            let mut list: smallvec::SmallVec<[Arc<Entry>; 1]> = smallvec::smallvec![entry.clone()];
+            let mut list: Vec<Arc<Entry>> = Vec::new();
             if let Some(old) = &old {
                 let others = old
-                    .list
                     .iter()
                     .filter(|e| e.vary != entry.vary && e.useful_at(now));
                 for e in others.take(MAX_VARIANTS - 1) {
@@ -334,7 +353,7 @@ impl Store {
             let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
             // Index before the value exists: the removal of the previous value (same key,
             // older generation) then leaves these memberships alone.
-            for e in &list {
+            for e in std::iter::once(&entry).chain(&list) {
                 // A variant whose URI is its key's own text (no script changed the key)
                 // is found by its key; the index holds only the others.
                 if !e.named_by(key) {
@@ -344,18 +363,13 @@ impl Store {
                     self.forget.tags.add(t, key, generation);
                 }
             }
-            let until = list
-                .iter()
-                .map(|e| e.response_time + e.useful_for())
-                .max()
-                .unwrap_or(SystemTime::UNIX_EPOCH);
-            let value = Arc::new(Variants {
-                list,
-                until,
+            let value = Variants {
+                first: entry,
+                rest: (!list.is_empty()).then(|| Arc::new(list)),
                 generation,
                 // Zero would make it unevictable.
                 weight: (weight as u64).max(1),
-            });
+            };
             let mut evicted = Evicted::new();
             self.objects
                 .insert_with_lifecycle(key.clone(), value, &mut evicted);
@@ -369,7 +383,7 @@ impl Store {
                         .storage
                         .evictions
                         .get_or_create(&crate::observe::storage::MEMORY)
-                        .inc_by(v.list.len() as u64);
+                        .inc_by(v.len() as u64);
                 }
                 self.forget.forget(&k, &v);
             }
@@ -428,7 +442,7 @@ impl Store {
         let _turn = self.turn(key);
         self.objects.remove(key).map_or(0, |(k, v)| {
             self.forget.forget(&k, &v);
-            v.list.len()
+            v.len()
         })
     }
 
@@ -455,7 +469,7 @@ impl Store {
 
     /// Stored responses (variants) in memory now.
     pub fn variant_count(&self) -> u64 {
-        self.objects.iter().map(|(_, v)| v.list.len() as u64).sum()
+        self.objects.iter().map(|(_, v)| v.len() as u64).sum()
     }
 
     /// Drops every object past use by the store's clock; returns how many. Run by the
@@ -466,13 +480,13 @@ impl Store {
         let dead: Vec<StoreKey> = self
             .objects
             .iter()
-            .filter(|(_, v)| v.until <= now)
+            .filter(|(_, v)| v.dead_at(now))
             .map(|(k, _)| k)
             .collect();
         let mut dropped = 0;
         for key in dead {
             // Unless a fresh value replaced it meanwhile.
-            if let Some((k, v)) = self.objects.remove_if(&key, |v| v.until <= now) {
+            if let Some((k, v)) = self.objects.remove_if(&key, |v| v.dead_at(now)) {
                 self.forget.forget(&k, &v);
                 dropped += 1;
             }

@@ -51,7 +51,7 @@ impl Store {
             Purge::Uri(uri) => {
                 let mut keys = self.forget.uris.get(uri);
                 let own = StoreKey(Arc::from(uri.as_str()));
-                let named = |v: &Arc<Variants>| v.list.iter().any(|e| e.named_by(&own));
+                let named = |v: &Variants| v.iter().any(|e| e.named_by(&own));
                 if self.objects.peek(&own).is_some_and(|v| named(&v)) && !keys.contains(&own) {
                     keys.push(own);
                 }
@@ -65,7 +65,7 @@ impl Store {
                         .iter()
                         .filter(|(k, v)| {
                             k.as_str().starts_with(prefix.as_str())
-                                && v.list.iter().any(|e| e.named_by(k))
+                                && v.iter().any(|e| e.named_by(k))
                         })
                         .map(|(k, _)| k),
                 );
@@ -92,8 +92,7 @@ impl Store {
             .map(|k| {
                 if soft {
                     self.objects.peek(k).map_or(0, |v| {
-                        v.list
-                            .iter()
+                        v.iter()
                             .filter(|e| match target {
                                 // A tag purge reaches only the variants carrying the tag.
                                 Purge::Tag { tag, .. } => e.tags.iter().any(|t| t == tag),
