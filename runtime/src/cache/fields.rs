@@ -10,14 +10,17 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-/// Bytes of the table per field: where its name ends and where its value ends.
-const ENDS: usize = 8;
+/// Bytes of each number in the table while the text fits in 64 KiB (nearly every head);
+/// larger heads use four.
+const NARROW: usize = 2;
 
 /// A stored response's header fields, in the order the map they came from iterates them.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Fields {
-    /// `count` (u32), then per field the end of its name and of its value in the text
-    /// (u32 each, little-endian, counted from the start of the text), then the text.
+    /// Empty when there are no fields. Else: the width of the table's numbers (one byte,
+    /// 2 or 4), the count, then per field the end of its name and of its value in the text
+    /// (counted from the start of the text), all little-endian of that width; then the
+    /// text.
     block: Bytes,
 }
 
@@ -29,19 +32,31 @@ impl Fields {
         if count == 0 {
             return Fields::default();
         }
+        let width = if text <= usize::from(u16::MAX) && count <= usize::from(u16::MAX) {
+            NARROW
+        } else {
+            4
+        };
         // A map's fields are bounded by what hyper accepts in a head (or what our own code
         // puts there), far below 4 GiB; a larger one would fail its offsets, so refuse it
         // loudly rather than store wrong fields.
-        let total = 4 + count * ENDS + text;
+        let total = 1 + width + count * 2 * width + text;
         assert!(u32::try_from(total).is_ok(), "header block over 4 GiB");
         let mut block = BytesMut::with_capacity(total);
-        block.put_u32_le(count as u32);
+        block.put_u8(width as u8);
+        // Every number fits its width: `width` was chosen so that the count and the text
+        // (which bounds every end) do.
+        let mut put = |n: usize| match width {
+            NARROW => block.put_u16_le(n as u16),
+            _ => block.put_u32_le(n as u32),
+        };
+        put(count);
         let mut end = 0;
         for (name, value) in map {
             end += name.as_str().len();
-            block.put_u32_le(end as u32);
+            put(end);
             end += value.len();
-            block.put_u32_le(end as u32);
+            put(end);
         }
         for (name, value) in map {
             block.put_slice(name.as_str().as_bytes());
@@ -50,6 +65,16 @@ impl Fields {
         Fields {
             block: block.freeze(),
         }
+    }
+
+    /// The block itself, to keep in one allocation with a body (see `Entry::with_body_of`).
+    pub(crate) fn block(&self) -> &Bytes {
+        &self.block
+    }
+
+    /// Fields from a copy of another's block (`Fields::block`).
+    pub(crate) fn from_block(block: Bytes) -> Fields {
+        Fields { block }
     }
 
     /// The fields as a map, to send or to inspect with the usual tools. Values share the
@@ -77,7 +102,7 @@ impl Fields {
         if self.block.is_empty() {
             0
         } else {
-            self.u32_at(0)
+            self.number(0)
         }
     }
 
@@ -113,23 +138,36 @@ impl Fields {
 
     /// The bytes of names and values (what a weight counts as the head's text).
     pub fn text_len(&self) -> usize {
-        self.block.len().saturating_sub(4 + self.len() * ENDS)
+        self.block.len().saturating_sub(self.text_start())
     }
 
-    /// The little-endian u32 at byte `at` of the block.
-    fn u32_at(&self, at: usize) -> usize {
-        let b = &self.block[at..at + 4];
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+    /// The table's number `i` (0: the count; then each field's two ends).
+    fn number(&self, i: usize) -> usize {
+        let width = usize::from(self.block[0]);
+        let at = 1 + i * width;
+        let b = &self.block[at..at + width];
+        match width {
+            NARROW => usize::from(u16::from_le_bytes([b[0], b[1]])),
+            _ => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize,
+        }
+    }
+
+    /// Where the text starts in the block.
+    fn text_start(&self) -> usize {
+        match self.block.first() {
+            None => 0,
+            Some(&width) => 1 + usize::from(width) * (1 + 2 * self.len()),
+        }
     }
 
     /// Each field's name and value as ranges of the block.
     fn spans(&self) -> impl Iterator<Item = (std::ops::Range<usize>, std::ops::Range<usize>)> + '_ {
         let count = self.len();
-        let text = 4 + count * ENDS;
+        let text = self.text_start();
         let mut start = 0;
         (0..count).map(move |i| {
-            let name_end = self.u32_at(4 + i * ENDS);
-            let value_end = self.u32_at(8 + i * ENDS);
+            let name_end = self.number(1 + 2 * i);
+            let value_end = self.number(2 + 2 * i);
             let spans = (
                 text + start..text + name_end,
                 text + name_end..text + value_end,
@@ -234,6 +272,26 @@ mod tests {
     fn text_len_counts_names_and_values() {
         let f = Fields::from(&map(&[("etag", "\"v1\""), ("age", "3")]));
         assert_eq!(f.text_len(), "etag".len() + 4 + "age".len() + 1);
+    }
+
+    #[test]
+    fn heads_either_side_of_the_narrow_table_limit_come_back_exactly() {
+        // Text of 65,535 bytes fits two-byte ends; one byte more needs four.
+        for text in [65_535, 65_536, 70_000] {
+            let long = "v".repeat(text - "etag".len() - "x-long".len() - 4);
+            let m = map(&[("etag", "\"v1\""), ("x-long", &long)]);
+            let f = Fields::from_map(&m);
+            assert_eq!(f.text_len(), text);
+            assert_eq!(f.block[0] as usize, if text <= 65_535 { 2 } else { 4 });
+            assert_eq!(pairs(&f.to_map()), pairs(&m));
+            assert_eq!(f.get(&header::ETAG).unwrap(), "\"v1\"");
+        }
+    }
+
+    #[test]
+    fn a_small_head_costs_four_bytes_per_field_beyond_its_text() {
+        let f = Fields::from(&map(&[("etag", "\"v1\""), ("age", "3"), ("vary", "x")]));
+        assert_eq!(f.block.len() - f.text_len(), 1 + 2 + 3 * 4);
     }
 
     #[test]
