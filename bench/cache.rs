@@ -2,7 +2,6 @@
 //! without a script, beside a direct request to the origin for scale; and what a hit pays to
 //! turn a stored head into the map it sends, from the compact block and from a kept map.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
@@ -12,29 +11,18 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tessera::config::{Config, Site};
 
+#[path = "support/origin.rs"]
+mod origin;
+
 async fn origin() -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|_req| async {
-                    let body = Full::new(Bytes::from(vec![b'x'; 4096]));
-                    Ok::<_, Infallible>(
-                        hyper::Response::builder()
-                            .header("cache-control", "max-age=3600")
-                            .header("content-type", "text/html")
-                            .body(body)
-                            .unwrap(),
-                    )
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    origin::start(|_req| {
+        hyper::Response::builder()
+            .header("cache-control", "max-age=3600")
+            .header("content-type", "text/html")
+            .body(Full::new(Bytes::from(vec![b'x'; 4096])))
+            .unwrap()
+    })
+    .await
 }
 
 async fn connect(addr: SocketAddr) -> SendRequest<Full<Bytes>> {

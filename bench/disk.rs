@@ -7,7 +7,6 @@
 //! `target/bench-disk` (removed after).
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,7 +15,6 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use rand::{Rng, SeedableRng};
 use tessera::cache::disk::{Disk, DiskConfig, Find};
 use tessera::cache::store::{Entry, Lookup, Store};
-use tessera::cache::vary::VaryKey;
 use tessera::cache::StoreKey;
 use tessera::clock::Clock;
 
@@ -27,24 +25,15 @@ fn entry(key: &StoreKey, body: Bytes) -> Arc<Entry> {
     headers.insert("content-type", HeaderValue::from_static("text/html"));
     headers.insert("cache-control", HeaderValue::from_static("max-age=3600"));
     headers.insert("etag", HeaderValue::from_static("\"abc\""));
-    Arc::new(Entry {
-        status: StatusCode::OK,
-        headers: (&headers).into(),
-        body,
-        response_time: SystemTime::now(),
-        initial_age: Duration::ZERO,
-        ttl: Duration::from_secs(3600),
-        swr: Duration::ZERO,
-        sie: Duration::ZERO,
-        no_cache: false,
-        must_revalidate: false,
-        tags: vec![],
-        vary: VaryKey::Any,
-        uri: Arc::from(key.as_str()),
-        purged_at_age: AtomicU64::new(u64::MAX),
-        esi: None,
-        encoded: Default::default(),
-    })
+    let uri = Arc::from(key.as_str());
+    let e = Entry::new(
+        StatusCode::OK,
+        &headers,
+        uri,
+        SystemTime::now(),
+        Duration::from_secs(3600),
+    );
+    Arc::new(Entry { body, ..e })
 }
 
 fn rss() -> u64 {

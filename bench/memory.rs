@@ -7,16 +7,21 @@
 //! between the two runs is what the store's own bookkeeping costs (slots, index, variants).
 //! `keyed` stores each object under a key a script made (its URI then differs from its key
 //! and is indexed for purges); by default objects are stored under their default key.
+//! `http` fills the objects through the library server from a real origin instead and hits
+//! each once (`memory/http.rs`): what the serving path really keeps per object.
+
+#[path = "memory/http.rs"]
+mod http_mode;
+#[path = "support/origin.rs"]
+mod origin;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode};
 use tessera::cache::store::{Entry, Store};
-use tessera::cache::vary::VaryKey;
 use tessera::cache::StoreKey;
 use tessera::clock::Clock;
 
@@ -48,6 +53,9 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(1_000_000);
+    if std::env::args().any(|a| a == "http") {
+        return http_mode::run(n);
+    }
     let bare = std::env::args().any(|a| a == "bare");
     let keyed = std::env::args().any(|a| a == "keyed");
     let store = Store::new(u64::MAX / 4, Clock::system());
@@ -76,8 +84,8 @@ fn main() {
         } else {
             uri.clone()
         };
-        // Every object gets its own copy of the body, as a fill does.
-        let e = entry(i, &uri, Bytes::copy_from_slice(&body));
+        // Every object gets its own copy of the body, with its head, as a fill does.
+        let e = entry(i, &uri, body.clone());
         payload += e.body.len() + e.headers.text_len();
         keys += key.as_str().len() + if keyed { uri.as_str().len() } else { 0 };
         keep(&key, e);
@@ -89,10 +97,15 @@ fn main() {
     };
     let took = started.elapsed();
     let grown = rss().saturating_sub(before);
-    let per = grown as f64 / n as f64;
-    let beyond = (grown as f64 - payload as f64 - keys as f64) / n as f64;
     let holder = if bare { "a plain HashMap" } else { "the store" };
     println!("objects stored:           {stored} of {n} in {took:.2?}, in {holder}");
+    report(grown, n, payload, keys);
+}
+
+/// Prints RSS growth per object and how much of it is payload, key text and the rest.
+fn report(grown: u64, n: usize, payload: usize, keys: usize) {
+    let per = grown as f64 / n as f64;
+    let beyond = (grown as f64 - payload as f64 - keys as f64) / n as f64;
     println!(
         "RSS growth:               {:.1} MiB",
         grown as f64 / (1 << 20) as f64
@@ -111,23 +124,13 @@ fn main() {
 
 /// An entry as a fill of `uri` stores it.
 fn entry(i: usize, uri: &StoreKey, body: Bytes) -> Arc<Entry> {
-    Arc::new(Entry {
-        status: StatusCode::OK,
-        headers: (&headers(i)).into(),
-        body,
-        response_time: SystemTime::now(),
-        initial_age: Duration::ZERO,
-        ttl: Duration::from_secs(300),
-        swr: Duration::ZERO,
-        sie: Duration::ZERO,
-        no_cache: false,
-        must_revalidate: false,
-        tags: vec![],
-        vary: VaryKey::Any,
-        // A fill's URI is the text of its default key, shared with that key.
-        uri: uri.shared(),
-        purged_at_age: AtomicU64::new(u64::MAX),
-        esi: None,
-        encoded: Default::default(),
-    })
+    // A fill's URI is the text of its default key, shared with that key.
+    let e = Entry::new(
+        StatusCode::OK,
+        &headers(i),
+        uri.shared(),
+        SystemTime::now(),
+        Duration::from_secs(300),
+    );
+    Arc::new(e.with_body_of(&[body]))
 }

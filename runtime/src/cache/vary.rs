@@ -10,8 +10,9 @@ pub enum VaryKey {
     Any,
     /// `Vary: *`: never matches (§4.1).
     Never,
-    /// Normalised values (None = header absent) for each named header.
-    Fields(Vec<(HeaderName, Option<String>)>),
+    /// Normalised values (None = header absent) for each named header. Boxed so that the
+    /// key takes 16 bytes in every stored entry, most of which vary on nothing.
+    Fields(Box<Vec<(HeaderName, Option<String>)>>),
 }
 
 impl VaryKey {
@@ -37,7 +38,7 @@ impl VaryKey {
             return VaryKey::Any;
         }
         names.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-        VaryKey::Fields(
+        VaryKey::Fields(Box::new(
             names
                 .into_iter()
                 .map(|n| {
@@ -45,7 +46,7 @@ impl VaryKey {
                     (n, v)
                 })
                 .collect(),
-        )
+        ))
     }
 
     /// The field names this key varies on (`Vary: *` has none that could match).

@@ -171,24 +171,26 @@ pub fn plan(
     let entry = Entry {
         status,
         vary: VaryKey::of(&headers, req),
-        initial_age: freshness::corrected_initial_age(&headers, times),
+        initial_age: freshness::corrected_initial_age(&headers, times).into(),
         headers: (&headers).into(),
         body: Bytes::new(),
-        response_time: times.response_time,
-        ttl: decision.ttl,
+        response_time: times.response_time.into(),
+        ttl: decision.ttl.into(),
         swr: if shareable {
             decision.swr
         } else {
             Duration::ZERO
-        },
+        }
+        .into(),
         sie: if shareable {
             decision.sie
         } else {
             Duration::ZERO
-        },
+        }
+        .into(),
         no_cache: ctl.cc.no_cache_unqualified(),
         must_revalidate,
-        tags: decision.tags,
+        tags: decision.tags.into(),
         uri,
         purged_at_age: std::sync::atomic::AtomicU64::new(u64::MAX),
         encoded: Default::default(),
@@ -286,7 +288,7 @@ mod tests {
             "never served without asking the origin"
         );
         assert_eq!(
-            (plan.entry.swr, plan.entry.sie),
+            (plan.entry.swr.get(), plan.entry.sie.get()),
             (Duration::ZERO, Duration::ZERO)
         );
     }
@@ -298,7 +300,7 @@ mod tests {
             ..Default::default()
         };
         let plan = run(&cfg, &[("cache-control", "max-age=60")]).unwrap();
-        assert_eq!(plan.entry.sie, Duration::from_secs(600));
+        assert_eq!(plan.entry.sie.get(), Duration::from_secs(600));
         assert!(!plan.entry.must_revalidate);
     }
 

@@ -211,7 +211,8 @@ async fn collect(
             (Answer::new(response, outcome), Flight::Pass)
         }
         Ok(Collected::Complete(bytes)) => {
-            let (mut entry, personal) = plan.with_body(bytes);
+            let (entry, personal) = plan.with_body(bytes::Bytes::new());
+            let mut entry = entry.with_body_of(&[bytes]);
             if esi {
                 // Parsed once, now: hits only stitch.
                 let body = std::mem::take(&mut entry.body);
@@ -330,7 +331,7 @@ async fn revalidated(
         status,
         stored,
         times,
-        s.entry.tags.clone(),
+        s.entry.tags.to_vec(),
     );
     let response_headers = proposal.headers.clone();
     let plan = match decide(x, status, &proposal).await {

@@ -327,7 +327,7 @@ pub fn fill(
         // Stored and settled first, then the clients see the end.
         let (flight, end) = match job.run().await {
             Ok(Some(body)) => {
-                let entry = Arc::new(Entry { body, ..entry });
+                let entry = Arc::new(entry.with_body_of(&body));
                 store.insert(&key, entry.clone());
                 (Flight::Stored(entry, code), Ok(()))
             }
@@ -379,9 +379,9 @@ struct Job {
 }
 
 impl Job {
-    /// Reads the body to its end, handing each chunk to the client; the whole body if it
-    /// is to be stored (`None`: too large, or the client left after it became too large).
-    async fn run(mut self) -> Result<Option<Bytes>, OriginError> {
+    /// Reads the body to its end, handing each chunk to the client; all its chunks if it is
+    /// to be stored (`None`: too large, or the client left after it became too large).
+    async fn run(mut self) -> Result<Option<Vec<Bytes>>, OriginError> {
         let mut kept: Option<Vec<Bytes>> = Some(Vec::new());
         let mut len = 0u64;
         loop {
@@ -432,21 +432,6 @@ impl Job {
                 }
             }
         }
-        Ok(kept.map(concat))
-    }
-}
-
-/// One buffer of the chunks (the chunk itself when there is one).
-fn concat(chunks: Vec<Bytes>) -> Bytes {
-    match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.into_iter().next().unwrap_or_default(),
-        _ => {
-            let mut b = bytes::BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
-            for c in &chunks {
-                b.extend_from_slice(c);
-            }
-            b.freeze()
-        }
+        Ok(kept)
     }
 }

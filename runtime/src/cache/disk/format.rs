@@ -82,7 +82,7 @@ impl Head {
             key: key.to_owned(),
             vary,
             uri: entry.uri.to_string(),
-            tags: entry.tags.clone(),
+            tags: entry.tags.to_vec(),
             status: entry.status.as_u16(),
             headers: entry
                 .headers
@@ -91,12 +91,13 @@ impl Head {
                 .collect(),
             response_time_ms: ms(entry
                 .response_time
+                .get()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .unwrap_or_default()),
-            initial_age_ms: ms(entry.initial_age),
-            ttl_ms: ms(entry.ttl),
-            swr_ms: ms(entry.swr),
-            sie_ms: ms(entry.sie),
+            initial_age_ms: ms(entry.initial_age.get()),
+            ttl_ms: ms(entry.ttl.get()),
+            swr_ms: ms(entry.swr.get()),
+            sie_ms: ms(entry.sie.get()),
             no_cache: entry.no_cache,
             must_revalidate: entry.must_revalidate,
             esi: entry.esi.is_some(),
@@ -115,7 +116,7 @@ impl Head {
                         .map_err(|_| Damage("a Vary field name"))
                 })
                 .collect::<Result<_, _>>()
-                .map(VaryKey::Fields),
+                .map(|f| VaryKey::Fields(Box::new(f))),
         }
     }
 
@@ -148,14 +149,14 @@ impl Head {
             status: StatusCode::from_u16(self.status).map_err(|_| Damage("the status"))?,
             headers: (&headers).into(),
             body,
-            response_time: self.response_time(),
-            initial_age: Duration::from_millis(self.initial_age_ms),
-            ttl: Duration::from_millis(self.ttl_ms),
-            swr: Duration::from_millis(self.swr_ms),
-            sie: Duration::from_millis(self.sie_ms),
+            response_time: self.response_time().into(),
+            initial_age: Duration::from_millis(self.initial_age_ms).into(),
+            ttl: Duration::from_millis(self.ttl_ms).into(),
+            swr: Duration::from_millis(self.swr_ms).into(),
+            sie: Duration::from_millis(self.sie_ms).into(),
             no_cache: self.no_cache,
             must_revalidate: self.must_revalidate,
-            tags: self.tags.clone(),
+            tags: self.tags.clone().into(),
             vary: self.vary_key()?,
             uri: self.uri.as_str().into(),
             purged_at_age: purged_at_age.into(),

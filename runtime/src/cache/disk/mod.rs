@@ -107,7 +107,7 @@ fn name_of(key: &str, vary: &VaryKey) -> Name {
     h.update(key.as_bytes());
     h.update([0]);
     if let VaryKey::Fields(f) = vary {
-        for (n, v) in f {
+        for (n, v) in f.iter() {
             h.update(n.as_str().as_bytes());
             match v {
                 Some(v) => {
@@ -303,8 +303,8 @@ impl Disk {
                 vary: entry.vary.clone(),
                 uri: entry.uri.clone(),
                 tags: entry.tags.iter().map(|t| t.as_str().into()).collect(),
-                response_time: entry.response_time,
-                initial_age: entry.initial_age,
+                response_time: entry.response_time.get(),
+                initial_age: entry.initial_age.get(),
                 until: head.useful_until(),
                 purged_at_age: entry.purged_at_age.load(Ordering::Relaxed),
                 bytes,

@@ -6,23 +6,16 @@ use bytes::Bytes;
 use http::StatusCode;
 
 fn entry(uri: &str, body: &str, ttl: u64) -> Arc<Entry> {
+    let e = Entry::new(
+        StatusCode::OK,
+        &HeaderMap::new(),
+        uri.into(),
+        SystemTime::now(),
+        Duration::from_secs(ttl),
+    );
     Arc::new(Entry {
-        status: StatusCode::OK,
-        headers: Default::default(),
         body: Bytes::from(body.to_owned()),
-        response_time: SystemTime::now(),
-        initial_age: Duration::ZERO,
-        ttl: Duration::from_secs(ttl),
-        swr: Duration::ZERO,
-        sie: Duration::ZERO,
-        no_cache: false,
-        must_revalidate: false,
-        tags: vec![],
-        vary: VaryKey::Any,
-        uri: uri.into(),
-        purged_at_age: AtomicU64::new(u64::MAX),
-        encoded: Default::default(),
-        esi: None,
+        ..e
     })
 }
 
@@ -127,7 +120,7 @@ fn a_soft_purge_ends_freshness_now_and_keeps_the_object() {
     let s = Store::new(1 << 20, clock.clone());
     let k = StoreKey::new("a", "h/p");
     let e = Arc::new(Entry {
-        response_time: clock.now(),
+        response_time: clock.now().into(),
         ..Arc::try_unwrap(tagged(k.as_str(), &["t"])).unwrap()
     });
     s.insert(&k, e.clone());
@@ -185,7 +178,7 @@ fn an_object_past_use_is_a_miss_and_leaves_store_and_index_at_lookup() {
         other => panic!("{other:?}"),
     };
     // A second past its last use (the clock counts whole milliseconds).
-    assert!(clock.advance_to(e.response_time + Duration::from_secs(61) + KEEP));
+    assert!(clock.advance_to(e.response_time.get() + Duration::from_secs(61) + KEEP));
     assert!(matches!(s.lookup(&k, &HeaderMap::new()), Lookup::UriMiss));
     assert_eq!((s.entry_count(), s.indexed_uris()), (0, 0));
 }
@@ -203,7 +196,7 @@ fn the_sweep_drops_what_no_lookup_will_use_again() {
     // The next insert finds a sweep due and starts it; it runs beside the caller.
     let k = StoreKey::new("a", "h/new#mobile");
     let fresh = Arc::new(Entry {
-        response_time: clock.now(),
+        response_time: clock.now().into(),
         ..Arc::try_unwrap(tagged("a\u{1f}h/new", &["new"])).unwrap()
     });
     s.insert(&k, fresh);
@@ -381,7 +374,7 @@ fn concurrent_inserts_removals_purges_and_evictions_leave_no_index_behind() {
 
 fn tagged_with(uri: &str, body: &str, i: u64) -> Arc<Entry> {
     Arc::new(Entry {
-        tags: vec![format!("t{}", i % 7), format!("u{i}")],
+        tags: [format!("t{}", i % 7), format!("u{i}")].into(),
         ..Arc::try_unwrap(entry(uri, body, 600)).unwrap()
     })
 }
