@@ -59,8 +59,8 @@ pub struct Entry {
 }
 
 /// A span of time in 8 bytes (whole nanoseconds, up to 584 years; a `Duration` takes 16):
-/// an entry keeps four, and a million entries are 32 MB lighter for it. Lifetimes are
-/// capped far below (2^31 seconds, RFC 9111 §1.2.2), so nothing stored is ever rounded.
+/// an entry keeps four, and a million entries are 32 MB lighter for it. Lifetimes and ages
+/// are capped far below (2^31 seconds, RFC 9111 §1.2.2), so none of them is ever rounded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Span(u64);
 
@@ -180,6 +180,7 @@ impl Entry {
     /// slices of its connection's read buffer (8 KiB or more, other responses' bytes in
     /// it), which a stored slice would keep alive as long as the object stays cached.
     pub fn with_body_of(self, pieces: &[Bytes]) -> Entry {
+        debug_assert!(self.body.is_empty(), "a body would be replaced");
         let head = self.headers.block();
         let mut all = Vec::with_capacity(head.len() + pieces.iter().map(Bytes::len).sum::<usize>());
         all.extend_from_slice(head);
@@ -270,7 +271,7 @@ impl Entry {
     /// Bytes this entry costs wherever it is stored: body, head, tags, `Vary` data, ESI
     /// template, room for compressed copies, bookkeeping.
     pub(super) fn weight(&self) -> usize {
-        let head = self.headers.text_len() + 4 * self.headers.len();
+        let head = self.headers.text_len() + self.headers.table_len();
         let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
         let esi = self.esi.as_ref().map_or(0, |t| t.weight());
         self.body.len()

@@ -10,8 +10,8 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-/// Bytes of each number in the table while the text fits in 64 KiB (nearly every head);
-/// larger heads use four.
+/// Bytes of each number in the table while the text is at most 65,535 bytes and the
+/// fields at most 65,535 (nearly every head); larger heads use four.
 const NARROW: usize = 2;
 
 /// A stored response's header fields, in the order the map they came from iterates them.
@@ -74,7 +74,13 @@ impl Fields {
 
     /// Fields from a copy of another's block (`Fields::block`).
     pub(crate) fn from_block(block: Bytes) -> Fields {
+        debug_assert!(block.first().is_none_or(|w| matches!(w, 2 | 4)));
         Fields { block }
+    }
+
+    /// Bytes of the block beyond names and values: the table.
+    pub fn table_len(&self) -> usize {
+        self.text_start()
     }
 
     /// The fields as a map, to send or to inspect with the usual tools. Values share the
@@ -145,10 +151,11 @@ impl Fields {
     fn number(&self, i: usize) -> usize {
         let width = usize::from(self.block[0]);
         let at = 1 + i * width;
-        let b = &self.block[at..at + width];
-        match width {
-            NARROW => usize::from(u16::from_le_bytes([b[0], b[1]])),
-            _ => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize,
+        // Only `from_map` makes blocks; one it did not make reads as no fields, no panic.
+        match self.block.get(at..at + width) {
+            Some(&[a, b]) => usize::from(u16::from_le_bytes([a, b])),
+            Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
+            _ => 0,
         }
     }
 
@@ -291,7 +298,8 @@ mod tests {
     #[test]
     fn a_small_head_costs_four_bytes_per_field_beyond_its_text() {
         let f = Fields::from(&map(&[("etag", "\"v1\""), ("age", "3"), ("vary", "x")]));
-        assert_eq!(f.block.len() - f.text_len(), 1 + 2 + 3 * 4);
+        assert_eq!(f.table_len(), 1 + 2 + 3 * 4);
+        assert_eq!(f.block.len(), f.table_len() + f.text_len());
     }
 
     #[test]

@@ -219,7 +219,12 @@ async fn collect(
                 let mut headers = entry.headers.to_map();
                 match crate::html::esi::prepare(body, &mut headers, limit) {
                     Ok((body, template)) => {
-                        entry.headers = (&headers).into();
+                        // Unchanged (an identity-coded page), the head stays where it is,
+                        // in front of the body the template's slices keep alive.
+                        let head = crate::cache::Fields::from_map(&headers);
+                        if head != entry.headers {
+                            entry.headers = head;
+                        }
                         entry.body = body;
                         entry.esi = Some(Arc::new(template));
                     }
