@@ -234,3 +234,94 @@ async fn a_slow_client_on_an_oversized_miss_holds_up_no_one_else() {
     assert_eq!(origin.count(), 2);
     gate.add_permits(1);
 }
+
+/// An origin that answers every request with `chunks` one-byte chunks of `x`, written at
+/// once, then closes; counts the requests it answered.
+async fn tiny_chunk_origin(
+    chunks: usize,
+) -> (std::net::SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut out = b"HTTP/1.1 200 OK\r\ncache-control: max-age=600\r\n\
+                    transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+                    .to_vec();
+                for _ in 0..chunks {
+                    out.extend_from_slice(b"1\r\nx\r\n");
+                }
+                out.extend_from_slice(b"0\r\n\r\n");
+                let _ = s.write_all(&out).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (addr, answered)
+}
+
+/// A chunked body's chunks: (how many, the bytes they carry). Panics on a malformed one.
+fn dechunk(body: &[u8]) -> (usize, Vec<u8>) {
+    let (mut at, mut count, mut data) = (0, 0, Vec::new());
+    loop {
+        let line_end = at + body[at..].windows(2).position(|w| w == b"\r\n").unwrap();
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&body[at..line_end]).unwrap(), 16).unwrap();
+        at = line_end + 2;
+        if size == 0 {
+            return (count, data);
+        }
+        data.extend_from_slice(&body[at..at + size]);
+        at += size + 2;
+        count += 1;
+    }
+}
+
+#[tokio::test]
+async fn an_origin_s_one_byte_chunks_are_gathered_not_held_one_by_one() {
+    // The attack: a body of 20,000 one-byte chunks. Held as they came, each would cost the
+    // fill 64 bytes and pin hyper's read buffers until it ends. They reach the client, and
+    // the cache, gathered into far fewer chunks, with every byte. (A count, not a time:
+    // only frames more than 2 ms apart, 40 s for them all, could reach the bound.)
+    const CHUNKS: usize = 20_000;
+    let (addr, answered) = tiny_chunk_origin(CHUNKS).await;
+    let unused = Origin::start(|_, _| Reply::ok("unused")).await;
+    let toml = format!("[[site]]\nname = \"s\"\norigin = \"http://{addr}\"\n");
+    let lib = Lib::start(&unused, &toml).await;
+
+    let mut s = TcpStream::connect(lib.addr).await.unwrap();
+    s.write_all(b"GET /tiny HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, s.read_to_end(&mut raw))
+        .await
+        .expect("the response ends")
+        .unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&raw[..split]).to_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("transfer-encoding: chunked"), "{head}");
+    let (chunks, body) = dechunk(&raw[split..]);
+    assert_eq!(body, vec![b'x'; CHUNKS]);
+    // One chunk per 16 KiB or per 2 ms pause of the origin; a loaded machine adds a few.
+    assert!(chunks < CHUNKS / 20, "{chunks} chunks reached the client");
+
+    let hit = lib.get("/tiny", &[]).await;
+    assert!(hit.hit(), "{}", hit.cache_status());
+    assert_eq!(hit.body, "x".repeat(CHUNKS));
+    assert_eq!(answered.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(unused.count(), 0);
+}
