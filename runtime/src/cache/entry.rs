@@ -12,9 +12,9 @@ use super::vary::VaryKey;
 
 /// Bytes charged per entry for the bookkeeping around it: what `bench/memory.rs` measures
 /// beyond body, head and key text for an object filled over HTTP under its default key
-/// (`http` mode: 430; 375 for entries built by hand), so that `max_size` bounds resident
+/// (`http` mode: 388; 343 for entries built by hand), so that `max_size` bounds resident
 /// memory rather than payload alone.
-const ENTRY_OVERHEAD: usize = 432;
+const ENTRY_OVERHEAD: usize = 388;
 /// Bytes charged besides for an entry in the URI index (a script-made key's): what the
 /// memory bench's `keyed` mode measures beyond the default key's cost, its text aside (120).
 const INDEXED_OVERHEAD: usize = 120;
@@ -43,17 +43,13 @@ pub struct Entry {
     /// Never serve stale (`must-revalidate`, `proxy-revalidate`, `s-maxage`, or no explicit
     /// permission to be shared beyond its lifetime: see `admit`).
     pub must_revalidate: bool,
-    /// Surrogate keys for purge by tag.
-    pub tags: Box<[String]>,
-    /// Secondary key.
-    pub vary: VaryKey,
+    /// Tags, `Vary` data and ESI template, when it has any (most entries have none).
+    pub extras: Option<Box<Extras>>,
     /// The normalised URI (site + default key) of the request that stored it.
     pub uri: Arc<str>,
     /// Set by a soft purge: the entry's age then, in milliseconds (`u64::MAX`: never
     /// purged). Its freshness ends there, so serve-stale windows count from the purge.
     pub purged_at_age: AtomicU64,
-    /// The body parsed as an ESI page, when it is one (parsed once, when stored).
-    pub esi: Option<Arc<crate::html::esi::Template>>,
     /// Compressed copies of the body, made by the first delivery that needs each.
     pub encoded: once_cell::race::OnceBox<Encoded>,
 }
@@ -93,6 +89,30 @@ impl From<SystemTime> for Stamp {
     fn from(t: SystemTime) -> Stamp {
         let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         Stamp(Span::from(since).0)
+    }
+}
+
+/// What most stored responses do without, boxed together so that an entry without any of
+/// it pays one word, not 40 bytes.
+#[derive(Debug, Clone, Default)]
+pub struct Extras {
+    /// Surrogate keys for purge by tag.
+    pub tags: Box<[String]>,
+    /// Secondary key.
+    pub vary: VaryKey,
+    /// The body parsed as an ESI page, when it is one (parsed once, when stored).
+    pub esi: Option<Arc<crate::html::esi::Template>>,
+}
+
+impl Extras {
+    /// The box for an entry with these, or none when they are all empty.
+    pub fn boxed(
+        tags: Box<[String]>,
+        vary: VaryKey,
+        esi: Option<Arc<crate::html::esi::Template>>,
+    ) -> Option<Box<Extras>> {
+        let none = tags.is_empty() && vary == VaryKey::Any && esi.is_none();
+        (!none).then(|| Box::new(Extras { tags, vary, esi }))
     }
 }
 
@@ -142,13 +162,46 @@ impl Entry {
             sie: Span::default(),
             no_cache: false,
             must_revalidate: false,
-            tags: Box::default(),
-            vary: VaryKey::Any,
+            extras: None,
             uri,
             purged_at_age: AtomicU64::new(u64::MAX),
-            esi: None,
             encoded: Default::default(),
         }
+    }
+
+    /// Surrogate keys for purge by tag.
+    pub fn tags(&self) -> &[String] {
+        self.extras.as_ref().map_or(&[], |x| &x.tags)
+    }
+
+    /// Secondary key.
+    pub fn vary(&self) -> &VaryKey {
+        static ANY: VaryKey = VaryKey::Any;
+        self.extras.as_ref().map_or(&ANY, |x| &x.vary)
+    }
+
+    /// The body parsed as an ESI page, when it is one.
+    pub fn esi(&self) -> Option<&Arc<crate::html::esi::Template>> {
+        self.extras.as_ref().and_then(|x| x.esi.as_ref())
+    }
+
+    /// Replaces the tags, `Vary` data and ESI template (before the entry is shared).
+    pub fn set_extras(
+        &mut self,
+        tags: Box<[String]>,
+        vary: VaryKey,
+        esi: Option<Arc<crate::html::esi::Template>>,
+    ) {
+        self.extras = Extras::boxed(tags, vary, esi);
+    }
+
+    /// Sets the ESI template, keeping tags and `Vary` data.
+    pub fn set_esi(&mut self, esi: Option<Arc<crate::html::esi::Template>>) {
+        let (tags, vary) = match self.extras.take() {
+            Some(x) => (x.tags, x.vary),
+            None => (Box::default(), VaryKey::Any),
+        };
+        self.set_extras(tags, vary, esi);
     }
 
     /// A copy of everything but the body and its compressed copies: a fill's head, for
@@ -165,11 +218,9 @@ impl Entry {
             sie: self.sie,
             no_cache: self.no_cache,
             must_revalidate: self.must_revalidate,
-            tags: self.tags.clone(),
-            vary: self.vary.clone(),
+            extras: self.extras.clone(),
             uri: self.uri.clone(),
             purged_at_age: AtomicU64::new(self.purged_at_age.load(Ordering::Relaxed)),
-            esi: self.esi.clone(),
             encoded: Default::default(),
         }
     }
@@ -240,7 +291,7 @@ impl Entry {
     /// compresses to a quarter or less in each of three codings), for bodies compression
     /// at delivery would encode.
     fn encoded_room(&self) -> usize {
-        let compressible = self.status == StatusCode::OK && self.esi.is_none() && {
+        let compressible = self.status == StatusCode::OK && self.esi().is_none() && {
             // The two fields that decide it, not the whole head as a map.
             let mut head = http::HeaderMap::new();
             for name in [http::header::CONTENT_ENCODING, http::header::CONTENT_TYPE] {
@@ -272,17 +323,24 @@ impl Entry {
     /// template, room for compressed copies, bookkeeping.
     pub(super) fn weight(&self) -> usize {
         let head = self.headers.text_len() + self.headers.table_len();
-        let tags: usize = self.tags.iter().map(|t| t.len() + 24).sum();
-        let esi = self.esi.as_ref().map_or(0, |t| t.weight());
+        let tags: usize = self.tags().iter().map(|t| t.len() + 24).sum();
+        let esi = self.esi().map_or(0, |t| t.weight());
+        // The box itself, with malloc's header, when there is one.
+        let extras = self
+            .extras
+            .as_ref()
+            .map_or(0, |_| std::mem::size_of::<Extras>() + 16);
         self.body.len()
             + head
             + tags
-            + self.vary.weight()
+            + self.vary().weight()
             + esi
+            + extras
             + self.encoded_room()
             + ENTRY_OVERHEAD
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,14 +348,45 @@ mod tests {
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn an_entry_stays_within_its_memory_budget() {
-        // A million small objects pay for every word here: 184 bytes puts the entry with
-        // its reference counts in a 208-byte allocation (it was 272). Grow it knowingly.
-        assert!(
-            std::mem::size_of::<Entry>() <= 184,
-            "{}",
-            std::mem::size_of::<Entry>()
-        );
+        // A million small objects pay for every word here: 152 bytes puts the entry with
+        // its reference counts in a 176-byte allocation (it was 272). Grow it knowingly.
+        let size = std::mem::size_of::<Entry>();
+        assert!(size <= 152, "{size}");
         assert_eq!(std::mem::size_of::<VaryKey>(), 16);
+    }
+
+    #[test]
+    fn extras_are_boxed_only_when_there_are_some_and_each_setter_keeps_the_others() {
+        let mut e = Entry::new(
+            StatusCode::OK,
+            &http::HeaderMap::new(),
+            "u".into(),
+            SystemTime::now(),
+            Duration::from_secs(60),
+        );
+        assert!(e.extras.is_none());
+        assert!(Extras::boxed(Box::default(), VaryKey::Any, None).is_none());
+        assert_eq!((e.tags(), e.vary()), (&[][..], &VaryKey::Any));
+        assert!(e.esi().is_none());
+        e.set_extras(["t".to_string()].into(), VaryKey::Never, None);
+        let template = crate::html::esi::prepare(
+            Bytes::from_static(b"<p>x</p>"),
+            &mut http::HeaderMap::new(),
+            1 << 20,
+        )
+        .unwrap()
+        .1;
+        e.set_esi(Some(Arc::new(template)));
+        assert_eq!(
+            (e.tags(), e.vary()),
+            (&["t".to_string()][..], &VaryKey::Never)
+        );
+        assert!(e.esi().is_some());
+        e.set_esi(None);
+        assert_eq!(e.tags(), &["t".to_string()][..]);
+        assert!(e.esi().is_none());
+        e.set_extras(Box::default(), VaryKey::Any, None);
+        assert!(e.extras.is_none());
     }
 
     #[test]

@@ -20,4 +20,4 @@ pub mod vary;
 pub use decision::Decision;
 pub use fields::Fields;
 pub use status::{CacheStatus, Fwd};
-pub use store::{Entry, Lookup, Purge, Store, StoreKey};
+pub use store::{Entry, Extras, Lookup, Purge, Store, StoreKey};

@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName};
 use moka::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 
-pub use super::entry::{Encoded, Entry};
+pub use super::entry::{Encoded, Entry, Extras};
 use super::index::Index;
 use crate::clock::Clock;
 
@@ -135,7 +135,7 @@ impl Forget {
             if !e.named_by(key) {
                 self.uris.remove(&e.uri, key, v.generation);
             }
-            for t in &e.tags {
+            for t in e.tags() {
                 self.tags.remove(t, key, v.generation);
             }
         }
@@ -302,9 +302,9 @@ impl Store {
             return Lookup::UriMiss;
         }
         let mut live = v.iter().filter(|e| e.useful_at(now)).peekable();
-        let names = live.peek().map(|e| e.vary.names());
+        let names = live.peek().map(|e| e.vary().names());
         // Newest first: a fresher response for the same variant wins (RFC 9111 §4).
-        match live.find(|e| e.vary.matches(req)) {
+        match live.find(|e| e.vary().matches(req)) {
             Some(e) => Lookup::Found(e.clone()),
             None => match names {
                 Some(n) => Lookup::VaryMiss(n),
@@ -340,7 +340,7 @@ impl Store {
             if let Some(old) = &old {
                 let others = old
                     .iter()
-                    .filter(|e| e.vary != entry.vary && e.useful_at(now));
+                    .filter(|e| e.vary() != entry.vary() && e.useful_at(now));
                 for e in others.take(MAX_VARIANTS - 1) {
                     let w = e.weight_under(key);
                     if weight + w > limit {
@@ -359,7 +359,7 @@ impl Store {
                 if !e.named_by(key) {
                     self.forget.uris.add_shared(&e.uri, key, generation);
                 }
-                for t in &e.tags {
+                for t in e.tags() {
                     self.forget.tags.add(t, key, generation);
                 }
             }

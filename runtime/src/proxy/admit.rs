@@ -22,7 +22,7 @@ use super::outcome::NoStore;
 use crate::cache::directives::{effective_response_control, EffectiveControl, Targets};
 use crate::cache::freshness::{self, ExchangeTimes, Heuristic, NotStorable};
 use crate::cache::vary::VaryKey;
-use crate::cache::{Decision, Entry};
+use crate::cache::{Decision, Entry, Extras};
 use crate::config::CachePolicyConfig;
 
 /// What the standards and the site's defaults propose for one response.
@@ -170,7 +170,7 @@ pub fn plan(
         || !shareable;
     let entry = Entry {
         status,
-        vary: VaryKey::of(&headers, req),
+        extras: Extras::boxed(decision.tags.into(), VaryKey::of(&headers, req), None),
         initial_age: freshness::corrected_initial_age(&headers, times).into(),
         headers: (&headers).into(),
         body: Bytes::new(),
@@ -190,11 +190,9 @@ pub fn plan(
         .into(),
         no_cache: ctl.cc.no_cache_unqualified(),
         must_revalidate,
-        tags: decision.tags.into(),
         uri,
         purged_at_age: std::sync::atomic::AtomicU64::new(u64::MAX),
         encoded: Default::default(),
-        esi: None,
     };
     Ok(Plan { entry, personal })
 }

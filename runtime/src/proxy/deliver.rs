@@ -63,7 +63,7 @@ pub fn from_entry(
     // page's validators describe its template, not what the client will get: none apply.
     // The stored fields as the map this answer sends (and its conditions and ranges read).
     let stored = entry.headers.to_map();
-    let precondition = if entry.status.is_success() && entry.esi.is_none() {
+    let precondition = if entry.status.is_success() && entry.esi().is_none() {
         conditional::evaluate(&req.method, &req.headers, &stored)
     } else {
         Precondition::Proceed
@@ -81,7 +81,7 @@ pub fn from_entry(
             // Ranges are cut from complete 200s only (RFC 9110 §14.2).
             let ranges = if req.method == Method::GET
                 && entry.status == StatusCode::OK
-                && entry.esi.is_none()
+                && entry.esi().is_none()
             {
                 range::evaluate(&req.headers, &stored, entry.body.len() as u64)
             } else {
@@ -92,7 +92,7 @@ pub fn from_entry(
             *r.headers_mut() = stored;
             let body = match ranges {
                 RangeReply::Full => {
-                    if entry.status == StatusCode::OK && entry.esi.is_none() {
+                    if entry.status == StatusCode::OK && entry.esi().is_none() {
                         encodable = Some(entry.clone());
                     }
                     entry.body.clone()
@@ -124,7 +124,7 @@ pub fn from_entry(
         response,
         outcome,
         ttl: Some(entry.remaining_ttl(now)),
-        esi: entry.esi.clone(),
+        esi: entry.esi().cloned(),
         encodable,
     }
 }

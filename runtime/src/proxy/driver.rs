@@ -326,14 +326,14 @@ impl Exchange {
                     let names = s.vary_names();
                     flight = format!("{}{}", key.as_str(), variant_id(&names, &self.req.headers));
                 }
-                Some(Flight::Stored(entry, status)) if entry.vary.matches(&self.req.headers) => {
+                Some(Flight::Stored(entry, status)) if entry.vary().matches(&self.req.headers) => {
                     let now = self.shared.clock.now();
                     let outcome = Outcome::Collapsed { fwd, status };
                     return deliver::from_entry(&self.req, &entry, outcome, now);
                 }
                 // Another variant: wait with the requests for ours.
                 Some(Flight::Stored(entry, _)) => {
-                    let names = entry.vary.names();
+                    let names = entry.vary().names();
                     flight = format!("{}{}", key.as_str(), variant_id(&names, &self.req.headers));
                 }
                 Some(Flight::Failed(e)) => {

@@ -226,7 +226,7 @@ async fn collect(
                             entry.headers = head;
                         }
                         entry.body = body;
-                        entry.esi = Some(Arc::new(template));
+                        entry.set_esi(Some(Arc::new(template)));
                     }
                     Err(e) => {
                         let e = crate::origin::OriginError::Connect(format!("esi page: {e}"));
@@ -336,7 +336,7 @@ async fn revalidated(
         status,
         stored,
         times,
-        s.entry.tags.to_vec(),
+        s.entry.tags().to_vec(),
     );
     let response_headers = proposal.headers.clone();
     let plan = match decide(x, status, &proposal).await {
@@ -347,7 +347,7 @@ async fn revalidated(
     match plan {
         Ok(plan) => {
             let (mut entry, personal) = plan.with_body(s.entry.body.clone());
-            entry.esi = s.entry.esi.clone();
+            entry.set_esi(s.entry.esi().cloned());
             let entry = Arc::new(entry);
             x.shared.store.insert(key, entry.clone());
             let outcome = Outcome::Forwarded {

@@ -155,7 +155,6 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cache::vary::VaryKey;
     use std::time::Duration;
 
     fn entry(ttl: u64, age: u64, must_revalidate: bool, swr: u64) -> Arc<Entry> {
@@ -171,12 +170,10 @@ mod tests {
             sie: Duration::ZERO.into(),
             no_cache: false,
             must_revalidate,
-            tags: Box::default(),
-            vary: VaryKey::Any,
+            extras: None,
             uri: "u".into(),
             purged_at_age: std::sync::atomic::AtomicU64::new(u64::MAX),
             encoded: Default::default(),
-            esi: None,
         })
     }
 

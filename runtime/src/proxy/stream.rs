@@ -134,12 +134,12 @@ pub struct Streamed {
 impl Streamed {
     /// Whether it is the variant `req` asks for.
     pub fn matches(&self, req: &http::HeaderMap) -> bool {
-        self.head.vary.matches(req)
+        self.head.vary().matches(req)
     }
 
     /// The `Vary` field names of the object.
     pub fn vary_names(&self) -> Vec<header::HeaderName> {
-        self.head.vary.names()
+        self.head.vary().names()
     }
 }
 

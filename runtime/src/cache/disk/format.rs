@@ -18,7 +18,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use crate::cache::vary::VaryKey;
-use crate::cache::Entry;
+use crate::cache::{Entry, Extras};
 
 const MAGIC: &[u8; 8] = b"TSRDSK01";
 /// Bytes before the head.
@@ -69,7 +69,7 @@ impl Head {
     /// The head of `entry` stored under the namespaced key `key`; `None` for what disk does
     /// not keep (`Vary: *` never matches a request).
     pub fn of(key: &str, entry: &Entry) -> Option<Head> {
-        let vary = match &entry.vary {
+        let vary = match &entry.vary() {
             VaryKey::Any => None,
             VaryKey::Never => return None,
             VaryKey::Fields(f) => Some(
@@ -82,7 +82,7 @@ impl Head {
             key: key.to_owned(),
             vary,
             uri: entry.uri.to_string(),
-            tags: entry.tags.to_vec(),
+            tags: entry.tags().to_vec(),
             status: entry.status.as_u16(),
             headers: entry
                 .headers
@@ -100,7 +100,7 @@ impl Head {
             sie_ms: ms(entry.sie.get()),
             no_cache: entry.no_cache,
             must_revalidate: entry.must_revalidate,
-            esi: entry.esi.is_some(),
+            esi: entry.esi().is_some(),
         })
     }
 
@@ -156,11 +156,9 @@ impl Head {
             sie: Duration::from_millis(self.sie_ms).into(),
             no_cache: self.no_cache,
             must_revalidate: self.must_revalidate,
-            tags: self.tags.clone().into(),
-            vary: self.vary_key()?,
+            extras: Extras::boxed(self.tags.clone().into(), self.vary_key()?, None),
             uri: self.uri.as_str().into(),
             purged_at_age: purged_at_age.into(),
-            esi: None,
             encoded: Default::default(),
         })
     }

@@ -278,7 +278,7 @@ impl Disk {
         let Some(head) = format::Head::of(key.as_str(), entry) else {
             return;
         };
-        let name = name_of(key.as_str(), &entry.vary);
+        let name = name_of(key.as_str(), entry.vary());
         let head_bytes = format::encode_head(&head);
         let bytes = on_disk((format::PREFIX + head_bytes.len() + entry.body.len()) as u64);
         // No one object takes more than an eighth of the tier.
@@ -300,9 +300,9 @@ impl Disk {
             Meta {
                 name,
                 serial,
-                vary: entry.vary.clone(),
+                vary: entry.vary().clone(),
                 uri: entry.uri.clone(),
-                tags: entry.tags.iter().map(|t| t.as_str().into()).collect(),
+                tags: entry.tags().iter().map(|t| t.as_str().into()).collect(),
                 response_time: entry.response_time.get(),
                 initial_age: entry.initial_age.get(),
                 until: head.useful_until(),
@@ -525,6 +525,6 @@ pub fn reparse_esi(entry: &mut Entry, esi: bool) -> Result<(), Damage> {
         .map_err(|_| Damage("an ESI body"))?;
     entry.headers = (&headers).into();
     entry.body = body;
-    entry.esi = Some(Arc::new(template));
+    entry.set_esi(Some(Arc::new(template)));
     Ok(())
 }

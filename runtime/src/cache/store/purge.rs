@@ -95,7 +95,7 @@ impl Store {
                         v.iter()
                             .filter(|e| match target {
                                 // A tag purge reaches only the variants carrying the tag.
-                                Purge::Tag { tag, .. } => e.tags.iter().any(|t| t == tag),
+                                Purge::Tag { tag, .. } => e.tags().iter().any(|t| t == tag),
                                 _ => true,
                             })
                             .map(|e| e.soft_purge(now))

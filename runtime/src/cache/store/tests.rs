@@ -67,7 +67,11 @@ fn evictions_by_size_leave_no_index_behind() {
 
 fn tagged(uri: &str, tags: &[&str]) -> Arc<Entry> {
     Arc::new(Entry {
-        tags: tags.iter().map(|t| t.to_string()).collect(),
+        extras: Extras::boxed(
+            tags.iter().map(|t| t.to_string()).collect(),
+            VaryKey::Any,
+            None,
+        ),
         ..Arc::try_unwrap(entry(uri, "b", 600)).unwrap()
     })
 }
@@ -149,11 +153,15 @@ fn a_soft_purge_ends_freshness_now_and_keeps_the_object() {
 fn tags_and_vary_data_are_weighed() {
     let plain = entry("u", "", 60);
     let mut tagged = Entry {
-        tags: (0..50).map(|i| format!("tag-{i}")).collect(),
+        extras: Extras::boxed(
+            (0..50).map(|i| format!("tag-{i}")).collect(),
+            VaryKey::Any,
+            None,
+        ),
         ..Arc::try_unwrap(entry("u", "", 60)).unwrap()
     };
     assert!(tagged.weight() > plain.weight() + 50 * 5);
-    tagged.vary = VaryKey::of(
+    let vary = VaryKey::of(
         &[("vary", "x-long")]
             .into_iter()
             .map(|(k, v)| (HeaderName::from_static(k), v.parse().unwrap()))
@@ -163,6 +171,8 @@ fn tags_and_vary_data_are_weighed() {
             .map(|(k, v)| (HeaderName::from_static(k), v.parse().unwrap()))
             .collect(),
     );
+    let tags = tagged.tags().into();
+    tagged.set_extras(tags, vary, None);
     assert!(tagged.weight() > plain.weight() + 1000);
 }
 
@@ -296,7 +306,7 @@ fn variants_that_together_outweigh_a_shard_keep_the_newest_instead_of_losing_the
             Arc::new(Entry {
                 headers: (&head).into(),
                 body: Bytes::from(vec![b'x'; 4 << 20]),
-                vary: VaryKey::of(&vary, &asked(lang)),
+                extras: Extras::boxed(Box::default(), VaryKey::of(&vary, &asked(lang)), None),
                 ..Arc::try_unwrap(entry(k.as_str(), "", 600)).unwrap()
             }),
         );
@@ -374,7 +384,11 @@ fn concurrent_inserts_removals_purges_and_evictions_leave_no_index_behind() {
 
 fn tagged_with(uri: &str, body: &str, i: u64) -> Arc<Entry> {
     Arc::new(Entry {
-        tags: [format!("t{}", i % 7), format!("u{i}")].into(),
+        extras: Extras::boxed(
+            [format!("t{}", i % 7), format!("u{i}")].into(),
+            VaryKey::Any,
+            None,
+        ),
         ..Arc::try_unwrap(entry(uri, body, 600)).unwrap()
     })
 }
@@ -446,7 +460,7 @@ fn a_key_mixing_its_own_uri_and_a_scripts_keeps_the_index_exact() {
             .into_iter()
             .collect();
         Arc::new(Entry {
-            vary: VaryKey::of(&vary, &asked),
+            extras: Extras::boxed(Box::default(), VaryKey::of(&vary, &asked), None),
             ..Arc::try_unwrap(entry(uri.as_str(), "b", 600)).unwrap()
         })
     };
