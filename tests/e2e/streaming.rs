@@ -294,7 +294,8 @@ async fn an_origin_s_one_byte_chunks_are_gathered_not_held_one_by_one() {
     // The attack: a body of 20,000 one-byte chunks. Held as they came, each would cost the
     // fill 64 bytes and pin hyper's read buffers until it ends. They reach the client, and
     // the cache, gathered into far fewer chunks, with every byte. (A count, not a time:
-    // only frames more than 2 ms apart, 40 s for them all, could reach the bound.)
+    // only about 10 s of stalls of 2 ms or more, or 4 minutes of frames, could reach the
+    // bound.)
     const CHUNKS: usize = 20_000;
     let (addr, answered) = tiny_chunk_origin(CHUNKS).await;
     let unused = Origin::start(|_, _| Reply::ok("unused")).await;

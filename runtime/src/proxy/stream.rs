@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -30,7 +30,10 @@ use super::driver::{Exchange, Flight};
 use super::outcome::Outcome;
 use crate::cache::coalesce::Leader;
 use crate::cache::{Entry, Fwd, StoreKey};
-use crate::origin::{BoxError, OriginBody, OriginError};
+use crate::origin::{BoxError, OriginBody};
+
+mod job;
+use job::Job;
 
 /// Chunks a client may lag behind once the object is no longer kept.
 const LAG_CHUNKS: usize = 16;
@@ -363,134 +366,6 @@ impl Drop for Released {
         if self.armed {
             self.settle.outcome(Flight::Pass);
             self.tee.end(Err("the fill stopped".into()));
-        }
-    }
-}
-
-/// Frames smaller than this are gathered into one chunk before clients and the kept body
-/// get them (see [`Job::run`]).
-const GATHER: usize = 16 * 1024;
-/// Gathered bytes go on once the origin pauses this long: a page the origin flushes early
-/// reaches the client at once.
-const GATHER_PAUSE: Duration = Duration::from_millis(2);
-/// ...and at the latest this long after the first of them arrived: a stream of tiny chunks
-/// becomes at most 20 chunks a second besides one per 16 KiB.
-const GATHER_AT_MOST: Duration = Duration::from_millis(50);
-
-/// The fill task's part.
-struct Job {
-    tee: Arc<Tee>,
-    body: OriginBody,
-    limit: u64,
-    idle: Duration,
-    store: crate::cache::Store,
-    key: StoreKey,
-    settle: Arc<Settle>,
-}
-
-impl Job {
-    /// Reads the body to its end, handing it to the client as it comes; all of it if it is
-    /// to be stored (`None`: too large, or the client left after it became too large).
-    ///
-    /// Small frames are gathered before they are handed on: up to [`GATHER`] bytes, until
-    /// the origin pauses for [`GATHER_PAUSE`], or for [`GATHER_AT_MOST`]. hyper hands a chunked body over one chunk at a
-    /// time, each a slice of its read buffer; held as they come in the tee and the kept
-    /// list, an origin's one-byte chunks would cost 64 bytes each and pin the buffers, so a
-    /// fill of `max_object_size` could hold dozens of times that until it ends.
-    async fn run(mut self) -> Result<Option<Vec<Bytes>>, OriginError> {
-        let mut kept: Option<Vec<Bytes>> = Some(Vec::new());
-        let mut len = 0u64;
-        let mut gathered = bytes::BytesMut::new();
-        let mut hand_by = tokio::time::Instant::now();
-        loop {
-            let now = tokio::time::Instant::now();
-            let wait_until = if gathered.is_empty() {
-                now + self.idle
-            } else {
-                hand_by.min(now + GATHER_PAUSE)
-            };
-            let frame = match tokio::time::timeout_at(wait_until, self.body.frame()).await {
-                Err(_) if !gathered.is_empty() => {
-                    // Nothing more came soon: what was gathered goes on now.
-                    let chunk = gathered.split().freeze();
-                    if self.hand(chunk, &mut kept, &mut len).await? {
-                        return Ok(None);
-                    }
-                    continue;
-                }
-                Err(_) => Err(OriginError::Timeout),
-                Ok(None) => break,
-                Ok(Some(f)) => f.map_err(|e| OriginError::Connect(crate::origin::error_chain(&e))),
-            };
-            let Ok(data) = frame?.into_data() else {
-                continue;
-            };
-            let chunk = if gathered.is_empty() && data.len() >= GATHER {
-                data
-            } else {
-                if gathered.is_empty() {
-                    hand_by = tokio::time::Instant::now() + GATHER_AT_MOST;
-                }
-                gathered.extend_from_slice(&data);
-                if gathered.len() < GATHER {
-                    continue;
-                }
-                gathered.split().freeze()
-            };
-            if self.hand(chunk, &mut kept, &mut len).await? {
-                return Ok(None);
-            }
-        }
-        if !gathered.is_empty() && self.hand(gathered.freeze(), &mut kept, &mut len).await? {
-            return Ok(None);
-        }
-        Ok(kept)
-    }
-
-    /// Hands `chunk` to the clients and to `kept`, giving up keeping past the limit; whether
-    /// to stop fetching (nobody reads and nothing is kept).
-    async fn hand(
-        &self,
-        chunk: Bytes,
-        kept: &mut Option<Vec<Bytes>>,
-        len: &mut u64,
-    ) -> Result<bool, OriginError> {
-        *len += chunk.len() as u64;
-        if self.tee.shared && *len > self.limit {
-            // More than the announced length that fitted: not the object announced.
-            return Err(OriginError::Connect("body longer than announced".into()));
-        }
-        if kept.is_some() && *len > self.limit {
-            // Too large to keep: give it up, and from now on read no faster than the
-            // client does. Waiters must not wait on one client's pace: they fetch on
-            // their own, and so do requests from now on.
-            *kept = None;
-            self.store.mark_uncacheable(&self.key);
-            self.settle.outcome(Flight::Pass);
-        }
-        if let Some(k) = kept {
-            k.push(chunk.clone());
-        }
-        self.tee.push(chunk);
-        if kept.is_some() {
-            return Ok(false);
-        }
-        loop {
-            let taken = self.tee.taken.notified();
-            {
-                let s = self.tee.lock();
-                if s.readers == 0 {
-                    return Ok(true);
-                }
-                if s.chunks.len() < LAG_CHUNKS {
-                    return Ok(false);
-                }
-            }
-            // A client that takes nothing for as long as the origin may stay
-            // silent is cut: it must not hold the origin connection forever.
-            if tokio::time::timeout(self.idle, taken).await.is_err() {
-                return Err(OriginError::Timeout);
-            }
         }
     }
 }
