@@ -283,6 +283,7 @@ impl Entry {
         *self.uri == *key.as_str()
     }
 
+    /// Whether the entry may still be of use at `now` (served, or revalidated).
     pub(super) fn useful_at(&self, now: SystemTime) -> bool {
         self.response_time.get() + self.useful_for() > now
     }

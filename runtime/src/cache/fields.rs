@@ -78,9 +78,12 @@ impl Fields {
         Fields { block }
     }
 
-    /// Bytes of the block beyond names and values: the table.
+    /// Bytes of the block before names and values (the table): where the text starts.
     pub fn table_len(&self) -> usize {
-        self.text_start()
+        match self.block.first() {
+            None => 0,
+            Some(&width) => 1 + usize::from(width) * (1 + 2 * self.len()),
+        }
     }
 
     /// The fields as a map, to send or to inspect with the usual tools. Values share the
@@ -144,7 +147,7 @@ impl Fields {
 
     /// The bytes of names and values (what a weight counts as the head's text).
     pub fn text_len(&self) -> usize {
-        self.block.len().saturating_sub(self.text_start())
+        self.block.len().saturating_sub(self.table_len())
     }
 
     /// The table's number `i` (0: the count; then each field's two ends).
@@ -159,18 +162,10 @@ impl Fields {
         }
     }
 
-    /// Where the text starts in the block.
-    fn text_start(&self) -> usize {
-        match self.block.first() {
-            None => 0,
-            Some(&width) => 1 + usize::from(width) * (1 + 2 * self.len()),
-        }
-    }
-
     /// Each field's name and value as ranges of the block.
     fn spans(&self) -> impl Iterator<Item = (std::ops::Range<usize>, std::ops::Range<usize>)> + '_ {
         let count = self.len();
-        let text = self.text_start();
+        let text = self.table_len();
         let mut start = 0;
         (0..count).map(move |i| {
             let name_end = self.number(1 + 2 * i);

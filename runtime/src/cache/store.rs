@@ -50,6 +50,11 @@ impl StoreKey {
         self.0.split_once(SEP).map(|(s, _)| s).unwrap_or("")
     }
 
+    /// Whether the key is `site`'s (any site's when `None`): what a purge by tag reaches.
+    pub fn in_site(&self, site: Option<&str>) -> bool {
+        site.is_none_or(|s| self.site() == s)
+    }
+
     /// The key as the site (or its script) made it.
     pub fn key(&self) -> &str {
         self.0.split_once(SEP).map(|(_, k)| k).unwrap_or(&self.0)
@@ -193,7 +198,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 /// The shared object store.
 ///
-/// On quick_cache (CLOCK-based hot and cold queues with a ghost list): about 10 bytes of
+/// On quick_cache (CLOCK-based hot and cold queues with a ghost list): about 20 bytes of
 /// bookkeeping per object beyond a plain hash map, where moka (with per-entry expiry)
 /// spent about 320. Expiry is decided where it matters, at lookup; a sweep every minute
 /// drops what no lookup will use again.
@@ -294,22 +299,18 @@ impl Store {
             return Lookup::UriMiss;
         };
         let now = self.clock.now();
-        if v.dead_at(now) {
+        let mut live = v.iter().filter(|e| e.useful_at(now)).peekable();
+        let Some(&first) = live.peek() else {
             // Past use: gone now rather than at the next sweep (unless replaced meanwhile).
             if let Some((k, dead)) = self.objects.remove_if(key, |v| v.dead_at(now)) {
                 self.forget.forget(&k, &dead);
             }
             return Lookup::UriMiss;
-        }
-        let mut live = v.iter().filter(|e| e.useful_at(now)).peekable();
-        let names = live.peek().map(|e| e.vary().names());
+        };
         // Newest first: a fresher response for the same variant wins (RFC 9111 §4).
         match live.find(|e| e.vary().matches(req)) {
             Some(e) => Lookup::Found(e.clone()),
-            None => match names {
-                Some(n) => Lookup::VaryMiss(n),
-                None => Lookup::UriMiss,
-            },
+            None => Lookup::VaryMiss(first.vary().names()),
         }
     }
 

@@ -211,7 +211,7 @@ async fn collect(
             (Answer::new(response, outcome), Flight::Pass)
         }
         Ok(Collected::Complete(bytes)) => {
-            let (entry, personal) = plan.with_body(bytes::Bytes::new());
+            let admit::Plan { entry, personal } = plan;
             let mut entry = entry.with_body_of(&[bytes]);
             if esi {
                 // Parsed once, now: hits only stitch.

@@ -158,22 +158,18 @@ mod tests {
     use std::time::Duration;
 
     fn entry(ttl: u64, age: u64, must_revalidate: bool, swr: u64) -> Arc<Entry> {
-        let now = SystemTime::now();
+        let received = SystemTime::now() - Duration::from_secs(age);
+        let e = Entry::new(
+            http::StatusCode::OK,
+            &HeaderMap::new(),
+            "u".into(),
+            received,
+            Duration::from_secs(ttl),
+        );
         Arc::new(Entry {
-            status: http::StatusCode::OK,
-            headers: Default::default(),
-            body: bytes::Bytes::new(),
-            response_time: (now - Duration::from_secs(age)).into(),
-            initial_age: Duration::ZERO.into(),
-            ttl: Duration::from_secs(ttl).into(),
             swr: Duration::from_secs(swr).into(),
-            sie: Duration::ZERO.into(),
-            no_cache: false,
             must_revalidate,
-            extras: None,
-            uri: "u".into(),
-            purged_at_age: std::sync::atomic::AtomicU64::new(u64::MAX),
-            encoded: Default::default(),
+            ..e
         })
     }
 

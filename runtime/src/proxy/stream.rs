@@ -319,6 +319,8 @@ pub fn fill(
         store: store.clone(),
         key: key.clone(),
         settle: settle.clone(),
+        kept: Some(Vec::new()),
+        len: 0,
     };
     tokio::spawn(async move {
         // Should the task die (a panic), its waiters and readers are released all the same.

@@ -69,7 +69,7 @@ impl Head {
     /// The head of `entry` stored under the namespaced key `key`; `None` for what disk does
     /// not keep (`Vary: *` never matches a request).
     pub fn of(key: &str, entry: &Entry) -> Option<Head> {
-        let vary = match &entry.vary() {
+        let vary = match entry.vary() {
             VaryKey::Any => None,
             VaryKey::Never => return None,
             VaryKey::Fields(f) => Some(

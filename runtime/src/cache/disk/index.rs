@@ -376,7 +376,7 @@ impl Index {
                 .tags
                 .get(tag)
                 .into_iter()
-                .filter(|k| site.as_deref().is_none_or(|s| k.site() == s))
+                .filter(|k| k.in_site(site.as_deref()))
                 .collect(),
             Purge::Site(site) => self
                 .keys

@@ -65,6 +65,11 @@ fn evictions_by_size_leave_no_index_behind() {
     );
 }
 
+/// A purge of `what` naming `key` in site `a`'s namespace.
+fn in_a(what: fn(String) -> Purge, key: &str) -> Purge {
+    what(StoreKey::new("a", key).as_str().into())
+}
+
 fn tagged(uri: &str, tags: &[&str]) -> Arc<Entry> {
     Arc::new(Entry {
         extras: Extras::boxed(
@@ -95,20 +100,8 @@ fn purges_reach_what_they_name_and_the_tag_index_empties() {
     };
     assert_eq!(s.purge(&tag("p-1", Some("b")), false), 1);
     assert_eq!(s.purge(&tag("p-1", None), false), 1);
-    assert_eq!(
-        s.purge(
-            &Purge::Prefix(StoreKey::new("a", "h/p/").as_str().into()),
-            false
-        ),
-        1
-    );
-    assert_eq!(
-        s.purge(
-            &Purge::Uri(StoreKey::new("a", "h/q").as_str().into()),
-            false
-        ),
-        1
-    );
+    assert_eq!(s.purge(&in_a(Purge::Prefix, "h/p/"), false), 1);
+    assert_eq!(s.purge(&in_a(Purge::Uri, "h/q"), false), 1);
     assert_eq!(s.purge(&Purge::All, false), 0);
     assert_eq!(s.indexed_tags(), 0);
     assert_eq!(s.indexed_uris(), 0);
@@ -430,20 +423,8 @@ fn uri_and_prefix_purges_reach_objects_under_their_own_uri_without_the_index() {
         s.lookup(&scripted, &HeaderMap::new()),
         Lookup::Found(_)
     ));
-    assert_eq!(
-        s.purge(
-            &Purge::Uri(StoreKey::new("a", "h/elsewhere").as_str().into()),
-            false
-        ),
-        1
-    );
-    assert_eq!(
-        s.purge(
-            &Purge::Uri(StoreKey::new("a", "h/s").as_str().into()),
-            false
-        ),
-        1
-    );
+    assert_eq!(s.purge(&in_a(Purge::Uri, "h/elsewhere"), false), 1);
+    assert_eq!(s.purge(&in_a(Purge::Uri, "h/s"), false), 1);
     assert_eq!((s.entry_count(), s.indexed_uris()), (0, 0));
 }
 

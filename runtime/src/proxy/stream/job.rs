@@ -31,6 +31,10 @@ pub(super) struct Job {
     pub(super) store: crate::cache::Store,
     pub(super) key: StoreKey,
     pub(super) settle: Arc<Settle>,
+    /// The body so far while it is to be stored (`Some(vec![])` to start with).
+    pub(super) kept: Option<Vec<Bytes>>,
+    /// Bytes read so far (0 to start with).
+    pub(super) len: u64,
 }
 
 impl Job {
@@ -38,13 +42,12 @@ impl Job {
     /// to be stored (`None`: too large, or the client left after it became too large).
     ///
     /// Small frames are gathered before they are handed on: up to [`GATHER`] bytes, until
-    /// the origin pauses for [`GATHER_PAUSE`], or for [`GATHER_AT_MOST`]. hyper hands a chunked body over one chunk at a
-    /// time, each a slice of its read buffer; held as they come in the tee and the kept
-    /// list, an origin's one-byte chunks would cost 64 bytes each and pin the buffers, so a
-    /// fill of `max_object_size` could hold dozens of times that until it ends.
+    /// the origin pauses for [`GATHER_PAUSE`], or for [`GATHER_AT_MOST`]. hyper hands a
+    /// chunked body over one chunk at a time, each a slice of its read buffer; held as they
+    /// come in the tee and the kept list, an origin's one-byte chunks would cost 64 bytes
+    /// each and pin the buffers, so a fill of `max_object_size` could hold dozens of times
+    /// that until it ends.
     pub(super) async fn run(mut self) -> Result<Option<Vec<Bytes>>, OriginError> {
-        let mut kept: Option<Vec<Bytes>> = Some(Vec::new());
-        let mut len = 0u64;
         let mut gathered = bytes::BytesMut::new();
         let mut hand_by = tokio::time::Instant::now();
         loop {
@@ -55,39 +58,31 @@ impl Job {
                 hand_by.min(now + GATHER_PAUSE)
             };
             let frame = match tokio::time::timeout_at(wait_until, self.body.frame()).await {
+                // Nothing more came soon: what was gathered goes on now.
                 Err(_) if !gathered.is_empty() => {
-                    // Nothing more came soon: what was gathered goes on now.
-                    let chunk = gathered.split().freeze();
-                    if self.hand(chunk, &mut kept, &mut len).await? {
+                    if self.hand_gathered(&mut gathered).await? {
                         return Ok(None);
                     }
                     continue;
                 }
-                Err(_) => Err(OriginError::Timeout),
+                Err(_) => return Err(OriginError::Timeout),
                 Ok(None) => break,
-                Ok(Some(f)) => f.map_err(|e| OriginError::Connect(crate::origin::error_chain(&e))),
-            };
-            let frame = match frame {
-                Ok(f) => f,
-                Err(e) => {
+                Ok(Some(Err(e))) => {
                     // What did arrive still reaches the clients before the error does (the
                     // tee hands out its chunks before its end); none of it is kept.
                     if !gathered.is_empty() {
                         self.tee.push(gathered.split().freeze());
                     }
-                    return Err(e);
+                    return Err(OriginError::Connect(crate::origin::error_chain(&e)));
                 }
+                Ok(Some(Ok(frame))) => frame,
             };
             let Ok(data) = frame.into_data() else {
                 continue;
             };
             let chunk = if data.len() >= GATHER {
                 // Large: it goes on as it is, after what was gathered before it.
-                if !gathered.is_empty()
-                    && self
-                        .hand(gathered.split().freeze(), &mut kept, &mut len)
-                        .await?
-                {
+                if self.hand_gathered(&mut gathered).await? {
                     return Ok(None);
                 }
                 data
@@ -101,42 +96,45 @@ impl Job {
                 }
                 gathered.split().freeze()
             };
-            if self.hand(chunk, &mut kept, &mut len).await? {
+            if self.hand(chunk).await? {
                 return Ok(None);
             }
         }
-        if !gathered.is_empty() && self.hand(gathered.freeze(), &mut kept, &mut len).await? {
+        if self.hand_gathered(&mut gathered).await? {
             return Ok(None);
         }
-        Ok(kept)
+        Ok(self.kept)
     }
 
-    /// Hands `chunk` to the clients and to `kept`, giving up keeping past the limit; whether
-    /// to stop fetching (nobody reads and nothing is kept).
-    async fn hand(
-        &self,
-        chunk: Bytes,
-        kept: &mut Option<Vec<Bytes>>,
-        len: &mut u64,
-    ) -> Result<bool, OriginError> {
-        *len += chunk.len() as u64;
-        if self.tee.shared && *len > self.limit {
+    /// [`Job::hand`] of what `gathered` holds, if anything.
+    async fn hand_gathered(&mut self, gathered: &mut bytes::BytesMut) -> Result<bool, OriginError> {
+        if gathered.is_empty() {
+            return Ok(false);
+        }
+        self.hand(gathered.split().freeze()).await
+    }
+
+    /// Hands `chunk` to the clients and to the kept body, giving up keeping past the limit;
+    /// whether to stop fetching (nobody reads and nothing is kept).
+    async fn hand(&mut self, chunk: Bytes) -> Result<bool, OriginError> {
+        self.len += chunk.len() as u64;
+        if self.tee.shared && self.len > self.limit {
             // More than the announced length that fitted: not the object announced.
             return Err(OriginError::Connect("body longer than announced".into()));
         }
-        if kept.is_some() && *len > self.limit {
+        if self.kept.is_some() && self.len > self.limit {
             // Too large to keep: give it up, and from now on read no faster than the
             // client does. Waiters must not wait on one client's pace: they fetch on
             // their own, and so do requests from now on.
-            *kept = None;
+            self.kept = None;
             self.store.mark_uncacheable(&self.key);
             self.settle.outcome(Flight::Pass);
         }
-        if let Some(k) = kept {
+        if let Some(k) = &mut self.kept {
             k.push(chunk.clone());
         }
         self.tee.push(chunk);
-        if kept.is_some() {
+        if self.kept.is_some() {
             return Ok(false);
         }
         loop {
