@@ -115,10 +115,27 @@ fn origin_head() -> http::HeaderMap {
 
 fn head(c: &mut Criterion) {
     let map = origin_head();
-    let fields = tessera::cache::Fields::from_map(&map);
+    let block = Bytes::from(tessera::cache::fields::encode(&map, 0));
+    let fields = tessera::cache::Fields::split_front(&block).0;
     c.bench_function("stored head to a response map: compact block", |b| {
-        b.iter(|| std::hint::black_box(&fields).to_map())
+        b.iter(|| std::hint::black_box(&fields).to_map_in(&block))
     });
+    // What a hit does: head and body lent from the entry (one small allocation for the
+    // loan, then slices).
+    let entry = std::sync::Arc::new(
+        tessera::cache::Entry::new(
+            http::StatusCode::OK,
+            &map,
+            "s\u{1f}h/p".into(),
+            std::time::SystemTime::now(),
+            std::time::Duration::from_secs(60),
+        )
+        .with_body_of(&[Bytes::from(vec![b'x'; 2048])]),
+    );
+    c.bench_function(
+        "stored head and body to a response: lent from the entry",
+        |b| b.iter(|| std::hint::black_box(&entry).parts()),
+    );
     c.bench_function("stored head to a response map: HeaderMap clone", |b| {
         b.iter(|| std::hint::black_box(&map).clone())
     });

@@ -86,7 +86,7 @@ fn main() {
         };
         // Every object gets its own copy of the body, with its head, as a fill does.
         let e = entry(i, &uri, body.clone());
-        payload += e.body.len() + e.headers.text_len();
+        payload += e.body().len() + e.headers().text_len();
         keys += key.as_str().len() + if keyed { uri.as_str().len() } else { 0 };
         keep(&key, e);
     }

@@ -105,7 +105,7 @@ pub fn run(n: usize) {
         );
         let key = StoreKey::new("default", &text);
         if let Lookup::Found(e) = store.lookup(&key, &HeaderMap::new()) {
-            payload += e.body.len() + e.headers.text_len();
+            payload += e.body().len() + e.headers().text_len();
             keys += key.as_str().len();
             found += 1;
         }

@@ -7,14 +7,16 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::StatusCode;
 
+use super::fields::Fields;
+use super::payload::Payload;
 use super::store::KEEP;
 use super::vary::VaryKey;
 
 /// Bytes charged per entry for the bookkeeping around it: what `bench/memory.rs` measures
 /// beyond body, head and key text for an object filled over HTTP under its default key
-/// (`http` mode: 388; 343 for entries built by hand), so that `max_size` bounds resident
-/// memory rather than payload alone.
-const ENTRY_OVERHEAD: usize = 388;
+/// (`http` mode: 301 with a million objects, 303 with 300,000; 263 for entries built by
+/// hand), so that `max_size` bounds resident memory rather than payload alone.
+const ENTRY_OVERHEAD: usize = 304;
 /// Bytes charged besides for an entry in the URI index (a script-made key's): what the
 /// memory bench's `keyed` mode measures beyond the default key's cost, its text aside (120).
 const INDEXED_OVERHEAD: usize = 120;
@@ -24,20 +26,19 @@ const INDEXED_OVERHEAD: usize = 120;
 pub struct Entry {
     /// Status code.
     pub status: StatusCode,
-    /// Header fields as stored (hop-by-hop and per-client ones removed), compactly.
-    pub headers: super::Fields,
-    /// The complete body.
-    pub body: Bytes,
+    /// Header fields as stored (hop-by-hop and per-client ones removed), compactly, and
+    /// the complete body: read through [`Entry::headers`] and [`Entry::body`].
+    pub payload: Payload,
     /// When the response was received (`response_time`, RFC 9111 §4.2.3).
     pub response_time: Stamp,
     /// Corrected initial age at `response_time`.
     pub initial_age: Span,
     /// Freshness lifetime.
-    pub ttl: Span,
+    pub ttl: Secs,
     /// Stale-while-revalidate window after `ttl`.
-    pub swr: Span,
+    pub swr: Secs,
     /// Stale-if-error window after `ttl`.
-    pub sie: Span,
+    pub sie: Secs,
     /// Always revalidate before reuse (`no-cache` without field names).
     pub no_cache: bool,
     /// Never serve stale (`must-revalidate`, `proxy-revalidate`, `s-maxage`, or no explicit
@@ -70,6 +71,27 @@ impl Span {
 impl From<Duration> for Span {
     fn from(d: Duration) -> Span {
         Span(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+}
+
+/// A lifetime in whole seconds, in 4 bytes (a `Duration` takes 16). Freshness lifetimes
+/// and stale windows come in whole seconds: delta-seconds (RFC 9111 §1.2.2, RFC 5861), the
+/// guest contract's `u32`s, seconds in the config; a heuristic lifetime is cut to whole
+/// seconds where it is computed. Anything finer is dropped, which only shortens a lifetime;
+/// anything longer than `u32::MAX` seconds (136 years, far past the 2^31 cap) saturates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Secs(u32);
+
+impl Secs {
+    /// The lifetime as a `Duration`.
+    pub fn get(self) -> Duration {
+        Duration::from_secs(u64::from(self.0))
+    }
+}
+
+impl From<Duration> for Secs {
+    fn from(d: Duration) -> Secs {
+        Secs(u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
     }
 }
 
@@ -116,6 +138,15 @@ impl Extras {
     }
 }
 
+/// An entry's joined buffer lent out as `Bytes`: slices of it keep the entry alive.
+struct Lent(Arc<Entry>);
+
+impl AsRef<[u8]> for Lent {
+    fn as_ref(&self) -> &[u8] {
+        self.0.payload.joined_bytes().unwrap_or_default()
+    }
+}
+
 /// Compressed copies of a stored body (compression at delivery encodes a hit once, not
 /// on every request). Their room is reserved in the entry's weight when it is stored.
 #[derive(Debug, Default)]
@@ -153,13 +184,12 @@ impl Entry {
     ) -> Entry {
         Entry {
             status,
-            headers: headers.into(),
-            body: Bytes::new(),
+            payload: Payload::head(headers),
             response_time: response_time.into(),
             initial_age: Span::default(),
             ttl: ttl.into(),
-            swr: Span::default(),
-            sie: Span::default(),
+            swr: Secs::default(),
+            sie: Secs::default(),
             no_cache: false,
             must_revalidate: false,
             extras: None,
@@ -209,8 +239,7 @@ impl Entry {
     pub fn clone_head(&self) -> Entry {
         Entry {
             status: self.status,
-            headers: self.headers.clone(),
-            body: Bytes::new(),
+            payload: self.payload.with_body_of(&[]),
             response_time: self.response_time,
             initial_age: self.initial_age,
             ttl: self.ttl,
@@ -226,25 +255,81 @@ impl Entry {
     }
 
     /// This entry with a freshly fetched body (`pieces`, as they arrived), kept with the
-    /// head's fields in one allocation of exactly their size. One allocation, not two, for
-    /// a small object; and never a slice of a larger buffer: hyper hands out body pieces as
-    /// slices of its connection's read buffer (8 KiB or more, other responses' bytes in
-    /// it), which a stored slice would keep alive as long as the object stays cached.
+    /// head's fields in one buffer of exactly their size (see [`Payload::joined`]).
     pub fn with_body_of(self, pieces: &[Bytes]) -> Entry {
-        debug_assert!(self.body.is_empty(), "a body would be replaced");
-        let head = self.headers.block();
-        let mut all = Vec::with_capacity(head.len() + pieces.iter().map(Bytes::len).sum::<usize>());
-        all.extend_from_slice(head);
-        for p in pieces {
-            all.extend_from_slice(p);
-        }
-        let split = head.len();
-        let all = Bytes::from(all);
+        debug_assert!(self.body().is_empty(), "a body would be replaced");
         Entry {
-            headers: super::Fields::from_block(all.slice(..split)),
-            body: all.slice(split..),
+            payload: self.payload.with_body_of(pieces),
             ..self
         }
+    }
+
+    /// This entry with `body` as it is, shared with whatever else holds it (a refreshed
+    /// entry's, a simulation's zeros).
+    pub fn with_body(self, body: Bytes) -> Entry {
+        debug_assert!(self.body().is_empty(), "a body would be replaced");
+        Entry {
+            payload: self.payload.with_body(body),
+            ..self
+        }
+    }
+
+    /// The header fields, read in place.
+    pub fn headers(&self) -> Fields<'_> {
+        self.payload.fields()
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        self.payload.body()
+    }
+
+    /// The header fields as a map (values share the entry's memory).
+    pub fn head_map(&self) -> http::HeaderMap {
+        self.payload.head_map()
+    }
+
+    /// Head and body to send: slices of the stored buffer lent through this entry, so
+    /// that a hit neither copies it nor makes it a shared buffer (a 32-byte handle per
+    /// object, kept for as long as the object is).
+    pub fn parts(self: &Arc<Self>) -> (http::HeaderMap, Bytes) {
+        match self.lend() {
+            Some(lent) => {
+                let (fields, _) = Fields::split_front(&lent);
+                (fields.to_map_in(&lent), lent.slice(fields.block_len()..))
+            }
+            None => (self.head_map(), self.payload.body_shared()),
+        }
+    }
+
+    /// The body to send (see [`Entry::parts`]).
+    pub fn body_to_send(self: &Arc<Self>) -> Bytes {
+        match self.lend() {
+            Some(lent) => lent.slice(self.headers().block_len()..),
+            None => self.payload.body_shared(),
+        }
+    }
+
+    /// The joined buffer as `Bytes` that keep this entry alive, when there is one.
+    fn lend(self: &Arc<Self>) -> Option<Bytes> {
+        self.payload
+            .is_joined()
+            .then(|| Bytes::from_owner(Lent(self.clone())))
+    }
+
+    /// Parses the body as an ESI page (once, when it is stored: hits only stitch). A page
+    /// the origin compressed is kept decoded, its head saying so.
+    pub fn prepare_esi(&mut self, limit: u64) -> Result<(), crate::encoding::CodingError> {
+        let mut head = self.head_map();
+        let body = self.payload.body_shared();
+        let (decoded, template) = crate::html::esi::prepare(body.clone(), &mut head, limit)?;
+        // An identity-coded page comes back as it went (head and body): the payload stays
+        // joined, and the template's slices share it.
+        if decoded.as_ptr() != body.as_ptr() || decoded.len() != body.len() {
+            self.payload = Payload::head(&head).with_body(decoded);
+        }
+        self.set_esi(Some(Arc::new(template)));
+        Ok(())
     }
 
     /// Current age (RFC 9111 §4.2.3).
@@ -296,14 +381,14 @@ impl Entry {
             // The two fields that decide it, not the whole head as a map.
             let mut head = http::HeaderMap::new();
             for name in [http::header::CONTENT_ENCODING, http::header::CONTENT_TYPE] {
-                for v in self.headers.get_all(&name) {
+                for v in self.headers().get_all(&name) {
                     head.append(name.clone(), v);
                 }
             }
             crate::encoding::compressible_identity(&head)
         };
         if compressible {
-            self.body.len() / 4 * 3
+            self.body().len() / 4 * 3
         } else {
             0
         }
@@ -323,7 +408,6 @@ impl Entry {
     /// Bytes this entry costs wherever it is stored: body, head, tags, `Vary` data, ESI
     /// template, room for compressed copies, bookkeeping.
     pub(super) fn weight(&self) -> usize {
-        let head = self.headers.text_len() + self.headers.table_len();
         let tags: usize = self.tags().iter().map(|t| t.len() + 24).sum();
         let esi = self.esi().map_or(0, |t| t.weight());
         // The box itself, with malloc's header, when there is one.
@@ -331,8 +415,7 @@ impl Entry {
             .extras
             .as_ref()
             .map_or(0, |_| std::mem::size_of::<Extras>() + 16);
-        self.body.len()
-            + head
+        self.payload.size()
             + tags
             + self.vary().weight()
             + esi
@@ -349,10 +432,11 @@ mod tests {
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn an_entry_stays_within_its_memory_budget() {
-        // A million small objects pay for every word here: 152 bytes puts the entry with
-        // its reference counts in a 176-byte allocation (it was 272). Grow it knowingly.
+        // A million small objects pay for every word here: 104 bytes puts the entry with
+        // its reference counts in a 128-byte allocation (it was 272, then 176). Grow it
+        // knowingly.
         let size = std::mem::size_of::<Entry>();
-        assert!(size <= 152, "{size}");
+        assert!(size <= 104, "{size}");
         assert_eq!(std::mem::size_of::<VaryKey>(), 16);
     }
 
@@ -391,7 +475,7 @@ mod tests {
     }
 
     #[test]
-    fn a_filled_body_shares_one_exact_allocation_with_the_head_and_no_read_buffer() {
+    fn a_filled_body_shares_one_exact_buffer_with_the_head_and_no_read_buffer() {
         let mut head = http::HeaderMap::new();
         head.insert("etag", http::HeaderValue::from_static("\"v1\""));
         head.insert("content-type", http::HeaderValue::from_static("text/plain"));
@@ -406,19 +490,73 @@ mod tests {
             Duration::from_secs(60),
         )
         .with_body_of(&pieces);
-        assert_eq!(e.body, [&pieces[0][..], &pieces[1][..]].concat());
-        assert_eq!(e.headers.to_map(), head);
-        let block = e.headers.block();
-        // The body follows the head in the same allocation...
-        assert_eq!(block.as_ptr().wrapping_add(block.len()), e.body.as_ptr());
+        assert_eq!(e.body(), [&pieces[0][..], &pieces[1][..]].concat());
+        assert_eq!(e.headers().to_map(), head);
+        // The body follows the head in one buffer of exactly their size...
+        let all = e.payload.joined_bytes().expect("joined");
+        assert_eq!(all.len(), e.headers().block_len() + 80);
+        assert_eq!(all[e.headers().block_len()..].as_ptr(), e.body().as_ptr());
         // ...which is not the read buffer.
         let inside = buffer.as_ptr_range();
-        assert!(!inside.contains(&e.body.as_ptr()));
+        assert!(!inside.contains(&e.body().as_ptr()));
         drop(pieces);
         assert!(
             buffer.is_unique(),
             "the stored entry holds no slice of the read buffer"
         );
+    }
+
+    #[test]
+    fn a_hit_borrows_the_buffer_through_the_entry_and_never_shares_it() {
+        let mut head = http::HeaderMap::new();
+        head.insert("etag", http::HeaderValue::from_static("\"v1\""));
+        head.append("x-two", http::HeaderValue::from_static("a"));
+        head.append("x-two", http::HeaderValue::from_static("b"));
+        let e = Arc::new(
+            Entry::new(
+                StatusCode::OK,
+                &head,
+                "u".into(),
+                SystemTime::now(),
+                Duration::from_secs(60),
+            )
+            .with_body_of(&[Bytes::from_static(b"hello")]),
+        );
+        let (map, body) = e.parts();
+        assert_eq!((&map, &body[..]), (&head, &b"hello"[..]));
+        // The values and the body are slices of the stored buffer, not copies.
+        let stored = e.payload.joined_bytes().unwrap().as_ptr_range();
+        assert!(stored.contains(&body.as_ptr()));
+        assert!(stored.contains(&map["etag"].as_bytes().as_ptr()));
+        // They keep the entry alive, not a second handle to its buffer (a clone of it would
+        // turn it into a shared buffer, with a 32-byte handle for as long as it is stored).
+        assert_eq!(Arc::strong_count(&e), 2);
+        let sent = e.body_to_send();
+        drop((map, body));
+        assert_eq!(Arc::strong_count(&e), 2);
+        drop(sent);
+        assert_eq!(Arc::strong_count(&e), 1);
+    }
+
+    #[test]
+    fn a_body_kept_apart_is_shared_and_still_read_and_sent_whole() {
+        let zeros = Bytes::from(vec![0u8; 4096]);
+        let e = Arc::new(
+            Entry::new(
+                StatusCode::OK,
+                &http::HeaderMap::new(),
+                "u".into(),
+                SystemTime::now(),
+                Duration::from_secs(60),
+            )
+            .with_body(zeros.slice(..100)),
+        );
+        assert!(!e.payload.is_joined());
+        assert_eq!(e.body().as_ptr(), zeros.as_ptr());
+        let (map, body) = e.parts();
+        assert!(map.is_empty());
+        assert_eq!(body.as_ptr(), zeros.as_ptr());
+        assert_eq!(e.body_to_send().len(), 100);
     }
 
     #[test]
@@ -433,5 +571,24 @@ mod tests {
         assert_eq!(Stamp::from(t).get(), t);
         let before = SystemTime::UNIX_EPOCH - Duration::from_secs(5);
         assert_eq!(Stamp::from(before).get(), SystemTime::UNIX_EPOCH);
+    }
+
+    #[test]
+    fn lifetimes_keep_whole_seconds_drop_fractions_and_saturate() {
+        assert_eq!(
+            Secs::from(Duration::from_secs(2_147_483_648))
+                .get()
+                .as_secs(),
+            2_147_483_648
+        );
+        // A fraction only ever shortens a lifetime.
+        assert_eq!(
+            Secs::from(Duration::from_millis(1_999)).get(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            Secs::from(Duration::MAX).get(),
+            Duration::from_secs(u64::from(u32::MAX))
+        );
     }
 }

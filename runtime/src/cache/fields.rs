@@ -7,75 +7,90 @@
 //! of where each ends. A hit turns them back into the `HeaderMap` it sends; values are
 //! slices of the block, not copies.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Bytes of each number in the table while the text is at most 65,535 bytes and the
 /// fields at most 65,535 (nearly every head); larger heads use four.
 const NARROW: usize = 2;
 
-/// A stored response's header fields, in the order the map they came from iterates them.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Fields {
-    /// Empty when there are no fields. Else: the width of the table's numbers (one byte,
-    /// 2 or 4), the count, then per field the end of its name and of its value in the text
-    /// (counted from the start of the text), all little-endian of that width; then the
-    /// text.
-    block: Bytes,
+/// The block of `map`'s fields, every value of a repeated name included, in a buffer with
+/// room for `then` more bytes (the body that follows it in a stored payload).
+///
+/// The block: the width of the table's numbers (one byte, 2 or 4), the count, then per
+/// field the end of its name and of its value in the text (counted from the start of the
+/// text), all little-endian of that width; then the text. An empty map still has its width
+/// and count, so that a block's length can always be read from its front.
+pub fn encode(map: &HeaderMap, then: usize) -> Vec<u8> {
+    let count = map.len();
+    let text: usize = map.iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
+    let width = if text <= usize::from(u16::MAX) && count <= usize::from(u16::MAX) {
+        NARROW
+    } else {
+        4
+    };
+    // A map's fields are bounded by what hyper accepts in a head (or what our own code
+    // puts there), far below 4 GiB; a larger one would fail its offsets, so refuse it
+    // loudly rather than store wrong fields.
+    let total = 1 + width + count * 2 * width + text;
+    assert!(u32::try_from(total).is_ok(), "header block over 4 GiB");
+    let mut block = Vec::with_capacity(total.saturating_add(then));
+    block.put_u8(width as u8);
+    // Every number fits its width: `width` was chosen so that the count and the text
+    // (which bounds every end) do.
+    let mut put = |n: usize| match width {
+        NARROW => block.put_u16_le(n as u16),
+        _ => block.put_u32_le(n as u32),
+    };
+    put(count);
+    let mut end = 0;
+    for (name, value) in map {
+        end += name.as_str().len();
+        put(end);
+        end += value.len();
+        put(end);
+    }
+    for (name, value) in map {
+        block.put_slice(name.as_str().as_bytes());
+        block.put_slice(value.as_bytes());
+    }
+    block
 }
 
-impl Fields {
-    /// The fields of `map`, every value of a repeated name included.
-    pub fn from_map(map: &HeaderMap) -> Fields {
-        let count = map.len();
-        let text: usize = map.iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
-        if count == 0 {
-            return Fields::default();
-        }
-        let width = if text <= usize::from(u16::MAX) && count <= usize::from(u16::MAX) {
-            NARROW
-        } else {
-            4
+/// A stored response's header fields, read in place from their block (see [`encode`]), in
+/// the order the map they came from iterates them.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fields<'a> {
+    /// Exactly the block: no byte of what follows it.
+    block: &'a [u8],
+}
+
+impl<'a> Fields<'a> {
+    /// The fields whose block starts `bytes` (a payload's front), and what follows them.
+    /// Bytes that do not start with a block made by [`encode`] read as no fields.
+    pub fn split_front(bytes: &'a [u8]) -> (Fields<'a>, &'a [u8]) {
+        let whole = Fields { block: bytes };
+        let len = match whole.block.first() {
+            None => 0,
+            Some(_) => match whole.len() {
+                0 => whole.table_len(),
+                n => whole.table_len() + whole.number(2 * n),
+            },
         };
-        // A map's fields are bounded by what hyper accepts in a head (or what our own code
-        // puts there), far below 4 GiB; a larger one would fail its offsets, so refuse it
-        // loudly rather than store wrong fields.
-        let total = 1 + width + count * 2 * width + text;
-        assert!(u32::try_from(total).is_ok(), "header block over 4 GiB");
-        let mut block = BytesMut::with_capacity(total);
-        block.put_u8(width as u8);
-        // Every number fits its width: `width` was chosen so that the count and the text
-        // (which bounds every end) do.
-        let mut put = |n: usize| match width {
-            NARROW => block.put_u16_le(n as u16),
-            _ => block.put_u32_le(n as u32),
-        };
-        put(count);
-        let mut end = 0;
-        for (name, value) in map {
-            end += name.as_str().len();
-            put(end);
-            end += value.len();
-            put(end);
-        }
-        for (name, value) in map {
-            block.put_slice(name.as_str().as_bytes());
-            block.put_slice(value.as_bytes());
-        }
-        Fields {
-            block: block.freeze(),
+        match bytes.split_at_checked(len) {
+            Some((block, rest)) => (Fields { block }, rest),
+            None => (Fields::default(), bytes),
         }
     }
 
-    /// The block itself, to keep in one allocation with a body (see `Entry::with_body_of`).
-    pub(crate) fn block(&self) -> &Bytes {
-        &self.block
+    /// The block itself (to copy in front of another body).
+    pub fn block(&self) -> &'a [u8] {
+        self.block
     }
 
-    /// Fields from a copy of another's block (`Fields::block`).
-    pub(crate) fn from_block(block: Bytes) -> Fields {
-        debug_assert!(block.first().is_none_or(|w| matches!(w, 2 | 4)));
-        Fields { block }
+    /// The block's length: its table and text.
+    pub fn block_len(&self) -> usize {
+        self.block.len()
     }
 
     /// Bytes of the block before names and values (the table): where the text starts.
@@ -86,22 +101,36 @@ impl Fields {
         }
     }
 
-    /// The fields as a map, to send or to inspect with the usual tools. Values share the
-    /// block's memory.
+    /// The fields as a map, each value a copy.
     pub fn to_map(&self) -> HeaderMap {
+        self.map_with(|v| HeaderValue::from_bytes(v).ok())
+    }
+
+    /// The fields as a map whose values are slices of `shared`, which starts with this
+    /// block (the payload it is the front of): no copies, and no allocation per value.
+    pub fn to_map_in(&self, shared: &Bytes) -> HeaderMap {
+        debug_assert_eq!(shared.as_ptr(), self.block.as_ptr());
+        let base = self.block.as_ptr() as usize;
+        self.map_with(|v| {
+            let at = v.as_ptr() as usize - base;
+            HeaderValue::from_maybe_shared(shared.slice(at..at + v.len())).ok()
+        })
+    }
+
+    fn map_with(&self, value: impl Fn(&[u8]) -> Option<HeaderValue>) -> HeaderMap {
         // `try_`: a map holds at most 32,768 entries; more fields than that (not from hyper,
         // which caps a head at 100) would panic `with_capacity` rather than fail an append.
         let mut map = HeaderMap::try_with_capacity(self.len()).unwrap_or_default();
-        for (name, value) in self.spans() {
+        for (name, v) in self.iter() {
             // Every name and value here came from a valid map; a block that did not would
             // lose the field rather than panic.
-            let Ok(name) = HeaderName::from_bytes(&self.block[name]) else {
+            let Ok(name) = HeaderName::from_bytes(name) else {
                 continue;
             };
-            let Ok(value) = HeaderValue::from_maybe_shared(self.block.slice(value)) else {
+            let Some(v) = value(v) else {
                 continue;
             };
-            map.append(name, value);
+            map.append(name, v);
         }
         map
     }
@@ -121,22 +150,28 @@ impl Fields {
     }
 
     /// Each field's name and value bytes, in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
-        self.spans()
-            .map(|(name, value)| (&self.block[name], &self.block[value]))
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let this = *self;
+        this.spans().filter_map(move |(name, value)| {
+            // Checked: a block not made by `encode` ends early rather than panics.
+            Some((this.block.get(name)?, this.block.get(value)?))
+        })
     }
 
-    /// The first value of `name`.
+    /// The first value of `name` (a copy).
     pub fn get(&self, name: &HeaderName) -> Option<HeaderValue> {
         self.get_all(name).next()
     }
 
-    /// Every value of `name`, in order.
-    pub fn get_all<'a>(&'a self, name: &'a HeaderName) -> impl Iterator<Item = HeaderValue> + 'a {
+    /// Every value of `name`, in order (copies).
+    pub fn get_all<'n>(&self, name: &'n HeaderName) -> impl Iterator<Item = HeaderValue> + 'n
+    where
+        'a: 'n,
+    {
         let want = name.as_str().as_bytes();
-        self.spans()
-            .filter(move |(n, _)| &self.block[n.clone()] == want)
-            .filter_map(|(_, v)| HeaderValue::from_maybe_shared(self.block.slice(v)).ok())
+        self.iter()
+            .filter(move |(n, _)| *n == want)
+            .filter_map(|(_, v)| HeaderValue::from_bytes(v).ok())
     }
 
     /// Whether `name` is among them.
@@ -154,7 +189,7 @@ impl Fields {
     fn number(&self, i: usize) -> usize {
         let width = usize::from(self.block[0]);
         let at = 1 + i * width;
-        // Only `from_map` makes blocks; one it did not make reads as no fields, no panic.
+        // Only `encode` makes blocks; one it did not make reads as no fields, no panic.
         match self.block.get(at..at + width) {
             Some(&[a, b]) => usize::from(u16::from_le_bytes([a, b])),
             Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
@@ -163,7 +198,7 @@ impl Fields {
     }
 
     /// Each field's name and value as ranges of the block.
-    fn spans(&self) -> impl Iterator<Item = (std::ops::Range<usize>, std::ops::Range<usize>)> + '_ {
+    fn spans(self) -> impl Iterator<Item = (std::ops::Range<usize>, std::ops::Range<usize>)> + 'a {
         let count = self.len();
         let text = self.table_len();
         let mut start = 0;
@@ -180,13 +215,7 @@ impl Fields {
     }
 }
 
-impl From<&HeaderMap> for Fields {
-    fn from(map: &HeaderMap) -> Fields {
-        Fields::from_map(map)
-    }
-}
-
-impl std::fmt::Debug for Fields {
+impl std::fmt::Debug for Fields<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_map()
             .entries(
@@ -230,7 +259,8 @@ mod tests {
             ("vary", ""),
             ("x-custom-thing", "two"),
         ]);
-        let f = Fields::from_map(&m);
+        let b = encode(&m, 0);
+        let f = Fields::split_front(&b).0;
         assert_eq!(f.len(), 7);
         assert_eq!(pairs(&f.to_map()), pairs(&m));
         let expected: Vec<(Vec<u8>, Vec<u8>)> = m
@@ -250,7 +280,8 @@ mod tests {
             ("cache-control", "max-age=5"),
             ("cache-control", "public"),
         ]);
-        let f = Fields::from(&m);
+        let b = encode(&m, 0);
+        let f = Fields::split_front(&b).0;
         assert_eq!(f.get(&header::ETAG).unwrap(), "\"v1\"");
         assert_eq!(f.get(&header::CACHE_CONTROL).unwrap(), "max-age=5");
         assert!(f.get(&header::LAST_MODIFIED).is_none());
@@ -261,18 +292,65 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_map_is_an_empty_block() {
-        let f = Fields::from_map(&HeaderMap::new());
+    fn an_empty_map_is_a_block_of_no_fields() {
+        let b = encode(&HeaderMap::new(), 0);
+        let f = Fields::split_front(&b).0;
         assert!(f.is_empty());
         assert_eq!(f.text_len(), 0);
         assert!(f.to_map().is_empty());
         assert!(f.get(&header::ETAG).is_none());
-        assert_eq!(f, Fields::default());
+        // Width and count still, so that the block's end can be read from its front.
+        assert_eq!(f.block_len(), 3);
+    }
+
+    #[test]
+    fn a_block_in_front_of_a_body_ends_exactly_where_the_body_begins() {
+        for m in [
+            HeaderMap::new(),
+            map(&[("etag", "\"v1\"")]),
+            map(&[("etag", "\"v1\""), ("x-long", &"v".repeat(70_000))]),
+        ] {
+            let mut all = encode(&m, 5);
+            let block = all.len();
+            all.extend_from_slice(b"\x02body");
+            let (f, body) = Fields::split_front(&all);
+            assert_eq!((f.block_len(), body), (block, &b"\x02body"[..]));
+            assert_eq!(pairs(&f.to_map()), pairs(&m));
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_block_read_as_no_fields_without_a_panic() {
+        // What a damaged buffer might hold: bad widths, counts and ends past the end.
+        for junk in [
+            &b""[..],
+            b"\x02",
+            b"\x02\xff\xff",
+            b"\x07\x01\x00\x00",
+            b"\x02\x01\x00\x05\x00\x09\x00ab",
+            b"\x04\xff\xff\xff\xff",
+        ] {
+            let (f, _) = Fields::split_front(junk);
+            assert!(f.to_map().is_empty(), "{junk:?}");
+            assert_eq!(f.iter().count(), 0, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn a_map_in_shared_bytes_slices_them_instead_of_copying() {
+        let m = map(&[("etag", "\"v1\""), ("age", "3")]);
+        let shared = Bytes::from(encode(&m, 0));
+        let back = Fields::split_front(&shared).0.to_map_in(&shared);
+        assert_eq!(pairs(&back), pairs(&m));
+        assert!(shared
+            .as_ptr_range()
+            .contains(&back["etag"].as_bytes().as_ptr()));
     }
 
     #[test]
     fn text_len_counts_names_and_values() {
-        let f = Fields::from(&map(&[("etag", "\"v1\""), ("age", "3")]));
+        let b = encode(&map(&[("etag", "\"v1\""), ("age", "3")]), 0);
+        let f = Fields::split_front(&b).0;
         assert_eq!(f.text_len(), "etag".len() + 4 + "age".len() + 1);
     }
 
@@ -282,9 +360,10 @@ mod tests {
         for text in [65_535, 65_536, 70_000] {
             let long = "v".repeat(text - "etag".len() - "x-long".len() - 4);
             let m = map(&[("etag", "\"v1\""), ("x-long", &long)]);
-            let f = Fields::from_map(&m);
+            let b = encode(&m, 0);
+            let f = Fields::split_front(&b).0;
             assert_eq!(f.text_len(), text);
-            assert_eq!(f.block[0] as usize, if text <= 65_535 { 2 } else { 4 });
+            assert_eq!(b[0] as usize, if text <= 65_535 { 2 } else { 4 });
             assert_eq!(pairs(&f.to_map()), pairs(&m));
             assert_eq!(f.get(&header::ETAG).unwrap(), "\"v1\"");
         }
@@ -292,9 +371,10 @@ mod tests {
 
     #[test]
     fn a_small_head_costs_four_bytes_per_field_beyond_its_text() {
-        let f = Fields::from(&map(&[("etag", "\"v1\""), ("age", "3"), ("vary", "x")]));
+        let b = encode(&map(&[("etag", "\"v1\""), ("age", "3"), ("vary", "x")]), 0);
+        let f = Fields::split_front(&b).0;
         assert_eq!(f.table_len(), 1 + 2 + 3 * 4);
-        assert_eq!(f.block.len(), f.table_len() + f.text_len());
+        assert_eq!(f.block_len(), f.table_len() + f.text_len());
     }
 
     #[test]
@@ -305,7 +385,7 @@ mod tests {
         for i in 0..25_000 {
             m.append("x-many", HeaderValue::from(i));
         }
-        let back = Fields::from(&m).to_map();
+        let back = Fields::split_front(&encode(&m, 0)).0.to_map();
         assert_eq!(back.get_all("x-many").iter().count(), 25_000);
         assert_eq!(back.get_all("x-many").iter().next_back().unwrap(), "24999");
     }
@@ -317,7 +397,7 @@ mod tests {
             "x-latin",
             HeaderValue::from_bytes(b"caf\xe9 \tau lait").unwrap(),
         );
-        let back = Fields::from(&m).to_map();
+        let back = Fields::split_front(&encode(&m, 0)).0.to_map();
         assert_eq!(back["x-latin"].as_bytes(), b"caf\xe9 \tau lait");
     }
 }

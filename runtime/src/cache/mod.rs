@@ -10,6 +10,7 @@ pub mod fields;
 pub mod freshness;
 pub mod index;
 pub mod key;
+pub mod payload;
 #[cfg(test)]
 mod props;
 pub mod status;
@@ -19,5 +20,6 @@ pub mod vary;
 
 pub use decision::Decision;
 pub use fields::Fields;
+pub use payload::Payload;
 pub use status::{CacheStatus, Fwd};
 pub use store::{Entry, Extras, Lookup, Purge, Store, StoreKey};

@@ -51,7 +51,7 @@ pub struct Plan {
 impl Plan {
     /// The entry with its body.
     pub fn with_body(self, body: Bytes) -> (Entry, HeaderMap) {
-        (Entry { body, ..self.entry }, self.personal)
+        (self.entry.with_body(body), self.personal)
     }
 }
 
@@ -172,8 +172,7 @@ pub fn plan(
         status,
         extras: Extras::boxed(decision.tags.into(), VaryKey::of(&headers, req), None),
         initial_age: freshness::corrected_initial_age(&headers, times).into(),
-        headers: (&headers).into(),
-        body: Bytes::new(),
+        payload: crate::cache::Payload::head(&headers),
         response_time: times.response_time.into(),
         ttl: decision.ttl.into(),
         swr: if shareable {
@@ -317,8 +316,8 @@ mod tests {
             ],
         )
         .unwrap();
-        assert!(!plan.entry.headers.contains(&http::header::SET_COOKIE));
-        assert!(!plan.entry.headers.to_map().contains_key("x-user"));
+        assert!(!plan.entry.headers().contains(&http::header::SET_COOKIE));
+        assert!(!plan.entry.headers().to_map().contains_key("x-user"));
         assert_eq!(plan.personal["set-cookie"], "session=abc");
         assert_eq!(plan.personal["x-user"], "alice");
     }

@@ -67,7 +67,7 @@ pub fn stage(req: &ClientRequest, mut a: Answer) -> Answer {
     if let Some(entry) = a
         .encodable
         .take()
-        .filter(|e| e.body.len() <= MAX_KEPT_BYTES)
+        .filter(|e| e.body().len() <= MAX_KEPT_BYTES)
     {
         // The copies' holder is made by the first delivery that encodes this entry: most
         // stored objects are never compressed, and an empty holder per object adds up.
@@ -76,7 +76,7 @@ pub fn stage(req: &ClientRequest, mut a: Answer) -> Answer {
             return a;
         };
         let encoded = cell
-            .get_or_init(|| encode_whole(&entry.body, coding))
+            .get_or_init(|| encode_whole(entry.body(), coding))
             .clone();
         a.response
             .headers_mut()

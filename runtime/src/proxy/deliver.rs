@@ -62,7 +62,8 @@ pub fn from_entry(
     // RFC 9110 §13.2.1: preconditions apply only where the response would be 2xx. An ESI
     // page's validators describe its template, not what the client will get: none apply.
     // The stored fields as the map this answer sends (and its conditions and ranges read).
-    let stored = entry.headers.to_map();
+    // Both lent from the entry: slices of its buffer, no copy.
+    let (stored, body) = entry.parts();
     let precondition = if entry.status.is_success() && entry.esi().is_none() {
         conditional::evaluate(&req.method, &req.headers, &stored)
     } else {
@@ -83,7 +84,7 @@ pub fn from_entry(
                 && entry.status == StatusCode::OK
                 && entry.esi().is_none()
             {
-                range::evaluate(&req.headers, &stored, entry.body.len() as u64)
+                range::evaluate(&req.headers, &stored, body.len() as u64)
             } else {
                 RangeReply::Full
             };
@@ -95,15 +96,15 @@ pub fn from_entry(
                     if entry.status == StatusCode::OK && entry.esi().is_none() {
                         encodable = Some(entry.clone());
                     }
-                    entry.body.clone()
+                    body
                 }
                 RangeReply::Partial(ranges) => {
                     *r.status_mut() = StatusCode::PARTIAL_CONTENT;
-                    range::partial(r.headers_mut(), &entry.body, &ranges)
+                    range::partial(r.headers_mut(), &body, &ranges)
                 }
                 RangeReply::Unsatisfiable => {
                     *r.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
-                    let v = format!("bytes */{}", entry.body.len());
+                    let v = format!("bytes */{}", body.len());
                     r.headers_mut().insert(
                         header::CONTENT_RANGE,
                         HeaderValue::from_str(&v).expect("ascii"),

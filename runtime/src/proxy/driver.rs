@@ -266,7 +266,7 @@ impl Exchange {
                         count_hit(&tier, body.len());
                         return deliver::from_disk(&self.req, &entry, body, Outcome::Hit, now);
                     }
-                    count_hit(&tier, entry.body.len() as u64);
+                    count_hit(&tier, entry.body().len() as u64);
                     if refresh {
                         self.refresh_in_background(&key, &flight, entry.clone());
                     }
@@ -277,7 +277,7 @@ impl Exchange {
                     reason,
                     refresh,
                 } => {
-                    count_hit(&tier, entry.body.len() as u64);
+                    count_hit(&tier, entry.body().len() as u64);
                     if refresh {
                         self.refresh_in_background(&key, &flight, entry.clone());
                     }

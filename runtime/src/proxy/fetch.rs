@@ -104,10 +104,10 @@ pub async fn fill(
         headers.remove(h);
     }
     if let Some(s) = &stale {
-        if let Some(etag) = s.entry.headers.get(&header::ETAG) {
+        if let Some(etag) = s.entry.headers().get(&header::ETAG) {
             headers.insert(header::IF_NONE_MATCH, etag);
         }
-        if let Some(lm) = s.entry.headers.get(&header::LAST_MODIFIED) {
+        if let Some(lm) = s.entry.headers().get(&header::LAST_MODIFIED) {
             headers.insert(header::IF_MODIFIED_SINCE, lm);
         }
     }
@@ -215,23 +215,9 @@ async fn collect(
             let mut entry = entry.with_body_of(&[bytes]);
             if esi {
                 // Parsed once, now: hits only stitch.
-                let body = std::mem::take(&mut entry.body);
-                let mut headers = entry.headers.to_map();
-                match crate::html::esi::prepare(body, &mut headers, limit) {
-                    Ok((body, template)) => {
-                        // Unchanged (an identity-coded page), the head stays where it is,
-                        // in front of the body the template's slices keep alive.
-                        let head = crate::cache::Fields::from_map(&headers);
-                        if head != entry.headers {
-                            entry.headers = head;
-                        }
-                        entry.body = body;
-                        entry.set_esi(Some(Arc::new(template)));
-                    }
-                    Err(e) => {
-                        let e = crate::origin::OriginError::Connect(format!("esi page: {e}"));
-                        return (deliver::origin_error(&e, fwd), Flight::Failed(e));
-                    }
+                if let Err(e) = entry.prepare_esi(limit) {
+                    let e = crate::origin::OriginError::Connect(format!("esi page: {e}"));
+                    return (deliver::origin_error(&e, fwd), Flight::Failed(e));
                 }
             }
             let entry = Arc::new(entry);
@@ -321,7 +307,7 @@ async fn revalidated(
     times: ExchangeTimes,
     fwd: Fwd,
 ) -> Option<(Answer, Flight)> {
-    let mut stored = s.entry.headers.to_map();
+    let mut stored = s.entry.head_map();
     if !conditional::selects_for_update(&stored, not_modified) {
         return None;
     }
@@ -346,7 +332,7 @@ async fn revalidated(
     let now = x.shared.clock.now();
     match plan {
         Ok(plan) => {
-            let (mut entry, personal) = plan.with_body(s.entry.body.clone());
+            let (mut entry, personal) = plan.with_body(s.entry.payload.body_shared());
             entry.set_esi(s.entry.esi().cloned());
             let entry = Arc::new(entry);
             x.shared.store.insert(key, entry.clone());
@@ -367,7 +353,7 @@ async fn revalidated(
                 status: 304,
                 stored: Err(why),
             };
-            let answer = deliver::whole(status, response_headers, s.entry.body.clone(), outcome);
+            let answer = deliver::whole(status, response_headers, s.entry.body_to_send(), outcome);
             Some((answer, Flight::Pass))
         }
     }

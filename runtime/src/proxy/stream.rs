@@ -151,7 +151,7 @@ pub fn join(s: &Streamed, fwd: Fwd, now: SystemTime) -> Answer {
     let mut response = Response::new(s.tee.reader().boxed());
     *response.status_mut() = s.head.status;
     let h = response.headers_mut();
-    *h = s.head.headers.to_map();
+    *h = s.head.head_map();
     h.insert(header::AGE, HeaderValue::from(s.head.age(now).as_secs()));
     let status = s.head.status.as_u16();
     let mut answer = Answer::new(response, Outcome::Collapsed { fwd, status });
@@ -281,7 +281,7 @@ pub fn fill(
     // The stored head keeps the origin's Content-Length: it is the client's too.
     let fits = plan
         .entry
-        .headers
+        .headers()
         .get(&header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .is_some_and(|n| n <= limit);
@@ -289,7 +289,7 @@ pub fn fill(
         shared: fits,
         ..Tee::default()
     });
-    let mut headers = plan.entry.headers.to_map();
+    let mut headers = plan.entry.head_map();
     headers.insert(
         header::AGE,
         HeaderValue::from(plan.entry.age(now).as_secs()),

@@ -85,7 +85,7 @@ impl Head {
             tags: entry.tags().to_vec(),
             status: entry.status.as_u16(),
             headers: entry
-                .headers
+                .headers()
                 .iter()
                 .map(|(n, v)| (String::from_utf8_lossy(n).into_owned(), v.to_vec()))
                 .collect(),
@@ -147,8 +147,7 @@ impl Head {
         }
         Ok(Entry {
             status: StatusCode::from_u16(self.status).map_err(|_| Damage("the status"))?,
-            headers: (&headers).into(),
-            body,
+            payload: crate::cache::Payload::joined(&headers, &[body]),
             response_time: self.response_time().into(),
             initial_age: Duration::from_millis(self.initial_age_ms).into(),
             ttl: Duration::from_millis(self.ttl_ms).into(),

@@ -19,7 +19,6 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
 
@@ -274,13 +273,13 @@ impl Disk {
 
     /// Queues `entry` to be written under `key`. Never waits: when the queue is full or the
     /// tier is degraded the write is dropped (and any older copy of the variant removed).
-    pub fn store(&self, key: &StoreKey, entry: &Entry) {
+    pub fn store(&self, key: &StoreKey, entry: &Arc<Entry>) {
         let Some(head) = format::Head::of(key.as_str(), entry) else {
             return;
         };
         let name = name_of(key.as_str(), entry.vary());
         let head_bytes = format::encode_head(&head);
-        let bytes = on_disk((format::PREFIX + head_bytes.len() + entry.body.len()) as u64);
+        let bytes = on_disk((format::PREFIX + head_bytes.len() + entry.body().len()) as u64);
         // No one object takes more than an eighth of the tier.
         let room = bytes <= self.inner.capacity / 8 && self.is_up() && self.reserve(bytes);
         let mut index = self.inner.index.lock().expect("disk index");
@@ -308,7 +307,7 @@ impl Disk {
                 until: head.useful_until(),
                 purged_at_age: entry.purged_at_age.load(Ordering::Relaxed),
                 bytes,
-                body_len: entry.body.len() as u64,
+                body_len: entry.body().len() as u64,
                 used: 0,
                 written: false,
             },
@@ -321,7 +320,7 @@ impl Disk {
             name,
             serial,
             head: head_bytes,
-            body: entry.body.clone(),
+            body: entry.body_to_send(),
         });
         // Sent before the lock goes: see `Inner::ops`.
         drop(index);
@@ -519,12 +518,7 @@ pub fn reparse_esi(entry: &mut Entry, esi: bool) -> Result<(), Damage> {
     if !esi {
         return Ok(());
     }
-    let body: Bytes = std::mem::take(&mut entry.body);
-    let mut headers = entry.headers.to_map();
-    let (body, template) = crate::html::esi::prepare(body, &mut headers, u64::MAX)
-        .map_err(|_| Damage("an ESI body"))?;
-    entry.headers = (&headers).into();
-    entry.body = body;
-    entry.set_esi(Some(Arc::new(template)));
-    Ok(())
+    entry
+        .prepare_esi(u64::MAX)
+        .map_err(|_| Damage("an ESI body"))
 }

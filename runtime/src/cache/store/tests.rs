@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::cache::vary::VaryKey;
+use crate::cache::Payload;
 use bytes::Bytes;
 use http::StatusCode;
 
@@ -13,10 +14,7 @@ fn entry(uri: &str, body: &str, ttl: u64) -> Arc<Entry> {
         SystemTime::now(),
         Duration::from_secs(ttl),
     );
-    Arc::new(Entry {
-        body: Bytes::from(body.to_owned()),
-        ..e
-    })
+    Arc::new(e.with_body(Bytes::from(body.to_owned())))
 }
 
 #[test]
@@ -233,12 +231,13 @@ fn shards_always_leave_room_for_the_largest_object() {
     let s = Store::sharded(256 << 20, 16 << 20, Clock::system());
     let k = StoreKey::new("a", "h/big");
     let big = Arc::new(Entry {
-        headers: (&[("content-type", "text/html")]
-            .into_iter()
-            .map(|(n, v)| (HeaderName::from_static(n), v.parse().unwrap()))
-            .collect::<HeaderMap>())
-            .into(),
-        body: Bytes::from(vec![b'x'; 16 << 20]),
+        payload: Payload::head(
+            &[("content-type", "text/html")]
+                .into_iter()
+                .map(|(n, v)| (HeaderName::from_static(n), v.parse().unwrap()))
+                .collect::<HeaderMap>(),
+        )
+        .with_body(Bytes::from(vec![b'x'; 16 << 20])),
         ..Arc::try_unwrap(entry(k.as_str(), "", 600)).unwrap()
     });
     s.insert(&k, big);
@@ -297,8 +296,7 @@ fn variants_that_together_outweigh_a_shard_keep_the_newest_instead_of_losing_the
         s.insert(
             &k,
             Arc::new(Entry {
-                headers: (&head).into(),
-                body: Bytes::from(vec![b'x'; 4 << 20]),
+                payload: Payload::head(&head).with_body(Bytes::from(vec![b'x'; 4 << 20])),
                 extras: Extras::boxed(Box::default(), VaryKey::of(&vary, &asked(lang)), None),
                 ..Arc::try_unwrap(entry(k.as_str(), "", 600)).unwrap()
             }),

@@ -1,0 +1,154 @@
+//! Where a stored response's head (its field block) and body live: for a fill, one
+//! allocation of exactly their size that is never split into two shared handles.
+//!
+//! Two `Bytes` into one buffer (head and body) cost 64 bytes in the entry and turn the
+//! buffer into a shared one, with a 32-byte handle allocated beside it: 96 bytes per
+//! object, more than a small object's body. A payload is one `Bytes` (32), whose buffer
+//! stays solely owned: a hit borrows it through the entry (see `Entry::parts`) instead of
+//! cloning it.
+
+use bytes::Bytes;
+use http::HeaderMap;
+
+use super::fields::{self, Fields};
+
+/// A stored response's field block and body. Not `Clone`: a clone of a joined buffer's
+/// handle is what makes it a shared one.
+pub struct Payload(Repr);
+
+enum Repr {
+    /// The block, then the body, in one buffer (a fill's, a head's before its body).
+    Joined(Bytes),
+    /// The block and a body that is not this payload's alone: one a revalidated entry
+    /// shares with the entry it refreshed, an ESI page's decoded one its template
+    /// slices, a simulation's zeros that cost no memory.
+    Apart(Box<[Bytes; 2]>),
+}
+
+impl Payload {
+    /// `head` with no body yet.
+    pub fn head(head: &HeaderMap) -> Payload {
+        Payload::joined(head, &[])
+    }
+
+    /// `head` and the body `pieces` make, copied into one buffer of exactly their size: a
+    /// fill's pieces are slices of hyper's read buffers (8 KiB or more, other responses'
+    /// bytes in them), which a stored slice would keep alive as long as the object stays.
+    pub fn joined(head: &HeaderMap, pieces: &[Bytes]) -> Payload {
+        join(fields::encode(head, total(pieces)), pieces)
+    }
+
+    /// This payload's head and the body `pieces` make, in one exact buffer.
+    pub fn with_body_of(&self, pieces: &[Bytes]) -> Payload {
+        let block = self.fields().block();
+        let mut all = Vec::with_capacity(block.len() + total(pieces));
+        all.extend_from_slice(block);
+        join(all, pieces)
+    }
+
+    /// This payload's head with `body` as it is: shared, not copied.
+    pub fn with_body(self, body: Bytes) -> Payload {
+        let head = match self.0 {
+            Repr::Joined(all) => {
+                let len = Fields::split_front(&all).0.block_len();
+                if len == all.len() {
+                    // A head without a body: the whole buffer, kept as it is.
+                    all
+                } else {
+                    // Copied, not sliced: a slice would keep the old body alive.
+                    Bytes::copy_from_slice(&all[..len])
+                }
+            }
+            Repr::Apart(parts) => {
+                let [head, _] = *parts;
+                head
+            }
+        };
+        Payload(Repr::Apart(Box::new([head, body])))
+    }
+
+    /// `head` with this payload's body, which it keeps sharing.
+    pub fn with_head(&self, head: &HeaderMap) -> Payload {
+        let block = Bytes::from(fields::encode(head, 0));
+        Payload(Repr::Apart(Box::new([block, self.body_shared()])))
+    }
+
+    /// The header fields.
+    pub fn fields(&self) -> Fields<'_> {
+        match &self.0 {
+            Repr::Joined(all) => Fields::split_front(all).0,
+            Repr::Apart(parts) => Fields::split_front(&parts[0]).0,
+        }
+    }
+
+    /// The body.
+    pub fn body(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Joined(all) => Fields::split_front(all).1,
+            Repr::Apart(parts) => &parts[1],
+        }
+    }
+
+    /// The fields as a map whose values share this payload's memory.
+    pub fn head_map(&self) -> HeaderMap {
+        match &self.0 {
+            Repr::Joined(all) => self.fields().to_map_in(all),
+            Repr::Apart(parts) => self.fields().to_map_in(&parts[0]),
+        }
+    }
+
+    /// The body as a handle of its own, sharing this payload's memory (for keeping it
+    /// elsewhere: a joined buffer becomes a shared one, with its 32-byte handle).
+    pub fn body_shared(&self) -> Bytes {
+        match &self.0 {
+            Repr::Joined(all) => all.slice(self.fields().block_len()..),
+            Repr::Apart(parts) => parts[1].clone(),
+        }
+    }
+
+    /// The one buffer holding block and body, when they are joined.
+    pub fn joined_bytes(&self) -> Option<&[u8]> {
+        match &self.0 {
+            Repr::Joined(all) => Some(all),
+            Repr::Apart(_) => None,
+        }
+    }
+
+    /// Bytes of the block and the body as stored (what the weight counts).
+    pub fn size(&self) -> usize {
+        match &self.0 {
+            Repr::Joined(all) => all.len(),
+            Repr::Apart(parts) => parts[0].len() + parts[1].len(),
+        }
+    }
+
+    /// Whether block and body share one buffer.
+    pub fn is_joined(&self) -> bool {
+        matches!(self.0, Repr::Joined(_))
+    }
+}
+
+fn total(pieces: &[Bytes]) -> usize {
+    pieces.iter().map(Bytes::len).sum()
+}
+
+/// `all` (a block, with room for exactly `pieces`) and `pieces` as one joined payload. The
+/// room must be exact: a `Vec` with spare capacity becomes a shared buffer, with a handle
+/// allocated beside it, as it turns into `Bytes`.
+fn join(mut all: Vec<u8>, pieces: &[Bytes]) -> Payload {
+    for p in pieces {
+        all.extend_from_slice(p);
+    }
+    debug_assert_eq!(all.len(), all.capacity());
+    Payload(Repr::Joined(Bytes::from(all)))
+}
+
+impl std::fmt::Debug for Payload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Payload")
+            .field("fields", &self.fields())
+            .field("body_len", &self.body().len())
+            .field("joined", &self.is_joined())
+            .finish()
+    }
+}
