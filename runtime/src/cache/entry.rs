@@ -56,8 +56,9 @@ pub struct Entry {
 }
 
 /// A span of time in 8 bytes (whole nanoseconds, up to 584 years; a `Duration` takes 16):
-/// an entry keeps four, and a million entries are 32 MB lighter for it. Lifetimes and ages
-/// are capped far below (2^31 seconds, RFC 9111 §1.2.2), so none of them is ever rounded.
+/// an entry's corrected initial age, which counts the response's delay in transit and so is
+/// not whole seconds. Ages are capped far below (2^31 seconds, RFC 9111 §1.2.2), so none is
+/// ever rounded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Span(u64);
 
@@ -86,6 +87,11 @@ impl Secs {
     /// The lifetime as a `Duration`.
     pub fn get(self) -> Duration {
         Duration::from_secs(u64::from(self.0))
+    }
+
+    /// The lifetime as a count of seconds.
+    pub fn count(self) -> u32 {
+        self.0
     }
 }
 
@@ -138,12 +144,13 @@ impl Extras {
     }
 }
 
-/// An entry's joined buffer lent out as `Bytes`: slices of it keep the entry alive.
+/// The buffer that starts an entry's payload, lent out as `Bytes`: slices of it keep the
+/// entry alive, not a handle of the buffer's own.
 struct Lent(Arc<Entry>);
 
 impl AsRef<[u8]> for Lent {
     fn as_ref(&self) -> &[u8] {
-        self.0.payload.joined_bytes().unwrap_or_default()
+        self.0.payload.front()
     }
 }
 
@@ -264,6 +271,20 @@ impl Entry {
         }
     }
 
+    /// This entry with a body of `len` bytes that `read` writes in place behind the head
+    /// (see [`Payload::with_body_read`]).
+    pub fn with_body_read<E>(
+        self,
+        len: usize,
+        read: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Entry, E> {
+        debug_assert!(self.body().is_empty(), "a body would be replaced");
+        Ok(Entry {
+            payload: self.payload.with_body_read(len, read)?,
+            ..self
+        })
+    }
+
     /// This entry with `body` as it is, shared with whatever else holds it (a refreshed
     /// entry's, a simulation's zeros).
     pub fn with_body(self, body: Bytes) -> Entry {
@@ -293,28 +314,17 @@ impl Entry {
     /// that a hit neither copies it nor makes it a shared buffer (a 32-byte handle per
     /// object, kept for as long as the object is).
     pub fn parts(self: &Arc<Self>) -> (http::HeaderMap, Bytes) {
-        match self.lend() {
-            Some(lent) => {
-                let (fields, _) = Fields::split_front(&lent);
-                (fields.to_map_in(&lent), lent.slice(fields.block_len()..))
-            }
-            None => (self.head_map(), self.payload.body_shared()),
-        }
+        self.payload
+            .split_lent(&Bytes::from_owner(Lent(self.clone())))
     }
 
     /// The body to send (see [`Entry::parts`]).
     pub fn body_to_send(self: &Arc<Self>) -> Bytes {
-        match self.lend() {
-            Some(lent) => lent.slice(self.headers().block_len()..),
-            None => self.payload.body_shared(),
+        if self.payload.is_joined() {
+            Bytes::from_owner(Lent(self.clone())).slice(self.headers().block_len()..)
+        } else {
+            self.payload.body_shared()
         }
-    }
-
-    /// The joined buffer as `Bytes` that keep this entry alive, when there is one.
-    fn lend(self: &Arc<Self>) -> Option<Bytes> {
-        self.payload
-            .is_joined()
-            .then(|| Bytes::from_owner(Lent(self.clone())))
     }
 
     /// Parses the body as an ESI page (once, when it is stored: hits only stitch). A page
@@ -429,6 +439,17 @@ impl Entry {
 mod tests {
     use super::*;
 
+    /// A 200 with `head`, fresh for a minute, stored for `uri`.
+    fn fresh(head: &http::HeaderMap, uri: &str) -> Entry {
+        Entry::new(
+            StatusCode::OK,
+            head,
+            uri.into(),
+            SystemTime::now(),
+            Duration::from_secs(60),
+        )
+    }
+
     #[test]
     #[cfg(target_pointer_width = "64")]
     fn an_entry_stays_within_its_memory_budget() {
@@ -442,13 +463,7 @@ mod tests {
 
     #[test]
     fn extras_are_boxed_only_when_there_are_some_and_each_setter_keeps_the_others() {
-        let mut e = Entry::new(
-            StatusCode::OK,
-            &http::HeaderMap::new(),
-            "u".into(),
-            SystemTime::now(),
-            Duration::from_secs(60),
-        );
+        let mut e = fresh(&http::HeaderMap::new(), "u");
         assert!(e.extras.is_none());
         assert!(Extras::boxed(Box::default(), VaryKey::Any, None).is_none());
         assert_eq!((e.tags(), e.vary()), (&[][..], &VaryKey::Any));
@@ -482,18 +497,12 @@ mod tests {
         // Pieces as hyper hands them out: slices of one larger read buffer.
         let buffer = Bytes::from(vec![b'x'; 8192]);
         let pieces = [buffer.slice(100..150), buffer.slice(200..230)];
-        let e = Entry::new(
-            StatusCode::OK,
-            &head,
-            "a\u{1f}h/p".into(),
-            SystemTime::now(),
-            Duration::from_secs(60),
-        )
-        .with_body_of(&pieces);
+        let e = fresh(&head, "a\u{1f}h/p").with_body_of(&pieces);
         assert_eq!(e.body(), [&pieces[0][..], &pieces[1][..]].concat());
         assert_eq!(e.headers().to_map(), head);
         // The body follows the head in one buffer of exactly their size...
-        let all = e.payload.joined_bytes().expect("joined");
+        assert!(e.payload.is_joined());
+        let all = e.payload.front();
         assert_eq!(all.len(), e.headers().block_len() + 80);
         assert_eq!(all[e.headers().block_len()..].as_ptr(), e.body().as_ptr());
         // ...which is not the read buffer.
@@ -512,20 +521,11 @@ mod tests {
         head.insert("etag", http::HeaderValue::from_static("\"v1\""));
         head.append("x-two", http::HeaderValue::from_static("a"));
         head.append("x-two", http::HeaderValue::from_static("b"));
-        let e = Arc::new(
-            Entry::new(
-                StatusCode::OK,
-                &head,
-                "u".into(),
-                SystemTime::now(),
-                Duration::from_secs(60),
-            )
-            .with_body_of(&[Bytes::from_static(b"hello")]),
-        );
+        let e = Arc::new(fresh(&head, "u").with_body_of(&[Bytes::from_static(b"hello")]));
         let (map, body) = e.parts();
         assert_eq!((&map, &body[..]), (&head, &b"hello"[..]));
         // The values and the body are slices of the stored buffer, not copies.
-        let stored = e.payload.joined_bytes().unwrap().as_ptr_range();
+        let stored = e.payload.front().as_ptr_range();
         assert!(stored.contains(&body.as_ptr()));
         assert!(stored.contains(&map["etag"].as_bytes().as_ptr()));
         // They keep the entry alive, not a second handle to its buffer (a clone of it would
@@ -539,18 +539,32 @@ mod tests {
     }
 
     #[test]
+    fn a_body_read_in_place_follows_the_head_and_a_failed_read_keeps_nothing() {
+        let mut head = http::HeaderMap::new();
+        head.insert("etag", http::HeaderValue::from_static("\"v1\""));
+        let new = || fresh(&head, "u");
+        let e = new()
+            .with_body_read(5, |b| {
+                b.copy_from_slice(b"hello");
+                Ok::<_, ()>(())
+            })
+            .unwrap();
+        assert_eq!(
+            (e.body(), e.headers().to_map()),
+            (&b"hello"[..], head.clone())
+        );
+        assert!(e.payload.is_joined());
+        assert_eq!(e.payload.size(), e.headers().block_len() + 5);
+        assert_eq!(
+            new().with_body_read(5, |_| Err("short")).err(),
+            Some("short")
+        );
+    }
+
+    #[test]
     fn a_body_kept_apart_is_shared_and_still_read_and_sent_whole() {
         let zeros = Bytes::from(vec![0u8; 4096]);
-        let e = Arc::new(
-            Entry::new(
-                StatusCode::OK,
-                &http::HeaderMap::new(),
-                "u".into(),
-                SystemTime::now(),
-                Duration::from_secs(60),
-            )
-            .with_body(zeros.slice(..100)),
-        );
+        let e = Arc::new(fresh(&http::HeaderMap::new(), "u").with_body(zeros.slice(..100)));
         assert!(!e.payload.is_joined());
         assert_eq!(e.body().as_ptr(), zeros.as_ptr());
         let (map, body) = e.parts();

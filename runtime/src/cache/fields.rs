@@ -74,7 +74,9 @@ impl<'a> Fields<'a> {
             None => 0,
             Some(_) => match whole.len() {
                 0 => whole.table_len(),
-                n => whole.table_len() + whole.number(2 * n),
+                n => whole
+                    .table_len()
+                    .saturating_add(whole.number(n.saturating_mul(2))),
             },
         };
         match bytes.split_at_checked(len) {
@@ -97,7 +99,10 @@ impl<'a> Fields<'a> {
     pub fn table_len(&self) -> usize {
         match self.block.first() {
             None => 0,
-            Some(&width) => 1 + usize::from(width) * (1 + 2 * self.len()),
+            // Saturating: a count read from damaged bytes must not wrap (on 32-bit).
+            Some(&width) => usize::from(width)
+                .saturating_mul(self.len().saturating_mul(2).saturating_add(1))
+                .saturating_add(1),
         }
     }
 
@@ -188,9 +193,9 @@ impl<'a> Fields<'a> {
     /// The table's number `i` (0: the count; then each field's two ends).
     fn number(&self, i: usize) -> usize {
         let width = usize::from(self.block[0]);
-        let at = 1 + i * width;
+        let at = i.saturating_mul(width).saturating_add(1);
         // Only `encode` makes blocks; one it did not make reads as no fields, no panic.
-        match self.block.get(at..at + width) {
+        match self.block.get(at..at.saturating_add(width)) {
             Some(&[a, b]) => usize::from(u16::from_le_bytes([a, b])),
             Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
             _ => 0,

@@ -94,8 +94,12 @@ pub fn freshness_lifetime(
         let ttl = single_http_date(headers, &EXPIRES)
             .and_then(|exp| exp.duration_since(date).ok())
             .unwrap_or(Duration::ZERO);
+        // Whole seconds, as every lifetime is stored (`Secs`): decided on what is kept, so
+        // that a lifetime under a second is no lifetime (Expires against the time received,
+        // when there is no Date).
         return Lifetime {
-            ttl: ttl.min(Duration::from_secs(u64::from(DELTA_SECONDS_MAX))),
+            ttl: Duration::from_secs(ttl.as_secs())
+                .min(Duration::from_secs(u64::from(DELTA_SECONDS_MAX))),
             heuristic: false,
         };
     }
@@ -547,6 +551,24 @@ mod tests {
             &Heuristic::default(),
         );
         assert_eq!(l.ttl, secs(200));
+    }
+
+    #[test]
+    fn a_lifetime_is_whole_seconds_so_one_under_a_second_is_none() {
+        // Received 0.4 s before the Expires instant, no Date: 0.4 s is not kept (lifetimes
+        // are stored in whole seconds), so it must not count as a lifetime either.
+        let h = headers(&[("expires", &date(1))]);
+        for (received, ttl) in [
+            (at(0) + Duration::from_millis(600), secs(0)),
+            (at(0) - Duration::from_millis(600), secs(1)),
+        ] {
+            let times = ExchangeTimes {
+                request_time: at(0),
+                response_time: received,
+            };
+            let l = freshness_lifetime(StatusCode::OK, &h, &ctl(&h), times, &Heuristic::default());
+            assert_eq!(l.ttl, ttl);
+        }
     }
 
     #[test]

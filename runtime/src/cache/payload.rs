@@ -46,6 +46,21 @@ impl Payload {
         join(all, pieces)
     }
 
+    /// This payload's head and a body of `len` bytes that `read` writes in place, in one
+    /// exact buffer (a body read back from disk: no second copy).
+    pub fn with_body_read<E>(
+        &self,
+        len: usize,
+        read: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Result<Payload, E> {
+        let block = self.fields().block();
+        let mut all = Vec::with_capacity(block.len() + len);
+        all.extend_from_slice(block);
+        all.resize(block.len() + len, 0);
+        read(&mut all[block.len()..])?;
+        Ok(join(all, &[]))
+    }
+
     /// This payload's head with `body` as it is: shared, not copied.
     pub fn with_body(self, body: Bytes) -> Payload {
         let head = match self.0 {
@@ -67,17 +82,16 @@ impl Payload {
         Payload(Repr::Apart(Box::new([head, body])))
     }
 
-    /// `head` with this payload's body, which it keeps sharing.
-    pub fn with_head(&self, head: &HeaderMap) -> Payload {
-        let block = Bytes::from(fields::encode(head, 0));
-        Payload(Repr::Apart(Box::new([block, self.body_shared()])))
-    }
-
     /// The header fields.
     pub fn fields(&self) -> Fields<'_> {
+        Fields::split_front(self.front()).0
+    }
+
+    /// The buffer that starts with the block: the joined one, or the block's own.
+    pub fn front(&self) -> &Bytes {
         match &self.0 {
-            Repr::Joined(all) => Fields::split_front(all).0,
-            Repr::Apart(parts) => Fields::split_front(&parts[0]).0,
+            Repr::Joined(all) => all,
+            Repr::Apart(parts) => &parts[0],
         }
     }
 
@@ -89,12 +103,21 @@ impl Payload {
         }
     }
 
-    /// The fields as a map whose values share this payload's memory.
+    /// The fields as a map whose values share this payload's memory (which makes it a
+    /// shared buffer: for heads not yet stored, or stored apart from their body).
     pub fn head_map(&self) -> HeaderMap {
-        match &self.0 {
-            Repr::Joined(all) => self.fields().to_map_in(all),
-            Repr::Apart(parts) => self.fields().to_map_in(&parts[0]),
-        }
+        self.fields().to_map_in(self.front())
+    }
+
+    /// Map and body for `lent`, a loan of [`Payload::front`]'s bytes: slices of it (and the
+    /// body kept apart, when it is), nothing copied.
+    pub fn split_lent(&self, lent: &Bytes) -> (HeaderMap, Bytes) {
+        let (fields, _) = Fields::split_front(lent);
+        let body = match &self.0 {
+            Repr::Joined(_) => lent.slice(fields.block_len()..),
+            Repr::Apart(parts) => parts[1].clone(),
+        };
+        (fields.to_map_in(lent), body)
     }
 
     /// The body as a handle of its own, sharing this payload's memory (for keeping it
@@ -103,14 +126,6 @@ impl Payload {
         match &self.0 {
             Repr::Joined(all) => all.slice(self.fields().block_len()..),
             Repr::Apart(parts) => parts[1].clone(),
-        }
-    }
-
-    /// The one buffer holding block and body, when they are joined.
-    pub fn joined_bytes(&self) -> Option<&[u8]> {
-        match &self.0 {
-            Repr::Joined(all) => Some(all),
-            Repr::Apart(_) => None,
         }
     }
 

@@ -9,7 +9,7 @@ use http::{HeaderMap, HeaderName};
 use moka::sync::Cache;
 use quick_cache::{Lifecycle, OptionsBuilder, Weighter};
 
-pub use super::entry::{Encoded, Entry, Extras};
+pub use super::entry::{Encoded, Entry, Extras, Secs};
 use super::index::Index;
 use crate::clock::Clock;
 

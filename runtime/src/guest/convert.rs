@@ -69,7 +69,7 @@ pub fn response_head(status: StatusCode, headers: &HeaderMap) -> types::Response
 }
 
 fn secs(d: std::time::Duration) -> u32 {
-    d.as_secs().min(u64::from(u32::MAX)) as u32
+    crate::cache::store::Secs::from(d).count()
 }
 
 /// The proposal a script's `cache-policy` starts from.

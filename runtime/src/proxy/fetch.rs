@@ -307,7 +307,8 @@ async fn revalidated(
     times: ExchangeTimes,
     fwd: Fwd,
 ) -> Option<(Answer, Flight)> {
-    let mut stored = s.entry.head_map();
+    // Copied, not shared: the stored entry's buffer stays solely its own.
+    let mut stored = s.entry.headers().to_map();
     if !conditional::selects_for_update(&stored, not_modified) {
         return None;
     }

@@ -151,7 +151,7 @@ pub fn join(s: &Streamed, fwd: Fwd, now: SystemTime) -> Answer {
     let mut response = Response::new(s.tee.reader().boxed());
     *response.status_mut() = s.head.status;
     let h = response.headers_mut();
-    *h = s.head.head_map();
+    *h = s.head.parts().0;
     h.insert(header::AGE, HeaderValue::from(s.head.age(now).as_secs()));
     let status = s.head.status.as_u16();
     let mut answer = Answer::new(response, Outcome::Collapsed { fwd, status });

@@ -13,7 +13,6 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -137,8 +136,9 @@ impl Head {
         self.response_time() + life
     }
 
-    /// The entry this head and `body` make (its ESI template is parsed by the caller).
-    pub fn entry(&self, body: Bytes, purged_at_age: u64) -> Result<Entry, Damage> {
+    /// The entry this head makes, without its body yet (see `Entry::with_body_read`; its
+    /// ESI template is parsed by the caller).
+    pub fn entry(&self, purged_at_age: u64) -> Result<Entry, Damage> {
         let mut headers = HeaderMap::with_capacity(self.headers.len());
         for (n, v) in &self.headers {
             let n = HeaderName::from_bytes(n.as_bytes()).map_err(|_| Damage("a field name"))?;
@@ -147,7 +147,7 @@ impl Head {
         }
         Ok(Entry {
             status: StatusCode::from_u16(self.status).map_err(|_| Damage("the status"))?,
-            payload: crate::cache::Payload::joined(&headers, &[body]),
+            payload: crate::cache::Payload::head(&headers),
             response_time: self.response_time().into(),
             initial_age: Duration::from_millis(self.initial_age_ms).into(),
             ttl: Duration::from_millis(self.ttl_ms).into(),

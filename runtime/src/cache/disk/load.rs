@@ -10,8 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
-
 use super::format::{self, Damage, Fixed, Head, PREFIX};
 use super::index::{Meta, Name};
 use super::{name_of, path_of, reparse_esi};
@@ -253,15 +251,18 @@ pub fn read(
         return Err(Damage("another key's file").into());
     }
     if fixed.body_len >= stream_from && head.status == 200 && !head.esi {
-        let entry = head.entry(Bytes::new(), fixed.purged_at_age)?;
+        let entry = head.entry(fixed.purged_at_age)?;
         return Ok(Some(Loaded::Head(entry, f, fixed)));
     }
-    let mut body = vec![0u8; fixed.body_len as usize];
-    f.read_exact(&mut body).map_err(short)?;
-    if crc32fast::hash(&body) != fixed.body_crc {
-        return Err(Damage("the body's checksum").into());
-    }
-    let mut entry = head.entry(Bytes::from(body), fixed.purged_at_age)?;
+    // Read straight into the buffer the entry keeps, behind its head: no second copy.
+    let entry = head.entry(fixed.purged_at_age)?;
+    let mut entry = entry.with_body_read(fixed.body_len as usize, |body| {
+        f.read_exact(body).map_err(short)?;
+        if crc32fast::hash(body) != fixed.body_crc {
+            return Err(Damage("the body's checksum").into());
+        }
+        Ok::<_, ReadError>(())
+    })?;
     reparse_esi(&mut entry, head.esi)?;
     Ok(Some(Loaded::Whole(entry)))
 }

@@ -320,6 +320,8 @@ impl Disk {
             name,
             serial,
             head: head_bytes,
+            // Lent: the queued write keeps the entry alive until it is written (the queue
+            // is bounded), rather than making its buffer a shared one for good.
             body: entry.body_to_send(),
         });
         // Sent before the lock goes: see `Inner::ops`.

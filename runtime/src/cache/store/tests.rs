@@ -14,7 +14,7 @@ fn entry(uri: &str, body: &str, ttl: u64) -> Arc<Entry> {
         SystemTime::now(),
         Duration::from_secs(ttl),
     );
-    Arc::new(e.with_body(Bytes::from(body.to_owned())))
+    Arc::new(e.with_body_of(&[Bytes::from(body.to_owned())]))
 }
 
 #[test]
