@@ -262,7 +262,7 @@ impl Entry {
     }
 
     /// This entry with a freshly fetched body (`pieces`, as they arrived), kept with the
-    /// head's fields in one buffer of exactly their size (see [`Payload::joined`]).
+    /// head's fields in one buffer of exactly their size (see [`Payload::with_body_of`]).
     pub fn with_body_of(self, pieces: &[Bytes]) -> Entry {
         debug_assert!(self.body().is_empty(), "a body would be replaced");
         Entry {

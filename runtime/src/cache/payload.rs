@@ -28,22 +28,15 @@ enum Repr {
 impl Payload {
     /// `head` with no body yet.
     pub fn head(head: &HeaderMap) -> Payload {
-        Payload::joined(head, &[])
+        join(fields::encode(head, 0), &[])
     }
 
-    /// `head` and the body `pieces` make, copied into one buffer of exactly their size: a
-    /// fill's pieces are slices of hyper's read buffers (8 KiB or more, other responses'
-    /// bytes in them), which a stored slice would keep alive as long as the object stays.
-    pub fn joined(head: &HeaderMap, pieces: &[Bytes]) -> Payload {
-        join(fields::encode(head, total(pieces)), pieces)
-    }
-
-    /// This payload's head and the body `pieces` make, in one exact buffer.
+    /// This payload's head and the body `pieces` make, copied into one buffer of exactly
+    /// their size: a fill's pieces are slices of hyper's read buffers (8 KiB or more, other
+    /// responses' bytes in them), which a stored slice would keep alive as long as the
+    /// object stays.
     pub fn with_body_of(&self, pieces: &[Bytes]) -> Payload {
-        let block = self.fields().block();
-        let mut all = Vec::with_capacity(block.len() + total(pieces));
-        all.extend_from_slice(block);
-        join(all, pieces)
+        join(self.block_with_room(total(pieces)), pieces)
     }
 
     /// This payload's head and a body of `len` bytes that `read` writes in place, in one
@@ -53,12 +46,19 @@ impl Payload {
         len: usize,
         read: impl FnOnce(&mut [u8]) -> Result<(), E>,
     ) -> Result<Payload, E> {
+        let mut all = self.block_with_room(len);
+        let start = all.len();
+        all.resize(start + len, 0);
+        read(&mut all[start..])?;
+        Ok(join(all, &[]))
+    }
+
+    /// A copy of the block in a buffer with room for exactly `len` more bytes.
+    fn block_with_room(&self, len: usize) -> Vec<u8> {
         let block = self.fields().block();
         let mut all = Vec::with_capacity(block.len() + len);
         all.extend_from_slice(block);
-        all.resize(block.len() + len, 0);
-        read(&mut all[block.len()..])?;
-        Ok(join(all, &[]))
+        all
     }
 
     /// This payload's head with `body` as it is: shared, not copied.
@@ -129,11 +129,14 @@ impl Payload {
         }
     }
 
-    /// Bytes of the block and the body as stored (what the weight counts).
+    /// Bytes of the block and the body as stored, and of the box that keeps them apart
+    /// when there is one, with malloc's header (what the weight counts).
     pub fn size(&self) -> usize {
         match &self.0 {
             Repr::Joined(all) => all.len(),
-            Repr::Apart(parts) => parts[0].len() + parts[1].len(),
+            Repr::Apart(parts) => {
+                parts[0].len() + parts[1].len() + std::mem::size_of::<[Bytes; 2]>() + 16
+            }
         }
     }
 
