@@ -14,9 +14,9 @@ use super::vary::VaryKey;
 
 /// Bytes charged per entry for the bookkeeping around it: what `bench/memory.rs` measures
 /// beyond body, head and key text for an object filled over HTTP under its default key
-/// (`http` mode: 301 with a million objects, 303 with 300,000; 263 for entries built by
+/// (`http` mode: 279 with a million objects, 280 with 300,000; 263 for entries built by
 /// hand), so that `max_size` bounds resident memory rather than payload alone.
-const ENTRY_OVERHEAD: usize = 304;
+const ENTRY_OVERHEAD: usize = 280;
 /// Bytes charged besides for an entry in the URI index (a script-made key's): what the
 /// memory bench's `keyed` mode measures beyond the default key's cost, its text aside (120).
 const INDEXED_OVERHEAD: usize = 120;

@@ -10,25 +10,29 @@
 use bytes::{BufMut, Bytes};
 use http::{HeaderMap, HeaderName, HeaderValue};
 
-/// Bytes of each number in the table while the text is at most 65,535 bytes and the
-/// fields at most 65,535 (nearly every head); larger heads use four.
-const NARROW: usize = 2;
+/// The width of the table's numbers for a head of `count` fields and `text` bytes of names
+/// and values: the fewest bytes that hold both (every name has a byte, so the text bounds
+/// the count). A small API response's head, up to 255 bytes, pays two bytes per field;
+/// nearly every other head four; a head past 64 KiB eight.
+fn width_for(count: usize, text: usize) -> usize {
+    match count.max(text) {
+        n if n <= usize::from(u8::MAX) => 1,
+        n if n <= usize::from(u16::MAX) => 2,
+        _ => 4,
+    }
+}
 
 /// The block of `map`'s fields, every value of a repeated name included, in a buffer with
 /// room for `then` more bytes (the body that follows it in a stored payload).
 ///
-/// The block: the width of the table's numbers (one byte, 2 or 4), the count, then per
+/// The block: the width of the table's numbers (one byte: 1, 2 or 4), the count, then per
 /// field the end of its name and of its value in the text (counted from the start of the
 /// text), all little-endian of that width; then the text. An empty map still has its width
 /// and count, so that a block's length can always be read from its front.
 pub fn encode(map: &HeaderMap, then: usize) -> Vec<u8> {
     let count = map.len();
     let text: usize = map.iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
-    let width = if text <= usize::from(u16::MAX) && count <= usize::from(u16::MAX) {
-        NARROW
-    } else {
-        4
-    };
+    let width = width_for(count, text);
     // A map's fields are bounded by what hyper accepts in a head (or what our own code
     // puts there), far below 4 GiB; a larger one would fail its offsets, so refuse it
     // loudly rather than store wrong fields.
@@ -39,7 +43,8 @@ pub fn encode(map: &HeaderMap, then: usize) -> Vec<u8> {
     // Every number fits its width: `width` was chosen so that the count and the text
     // (which bounds every end) do.
     let mut put = |n: usize| match width {
-        NARROW => block.put_u16_le(n as u16),
+        1 => block.put_u8(n as u8),
+        2 => block.put_u16_le(n as u16),
         _ => block.put_u32_le(n as u32),
     };
     put(count);
@@ -196,6 +201,7 @@ impl<'a> Fields<'a> {
         let at = i.saturating_mul(width).saturating_add(1);
         // Only `encode` makes blocks; one it did not make reads as no fields, no panic.
         match self.block.get(at..at.saturating_add(width)) {
+            Some(&[a]) => usize::from(a),
             Some(&[a, b]) => usize::from(u16::from_le_bytes([a, b])),
             Some(&[a, b, c, d]) => u32::from_le_bytes([a, b, c, d]) as usize,
             _ => 0,
@@ -305,7 +311,7 @@ mod tests {
         assert!(f.to_map().is_empty());
         assert!(f.get(&header::ETAG).is_none());
         // Width and count still, so that the block's end can be read from its front.
-        assert_eq!(f.block_len(), 3);
+        assert_eq!(f.block_len(), 2);
     }
 
     #[test]
@@ -360,26 +366,38 @@ mod tests {
     }
 
     #[test]
-    fn heads_either_side_of_the_narrow_table_limit_come_back_exactly() {
-        // Text of 65,535 bytes fits two-byte ends; one byte more needs four.
-        for text in [65_535, 65_536, 70_000] {
+    fn heads_either_side_of_each_table_width_limit_come_back_exactly() {
+        // Text of 255 bytes fits one-byte ends, of 65,535 two-byte ones; one byte more
+        // needs the next width.
+        for (text, width) in [
+            (20, 1),
+            (255, 1),
+            (256, 2),
+            (65_535, 2),
+            (65_536, 4),
+            (70_000, 4),
+        ] {
             let long = "v".repeat(text - "etag".len() - "x-long".len() - 4);
             let m = map(&[("etag", "\"v1\""), ("x-long", &long)]);
             let b = encode(&m, 0);
             let f = Fields::split_front(&b).0;
             assert_eq!(f.text_len(), text);
-            assert_eq!(b[0] as usize, if text <= 65_535 { 2 } else { 4 });
+            assert_eq!(b[0] as usize, width, "{text}");
             assert_eq!(pairs(&f.to_map()), pairs(&m));
             assert_eq!(f.get(&header::ETAG).unwrap(), "\"v1\"");
         }
     }
 
     #[test]
-    fn a_small_head_costs_four_bytes_per_field_beyond_its_text() {
+    fn a_small_head_costs_two_bytes_per_field_beyond_its_text_a_larger_one_four() {
         let b = encode(&map(&[("etag", "\"v1\""), ("age", "3"), ("vary", "x")]), 0);
         let f = Fields::split_front(&b).0;
-        assert_eq!(f.table_len(), 1 + 2 + 3 * 4);
+        assert_eq!(f.table_len(), 1 + 1 + 3 * 2);
         assert_eq!(f.block_len(), f.table_len() + f.text_len());
+        let long = "v".repeat(300);
+        let b = encode(&map(&[("etag", "\"v1\""), ("x-long", &long)]), 0);
+        let f = Fields::split_front(&b).0;
+        assert_eq!(f.table_len(), 1 + 2 + 2 * 4);
     }
 
     #[test]
