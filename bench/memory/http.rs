@@ -1,7 +1,7 @@
 //! The memory bench's `http` mode: objects filled through the library server from a real
 //! origin on loopback and each hit once, so that what the fill path really keeps is counted
-//! (hyper's buffers, the shared handles a hit makes), not only what an entry built by hand
-//! costs.
+//! (hyper's buffers, the loan a hit makes, the allocator's churn), not only what an entry
+//! built by hand costs.
 
 use std::net::SocketAddr;
 use std::time::Instant;

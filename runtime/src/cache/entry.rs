@@ -330,7 +330,7 @@ impl Entry {
     /// Parses the body as an ESI page (once, when it is stored: hits only stitch). A page
     /// the origin compressed is kept decoded, its head saying so.
     pub fn prepare_esi(&mut self, limit: u64) -> Result<(), crate::encoding::CodingError> {
-        let mut head = self.head_map();
+        let mut head = self.headers().to_map();
         let body = self.payload.body_shared();
         let (decoded, template) = crate::html::esi::prepare(body.clone(), &mut head, limit)?;
         // An identity-coded page comes back as it went (head and body): the payload stays
@@ -539,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn a_body_read_in_place_follows_the_head_and_a_failed_read_keeps_nothing() {
+    fn a_body_read_in_place_follows_the_head_and_a_failed_read_is_the_error() {
         let mut head = http::HeaderMap::new();
         head.insert("etag", http::HeaderValue::from_static("\"v1\""));
         let new = || fresh(&head, "u");
