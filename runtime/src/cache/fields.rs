@@ -64,7 +64,7 @@ pub fn encode(map: &HeaderMap, then: usize) -> Vec<u8> {
 
 /// A stored response's header fields, read in place from their block (see [`encode`]), in
 /// the order the map they came from iterates them.
-#[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Default)]
 pub struct Fields<'a> {
     /// Exactly the block: no byte of what follows it.
     block: &'a [u8],
@@ -102,7 +102,7 @@ impl<'a> Fields<'a> {
     }
 
     /// Bytes of the block before names and values (the table): where the text starts.
-    pub fn table_len(&self) -> usize {
+    fn table_len(&self) -> usize {
         match self.block.first() {
             None => 0,
             // Saturating: a count read from damaged bytes must not wrap (on 32-bit).
