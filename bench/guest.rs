@@ -1,5 +1,6 @@
 //! Per-request guest cost: a fresh pooled instance + `cache-key` + drop (or a kept one with
-//! `instance_reuse`, or an answer from the `key_memo_kib` memo), and a full hook sequence.
+//! `instance_reuse`, or an answer from the `key_memo_kib` memo), a full hook sequence, and
+//! the floor under all of them: components with nothing of ours in them, on the same engine.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -196,6 +197,7 @@ fn bench(c: &mut Criterion) {
             })
         },
     );
+    floor(c, &rt, &engine);
     c.bench_function("cache-policy on a fresh instance (ttl-by-type)", |b| {
         b.iter(|| {
             rt.block_on(async {
@@ -210,3 +212,97 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
+
+/// Components with nothing of ours in them, on the same engine and pool: what wasmtime
+/// itself costs per fresh instance on this machine, the floor under every figure above.
+fn floor(c: &mut Criterion, rt: &tokio::runtime::Runtime, engine: &GuestEngine) {
+    use wasmtime::component::{Component, Linker};
+    use wasmtime::Store;
+
+    // `pages` of memory, `dirty` of whose 4 KiB pages the call writes (the guest's stack
+    // top, its data and its first heap chunk), and optionally wit-component's layout for
+    // imports that take strings: a shim table, the module, and a fixup that fills the table.
+    let shape = |pages: u32, dirty: &[u32], shim: bool| {
+        let writes: String = dirty
+            .iter()
+            .map(|p| format!("(i32.store (i32.const {}) (i32.const 1))", p * 4096 + 8))
+            .collect();
+        let main = format!(
+            r#"(core module $main
+                 (import "host" "log" (func $log (param i32)))
+                 (memory (export "memory") {pages})
+                 (func (export "f") (result i32) {writes} (call $log (i32.const 1)) (i32.const 7)))"#
+        );
+        let text = if shim {
+            format!(
+                r#"(component
+                  (import "log" (func $log (param "x" u32)))
+                  (core module $shim
+                    (table (export "t") 1 1 funcref)
+                    (func (export "0") (param i32) (local.get 0) (i32.const 0) (call_indirect (param i32))))
+                  {main}
+                  (core module $fixup
+                    (import "" "t" (table 1 1 funcref))
+                    (import "" "0" (func $f (param i32)))
+                    (elem (i32.const 0) func $f))
+                  (core instance $s (instantiate $shim))
+                  (core instance $m (instantiate $main (with "host" (instance (export "log" (func $s "0"))))))
+                  (core func $lowered (canon lower (func $log)))
+                  (core instance (instantiate $fixup (with "" (instance
+                    (export "t" (table $s "t")) (export "0" (func $lowered))))))
+                  (func (export "f") (result u32) (canon lift (core func $m "f"))))"#
+            )
+        } else {
+            format!(
+                r#"(component
+                  (import "log" (func $log (param "x" u32)))
+                  (core func $lowered (canon lower (func $log)))
+                  {main}
+                  (core instance $m (instantiate $main (with "host" (instance (export "log" (func $lowered))))))
+                  (func (export "f") (result u32) (canon lift (core func $m "f"))))"#
+            )
+        };
+        let bytes = wat::parse_str(&text).expect("floor component parses");
+        let component = Component::new(engine.engine(), &bytes).expect("floor component compiles");
+        let mut linker = Linker::<()>::new(engine.engine());
+        linker
+            .root()
+            .func_wrap("log", |_, (_x,): (u32,)| Ok(()))
+            .unwrap();
+        linker.instantiate_pre(&component).unwrap()
+    };
+    for (name, pre) in [
+        (
+            "floor: fresh instance + call + drop, 1 page, none written",
+            shape(1, &[], false),
+        ),
+        (
+            "floor: fresh instance + call + drop, 18 pages, 4 written",
+            shape(18, &[255, 256, 257, 280], false),
+        ),
+        (
+            "floor: fresh instance + call + drop, 18 pages, 4 written, shim and fixup",
+            shape(18, &[255, 256, 257, 280], true),
+        ),
+        (
+            "floor: fresh instance + call + drop, 3 pages, 4 written, shim and fixup",
+            shape(3, &[15, 16, 17, 32], true),
+        ),
+    ] {
+        let export = pre.component().get_export_index(None, "f").unwrap();
+        c.bench_function(name, |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut store = Store::new(engine.engine(), ());
+                    // Far enough that the ticker never interrupts: no callback here.
+                    store.set_epoch_deadline(1 << 40);
+                    let instance = pre.instantiate_async(&mut store).await.unwrap();
+                    let f = instance
+                        .get_typed_func::<(), (u32,)>(&mut store, &export)
+                        .unwrap();
+                    f.call_async(&mut store, ()).await.unwrap().0
+                })
+            })
+        });
+    }
+}
