@@ -10,7 +10,9 @@ no request during it (every answer a hit) and the machine was otherwise idle (CP
 anything but the proxy and wrk under 10% of a core); a disturbed round is run again, up to
 three times. Prints req/s, p50 and p99 per proxy as the median of the rounds (min-max), the
 ratios Tessera/nginx and Tessera/Varnish, and the herd: 200 concurrent requests for a cold
-key behind a 300 ms origin, how many reached the origin and the clients' p50.
+key behind a 300 ms origin (bench/herd.rs, HERD_ROUNDS times per proxy, default 5), how
+many reached the origin and the clients' p50. ROUNDS 0 runs only the correctness checks and
+the herd.
 """
 import http.client
 import os
@@ -24,6 +26,7 @@ import threading
 import time
 
 WORK, SECS, ROUNDS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+HERD_ROUNDS = int(os.environ.get("HERD_ROUNDS", "5"))
 # The load never sends `ref` (nginx, Varnish and normalize-key drop it, but Tessera's default
 # key keeps it: `ref` names content on some sites), so that the unscripted run is all hits.
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -379,7 +382,7 @@ def wrk(name, size):
 
 results = {(n, s): [] for n in PROXIES for s in SIZES}
 names = list(PROXIES)
-for size in SIZES:
+for size in SIZES if ROUNDS else ():
     warm(size)
     for r in range(ROUNDS):
         order = names[r % len(names):] + names[:r % len(names)]
@@ -389,7 +392,8 @@ for size in SIZES:
 
 print(f"\nhits, {SECS} s x {ROUNDS} rounds each, every request a hit (origin count unchanged)")
 print(f"{'size':5} {'proxy':15} {'req/s':>9} {'(min-max)':>17} {'p50 ms':>7} {'p99 ms':>7}")
-for size in SIZES:
+# ROUNDS 0 measures only the herd.
+for size in SIZES if ROUNDS else ():
     for name in names:
         v = results[(name, size)]
         rps = [x[0] for x in v]
@@ -404,50 +408,50 @@ for size in SIZES:
 
 
 # --- the herd ---------------------------------------------------------------------------
+HERD = os.environ["HERD"]
+
+
 def herd(name):
+    """200 connections opened first, then one request on each at once (bench/herd.rs: each
+    timed from its own write to its last byte, connections kept open until all are in)."""
     p = PROXIES.get(name, ORIGIN)
     path = f"/slow/{name}-{time.monotonic_ns()}"
-    gate = threading.Barrier(200)
-    lat = []
-
-    def one():
-        c = http.client.HTTPConnection("127.0.0.1", p, timeout=30)
-        c.connect()
-        gate.wait()
-        t = time.monotonic()
-        c.request("GET", path)
-        r = c.getresponse()
-        r.read()
-        lat.append((time.monotonic() - t) * 1000)
-        c.close()
-    ts = [threading.Thread(target=one) for _ in range(200)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    return origin_count(path), statistics.median(lat), len(lat)
+    out = subprocess.run(["taskset", "-c", "1", HERD, str(p), path, "200"],
+                         capture_output=True, text=True, timeout=90).stdout
+    m = re.search(r"answered (\d+) of \d+, min [\d.]+ ms, p50 ([\d.]+) ms", out)
+    answered, p50 = (int(m.group(1)), float(m.group(2))) if m else (0, float("nan"))
+    return origin_count(path), p50, answered
 
 
 def herd_curl(name):
-    """The same herd from curl's event loop (one C thread, no interpreter lock): a second
-    client, whose own cost per answer is far below Python's."""
+    """The same herd from curl's event loop, a second opinion; curl opens its connections
+    inside the time it reports, so its figures sit a little higher."""
     p = PROXIES.get(name, ORIGIN)
     path = f"/slow/{name}-curl-{time.monotonic_ns()}"
     cfg = "".join(f'url = "http://127.0.0.1:{p}{path}"\noutput = "/dev/null"\n'
                   for _ in range(200))
-    out = subprocess.run(["curl", "-s", "--parallel", "--parallel-immediate",
-                          "--parallel-max", "200", "-K", "-", "-w", "%{time_total}\\n"],
+    out = subprocess.run(["taskset", "-c", "1", "curl", "-s", "--parallel",
+                          "--parallel-immediate", "--parallel-max", "200", "-K", "-", "-w",
+                          "%{time_total}\\n"],
                          input=cfg, capture_output=True, text=True, timeout=60).stdout
     lat = [float(t) * 1000 for t in out.split()]
     return origin_count(path), statistics.median(lat), len(lat)
 
 
-print("\nherd: 200 concurrent requests for one cold key, 300 ms origin")
-# The origin itself first: what this client and origin take with no proxy between them (the
-# origin answers all 200 at once, after its 300 ms), the floor of every proxy's p50.
-for name in ["origin"] + list(names):
-    n, p50, answered = herd(name)
-    cn, cp50, canswered = herd_curl(name)
-    print(f"  {name:15} origin requests {n}, answered {answered}, client p50 {p50:.0f} ms; "
-          f"curl: origin requests {cn}, answered {canswered}, p50 {cp50:.0f} ms")
+print("\nherd: 200 concurrent requests for one cold key, 300 ms origin "
+      f"(medians of {HERD_ROUNDS} herds per proxy, interleaved)")
+# The origin itself first: this Python origin answers 200 requests at once only one after
+# another, so its own p50 is well above a proxy's, which sends it one request.
+herds = {name: [] for name in ["origin"] + list(names)}
+for r in range(HERD_ROUNDS):
+    for name in herds:
+        herds[name].append((herd(name), herd_curl(name)))
+for name, runs in herds.items():
+    n = sorted({h[0] for h, _ in runs} | {c[0] for _, c in runs})
+    answered = min(min(h[2], c[2]) for h, c in runs)
+    p50 = statistics.median(h[1] for h, _ in runs)
+    lo, hi = min(h[1] for h, _ in runs), max(h[1] for h, _ in runs)
+    cp50 = statistics.median(c[1] for _, c in runs)
+    print(f"  {name:15} origin requests per herd {n}, answered {answered}+ of 200, "
+          f"p50 {p50:.1f} ms ({lo:.1f}-{hi:.1f}); curl p50 {cp50:.0f} ms")
 stop_all()

@@ -3,7 +3,8 @@
 # script; with normalize-key on every request; the same with instance_reuse, and with its
 # keys memoised, key_memo_kib), side by side in one run.
 #
-#   bench/load/hits.sh [SECONDS_PER_RUN] [ROUNDS]      (defaults: 10 s, 3 rounds)
+#   bench/load/hits.sh [SECONDS_PER_RUN] [ROUNDS]      (defaults: 10 s, 3 rounds; 0 rounds:
+#                                                       only the herd)
 #
 # Each proxy is pinned to core 0 with one worker; wrk (one thread, 64 connections) is pinned
 # to core 1 and asks for randomised URLs: 100 objects per size, the real parameters `a` and
@@ -25,6 +26,14 @@ need wrk wrk
 need curl curl
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
 cargo build --release -q -p tessera
+# The herd's client (bench/herd.rs): where cargo put it.
+HERD="$(cargo bench -q -p tessera --bench herd --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json, sys
+for m in map(json.loads, sys.stdin):
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "herd" and m.get("executable"):
+        print(m["executable"])' | tail -n 1)"
+[ -x "$HERD" ] || { echo "could not build bench/herd.rs" >&2; exit 1; }
+export HERD
 WORK="$(mktemp -d /tmp/tessera-hits-bench.XXXXXX)"
 target/release/tessera build guest-examples/normalize-key -o "$WORK/normalize-key.wasm" >/dev/null
 exec python3 bench/load/hits.py "$WORK" "${1:-10}" "${2:-3}"

@@ -26,6 +26,11 @@ LOCK = threading.Lock()
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in two writes; with Nagle's algorithm the body waits for the
+    # proxy to acknowledge the headers, which a kept-alive connection's delayed ACK holds
+    # back for 40 ms (seen in the herd: p50 345 ms instead of 305 once a proxy reused its
+    # origin connection).
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
