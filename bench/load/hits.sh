@@ -14,6 +14,7 @@
 # grace 3600 s. What runs is in bench/load/hits.py; ESI is compared in bench/load/esi.sh.
 # TESSERA_BEFORE=path/to/older/tessera adds that build (without and with the script) for
 # before/after ratios.
+# HERD_ROUNDS=N runs the herd N times per proxy (default 5; client: bench/herd.rs).
 # TRACKING_VALUES=10 draws each random tracking value from 10 instead of 10^9, so URLs repeat
 # (what the key memo can answer; by default three in five URLs never repeat).
 # Installs nginx, varnish and wrk from Debian packages if missing. Run by hand; loopback only.
