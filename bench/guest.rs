@@ -1,6 +1,7 @@
-//! Per-request guest cost: a fresh pooled instance + `cache-key` + drop (or a kept one with
-//! `instance_reuse`, or an answer from the `key_memo_kib` memo), a full hook sequence, and
-//! the floor under all of them: components with nothing of ours in them, on the same engine.
+//! Per-request guest cost: a fresh pooled instance + `cache-key` + drop (hot, and with the
+//! caches filled by other work first), a kept one with `instance_reuse`, an answer from the
+//! `key_memo_kib` memo, a full hook sequence, and the floor under all of them: components
+//! with nothing of ours in them, on the same engine.
 
 use std::path::Path;
 use std::sync::Arc;

@@ -22,7 +22,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 WORK, SECS, ROUNDS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
