@@ -14,6 +14,7 @@ key behind a 300 ms origin (bench/herd.rs, HERD_ROUNDS times per proxy, default 
 many reached the origin and the clients' p50. ROUNDS 0 runs only the correctness checks and
 the herd.
 """
+import atexit
 import http.client
 import os
 import re
@@ -26,6 +27,9 @@ import time
 
 WORK, SECS, ROUNDS = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 HERD_ROUNDS = int(os.environ.get("HERD_ROUNDS", "5"))
+HERD = os.environ.get("HERD", "")
+if HERD_ROUNDS < 1 or not os.access(HERD, os.X_OK):
+    sys.exit("HERD must name the built bench/herd.rs (hits.sh does) and HERD_ROUNDS be >= 1")
 # The load never sends `ref` (nginx, Varnish and normalize-key drop it, but Tessera's default
 # key keeps it: `ref` names content on some sites), so that the unscripted run is all hits.
 ROOT = os.path.dirname(os.path.abspath(__file__))
@@ -58,15 +62,21 @@ def start(cmd, log, env=None):
     return p
 
 
-def stop_all(*_):
+def kill_all():
     for p in PROCS:
         try:
             os.killpg(p.pid, signal.SIGTERM)
         except ProcessLookupError:
             pass
+
+
+def stop_all(*_):
+    kill_all()
     sys.exit(1 if _ else 0)
 
 
+# Also when a step fails with an exception: the proxies run in sessions of their own.
+atexit.register(kill_all)
 signal.signal(signal.SIGINT, stop_all)
 signal.signal(signal.SIGTERM, stop_all)
 
@@ -393,8 +403,9 @@ for size in SIZES if ROUNDS else ():
             results[(name, size)].append(wrk(name, size))
         print(f"/{size} round {r + 1} done", file=sys.stderr)
 
-print(f"\nhits, {SECS} s x {ROUNDS} rounds each, every request a hit (origin count unchanged)")
-print(f"{'size':5} {'proxy':15} {'req/s':>9} {'(min-max)':>17} {'p50 ms':>7} {'p99 ms':>7}")
+if ROUNDS:
+    print(f"\nhits, {SECS} s x {ROUNDS} rounds each, every request a hit (origin count unchanged)")
+    print(f"{'size':5} {'proxy':15} {'req/s':>9} {'(min-max)':>17} {'p50 ms':>7} {'p99 ms':>7}")
 # ROUNDS 0 measures only the herd.
 for size in SIZES if ROUNDS else ():
     for name in names:
@@ -411,19 +422,20 @@ for size in SIZES if ROUNDS else ():
 
 
 # --- the herd ---------------------------------------------------------------------------
-HERD = os.environ["HERD"]
-
-
 def herd(name):
     """200 connections opened first, then one request on each at once (bench/herd.rs: each
-    timed from its own write to its last byte, connections kept open until all are in)."""
+    timed from its own write until its last byte is read, connections kept open until all
+    are in). The p50 is None when the client printed no figures (its complaint is shown)."""
     p = PROXIES.get(name, ORIGIN)
     path = f"/slow/{name}-{time.monotonic_ns()}"
-    out = subprocess.run(["taskset", "-c", "1", HERD, str(p), path, "200"],
-                         capture_output=True, text=True, timeout=90).stdout
-    m = re.search(r"answered (\d+) of \d+, min [\d.]+ ms, p50 ([\d.]+) ms", out)
-    answered, p50 = (int(m.group(1)), float(m.group(2))) if m else (0, float("nan"))
-    return origin_count(path), p50, answered
+    run = subprocess.run(["taskset", "-c", "1", HERD, str(p), path, "200"],
+                         capture_output=True, text=True, timeout=90)
+    m = re.search(r"answered (\d+) of \d+, min [\d.]+ ms, p50 ([\d.]+) ms", run.stdout)
+    if not m:
+        print(f"  {name}: herd client failed: {(run.stdout + run.stderr).strip()}",
+              file=sys.stderr)
+        return origin_count(path), None, 0
+    return origin_count(path), float(m.group(2)), int(m.group(1))
 
 
 def herd_curl(name):
@@ -435,26 +447,32 @@ def herd_curl(name):
                   for _ in range(200))
     out = subprocess.run(["taskset", "-c", "1", "curl", "-s", "--parallel",
                           "--parallel-immediate", "--parallel-max", "200", "-K", "-", "-w",
-                          "%{time_total}\\n"],
+                          "%{http_code} %{time_total}\\n"],
                          input=cfg, capture_output=True, text=True, timeout=60).stdout
-    lat = [float(t) * 1000 for t in out.split()]
-    return origin_count(path), statistics.median(lat), len(lat)
+    lat = [float(t) * 1000 for code, t in (line.split() for line in out.splitlines())
+           if code == "200"]
+    return origin_count(path), statistics.median(lat) if lat else None
 
 
 print("\nherd: 200 concurrent requests for one cold key, 300 ms origin "
       f"(medians of {HERD_ROUNDS} herds per proxy, interleaved)")
-# The origin itself first: this Python origin answers 200 requests at once only one after
-# another, so its own p50 is well above a proxy's, which sends it one request.
+# The origin alone first: this Python origin, sharing the client's core, answers 200
+# requests at once only one after another, where a proxy sends it one.
 herds = {name: [] for name in ["origin"] + list(names)}
 for r in range(HERD_ROUNDS):
     for name in herds:
         herds[name].append((herd(name), herd_curl(name)))
 for name, runs in herds.items():
     n = sorted({h[0] for h, _ in runs} | {c[0] for _, c in runs})
-    answered = min(min(h[2], c[2]) for h, c in runs)
-    p50 = statistics.median(h[1] for h, _ in runs)
-    lo, hi = min(h[1] for h, _ in runs), max(h[1] for h, _ in runs)
-    cp50 = statistics.median(c[1] for _, c in runs)
+    p50s = [h[1] for h, _ in runs if h[1] is not None]
+    cp50s = [c[1] for _, c in runs if c[1] is not None]
+    failed = len(runs) - len(p50s)
+    if not p50s:
+        print(f"  {name:15} origin requests per herd {n}; every herd failed")
+        continue
+    answered = min(h[2] for h, _ in runs if h[1] is not None)
+    curl = f"{statistics.median(cp50s):.0f} ms" if cp50s else "failed"
     print(f"  {name:15} origin requests per herd {n}, answered {answered}+ of 200, "
-          f"p50 {p50:.1f} ms ({lo:.1f}-{hi:.1f}); curl p50 {cp50:.0f} ms")
+          f"p50 {statistics.median(p50s):.1f} ms ({min(p50s):.1f}-{max(p50s):.1f})"
+          f"{f', {failed} herd(s) failed' if failed else ''}; curl p50 {curl}")
 stop_all()

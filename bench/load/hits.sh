@@ -6,12 +6,13 @@
 #   bench/load/hits.sh [SECONDS_PER_RUN] [ROUNDS]      (defaults: 10 s, 3 rounds; 0 rounds:
 #                                                       only the herd)
 #
-# Each proxy is pinned to core 0 with one worker; wrk (one thread, 64 connections) is pinned
-# to core 1 and asks for randomised URLs: 100 objects per size, the real parameters `a` and
-# `b` in either order plus one tracking parameter (utm_*, fbclid, gclid; random values)
-# and one of 5 User-Agents (2 mobile, 3 desktop). Every proxy applies the same key policy:
-# tracking parameters dropped, the query sorted, the device class in the key; TTL 300 s,
-# grace 3600 s. What runs is in bench/load/hits.py; ESI is compared in bench/load/esi.sh.
+# Each proxy is pinned to core 0 with one worker; wrk (one thread, 64 connections), the
+# origin and the herd's clients are pinned to core 1. wrk asks for randomised URLs: 100
+# objects per size, the real parameters `a` and `b` in either order plus one tracking
+# parameter (utm_*, fbclid, gclid; random values) and one of 5 User-Agents (2 mobile, 3
+# desktop). Every proxy applies the same key policy: tracking parameters dropped, the query
+# sorted, the device class in the key; TTL 300 s, grace 3600 s. What runs is in
+# bench/load/hits.py; ESI is compared in bench/load/esi.sh.
 # TESSERA_BEFORE=path/to/older/tessera adds that build (without and with the script) for
 # before/after ratios.
 # HERD_ROUNDS=N runs the herd N times per proxy (default 5; client: bench/herd.rs).
@@ -27,8 +28,8 @@ need wrk wrk
 need curl curl
 command -v taskset >/dev/null || { echo "taskset (util-linux) is needed" >&2; exit 1; }
 cargo build --release -q -p tessera
-# The herd's client (bench/herd.rs): where cargo put it.
-HERD="$(cargo bench -q -p tessera --bench herd --no-run --message-format=json 2>/dev/null |
+# The herd's client (bench/herd.rs): where cargo put it (cargo's errors still reach stderr).
+HERD="$( { cargo bench -q -p tessera --bench herd --no-run --message-format=json || true; } |
   python3 -c 'import json, sys
 for m in map(json.loads, sys.stdin):
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "herd" and m.get("executable"):
