@@ -115,7 +115,7 @@ fn origin_head() -> http::HeaderMap {
 
 fn head(c: &mut Criterion) {
     let map = origin_head();
-    let block = Bytes::from(tessera::cache::fields::encode(&map, 0));
+    let block = Bytes::from(tessera::cache::fields::encode(&map));
     let fields = tessera::cache::Fields::split_front(&block).0;
     c.bench_function("stored head to a response map: compact block", |b| {
         b.iter(|| std::hint::black_box(&fields).to_map_in(&block))

@@ -314,17 +314,17 @@ impl Entry {
     /// that a hit neither copies it nor makes it a shared buffer (a 32-byte handle per
     /// object, kept for as long as the object is).
     pub fn parts(self: &Arc<Self>) -> (http::HeaderMap, Bytes) {
-        self.payload
-            .split_lent(&Bytes::from_owner(Lent(self.clone())))
+        self.payload.split_lent(&self.lend())
     }
 
     /// The body to send (see [`Entry::parts`]).
     pub fn body_to_send(self: &Arc<Self>) -> Bytes {
-        if self.payload.is_joined() {
-            Bytes::from_owner(Lent(self.clone())).slice(self.headers().block_len()..)
-        } else {
-            self.payload.body_shared()
-        }
+        self.payload.body_lent(|| self.lend())
+    }
+
+    /// The stored buffer, lent through this entry.
+    fn lend(self: &Arc<Self>) -> Bytes {
+        Bytes::from_owner(Lent(self.clone()))
     }
 
     /// Parses the body as an ESI page (once, when it is stored: hits only stitch). A page

@@ -22,14 +22,14 @@ fn width_for(count: usize, text: usize) -> usize {
     }
 }
 
-/// The block of `map`'s fields, every value of a repeated name included, in a buffer with
-/// room for `then` more bytes (the body that follows it in a stored payload).
+/// The block of `map`'s fields, every value of a repeated name included, in a buffer of
+/// exactly its size.
 ///
 /// The block: the width of the table's numbers (one byte: 1, 2 or 4), the count, then per
 /// field the end of its name and of its value in the text (counted from the start of the
 /// text), all little-endian of that width; then the text. An empty map still has its width
 /// and count, so that a block's length can always be read from its front.
-pub fn encode(map: &HeaderMap, then: usize) -> Vec<u8> {
+pub fn encode(map: &HeaderMap) -> Vec<u8> {
     let count = map.len();
     let text: usize = map.iter().map(|(n, v)| n.as_str().len() + v.len()).sum();
     let width = width_for(count, text);
@@ -38,7 +38,7 @@ pub fn encode(map: &HeaderMap, then: usize) -> Vec<u8> {
     // loudly rather than store wrong fields.
     let total = 1 + width + count * 2 * width + text;
     assert!(u32::try_from(total).is_ok(), "header block over 4 GiB");
-    let mut block = Vec::with_capacity(total.saturating_add(then));
+    let mut block = Vec::with_capacity(total);
     block.put_u8(width as u8);
     // Every number fits its width: `width` was chosen so that the count and the text
     // (which bounds every end) do.
@@ -271,7 +271,7 @@ mod tests {
             ("vary", ""),
             ("x-custom-thing", "two"),
         ]);
-        let b = encode(&m, 0);
+        let b = encode(&m);
         let f = Fields::split_front(&b).0;
         assert_eq!(f.len(), 7);
         assert_eq!(pairs(&f.to_map()), pairs(&m));
@@ -292,7 +292,7 @@ mod tests {
             ("cache-control", "max-age=5"),
             ("cache-control", "public"),
         ]);
-        let b = encode(&m, 0);
+        let b = encode(&m);
         let f = Fields::split_front(&b).0;
         assert_eq!(f.get(&header::ETAG).unwrap(), "\"v1\"");
         assert_eq!(f.get(&header::CACHE_CONTROL).unwrap(), "max-age=5");
@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn an_empty_map_is_a_block_of_no_fields() {
-        let b = encode(&HeaderMap::new(), 0);
+        let b = encode(&HeaderMap::new());
         let f = Fields::split_front(&b).0;
         assert!(f.is_empty());
         assert_eq!(f.text_len(), 0);
@@ -323,7 +323,7 @@ mod tests {
             map(&[("etag", "\"v1\""), ("x-long", &"v".repeat(300))]),
             map(&[("etag", "\"v1\""), ("x-long", &"v".repeat(70_000))]),
         ] {
-            let mut all = encode(&m, 5);
+            let mut all = encode(&m);
             let block = all.len();
             all.extend_from_slice(b"\x02body");
             let (f, body) = Fields::split_front(&all);
@@ -361,7 +361,7 @@ mod tests {
     #[test]
     fn a_map_in_shared_bytes_slices_them_instead_of_copying() {
         let m = map(&[("etag", "\"v1\""), ("age", "3")]);
-        let shared = Bytes::from(encode(&m, 0));
+        let shared = Bytes::from(encode(&m));
         let back = Fields::split_front(&shared).0.to_map_in(&shared);
         assert_eq!(pairs(&back), pairs(&m));
         assert!(shared
@@ -371,7 +371,7 @@ mod tests {
 
     #[test]
     fn text_len_counts_names_and_values() {
-        let b = encode(&map(&[("etag", "\"v1\""), ("age", "3")]), 0);
+        let b = encode(&map(&[("etag", "\"v1\""), ("age", "3")]));
         let f = Fields::split_front(&b).0;
         assert_eq!(f.text_len(), "etag".len() + 4 + "age".len() + 1);
     }
@@ -390,7 +390,7 @@ mod tests {
         ] {
             let long = "v".repeat(text - "etag".len() - "x-long".len() - 4);
             let m = map(&[("etag", "\"v1\""), ("x-long", &long)]);
-            let b = encode(&m, 0);
+            let b = encode(&m);
             let f = Fields::split_front(&b).0;
             assert_eq!(f.text_len(), text);
             assert_eq!(b[0] as usize, width, "{text}");
@@ -401,12 +401,12 @@ mod tests {
 
     #[test]
     fn a_small_head_costs_two_bytes_per_field_beyond_its_text_a_larger_one_four() {
-        let b = encode(&map(&[("etag", "\"v1\""), ("age", "3"), ("vary", "x")]), 0);
+        let b = encode(&map(&[("etag", "\"v1\""), ("age", "3"), ("vary", "x")]));
         let f = Fields::split_front(&b).0;
         assert_eq!(f.table_len(), 1 + 1 + 3 * 2);
         assert_eq!(f.block_len(), f.table_len() + f.text_len());
         let long = "v".repeat(300);
-        let b = encode(&map(&[("etag", "\"v1\""), ("x-long", &long)]), 0);
+        let b = encode(&map(&[("etag", "\"v1\""), ("x-long", &long)]));
         let f = Fields::split_front(&b).0;
         assert_eq!(f.table_len(), 1 + 2 + 2 * 4);
     }
@@ -419,7 +419,7 @@ mod tests {
         for i in 0..25_000 {
             m.append("x-many", HeaderValue::from(i));
         }
-        let back = Fields::split_front(&encode(&m, 0)).0.to_map();
+        let back = Fields::split_front(&encode(&m)).0.to_map();
         assert_eq!(back.get_all("x-many").iter().count(), 25_000);
         assert_eq!(back.get_all("x-many").iter().next_back().unwrap(), "24999");
     }
@@ -431,7 +431,7 @@ mod tests {
             "x-latin",
             HeaderValue::from_bytes(b"caf\xe9 \tau lait").unwrap(),
         );
-        let back = Fields::split_front(&encode(&m, 0)).0.to_map();
+        let back = Fields::split_front(&encode(&m)).0.to_map();
         assert_eq!(back["x-latin"].as_bytes(), b"caf\xe9 \tau lait");
     }
 }

@@ -28,7 +28,7 @@ enum Repr {
 impl Payload {
     /// `head` with no body yet.
     pub fn head(head: &HeaderMap) -> Payload {
-        join(fields::encode(head, 0), &[])
+        join(fields::encode(head), &[])
     }
 
     /// This payload's head and the body `pieces` make, copied into one buffer of exactly
@@ -61,18 +61,12 @@ impl Payload {
         all
     }
 
-    /// This payload's head with `body` as it is: shared, not copied.
+    /// This payload's head, which has no body yet, with `body` as it is: shared, not copied.
     pub fn with_body(self, body: Bytes) -> Payload {
         let head = match self.0 {
             Repr::Joined(all) => {
-                let len = Fields::split_front(&all).0.block_len();
-                if len == all.len() {
-                    // A head without a body: the whole buffer, kept as it is.
-                    all
-                } else {
-                    // Copied, not sliced: a slice would keep the old body alive.
-                    Bytes::copy_from_slice(&all[..len])
-                }
+                debug_assert_eq!(Fields::split_front(&all).0.block_len(), all.len());
+                all
             }
             Repr::Apart(parts) => {
                 let [head, _] = *parts;
@@ -112,12 +106,18 @@ impl Payload {
     /// Map and body for `lent`, a loan of [`Payload::front`]'s bytes: slices of it (and the
     /// body kept apart, when it is), nothing copied.
     pub fn split_lent(&self, lent: &Bytes) -> (HeaderMap, Bytes) {
-        let (fields, _) = Fields::split_front(lent);
-        let body = match &self.0 {
-            Repr::Joined(_) => lent.slice(fields.block_len()..),
+        let body = self.body_lent(|| lent.clone());
+        (Fields::split_front(lent).0.to_map_in(lent), body)
+    }
+
+    /// The body as a handle of its own: a slice of `lend()` (a loan of
+    /// [`Payload::front`]'s bytes, asked for only then) when it follows the block, the
+    /// body kept apart otherwise.
+    pub fn body_lent(&self, lend: impl FnOnce() -> Bytes) -> Bytes {
+        match &self.0 {
+            Repr::Joined(_) => lend().slice(self.fields().block_len()..),
             Repr::Apart(parts) => parts[1].clone(),
-        };
-        (fields.to_map_in(lent), body)
+        }
     }
 
     /// The body as a handle of its own, sharing this payload's memory (for keeping it

@@ -278,18 +278,16 @@ pub fn fill(
 ) -> (Answer, Pending) {
     let code = plan.entry.status.as_u16();
     let limit = x.gen.config.cache.max_object_bytes;
+    let mut headers = plan.entry.head_map();
     // The stored head keeps the origin's Content-Length: it is the client's too.
-    let fits = plan
-        .entry
-        .headers()
-        .get(&header::CONTENT_LENGTH)
+    let fits = headers
+        .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
         .is_some_and(|n| n <= limit);
     let tee = Arc::new(Tee {
         shared: fits,
         ..Tee::default()
     });
-    let mut headers = plan.entry.head_map();
     headers.insert(
         header::AGE,
         HeaderValue::from(plan.entry.age(now).as_secs()),
