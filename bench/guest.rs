@@ -25,8 +25,13 @@ fn script(
 ) -> Arc<[Arc<Script>]> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = root.join("target").join("test-guests");
+    // The examples, and the bench's own fixture (`bench/guests/default-key`).
+    let dir = match root.join("guest-examples").join(name) {
+        d if d.is_dir() => d,
+        _ => root.join("bench").join("guests").join(name),
+    };
     let wasm = tessera::builder::build_guest(
-        &root.join("guest-examples").join(name),
+        &dir,
         Some(&target.join(format!("{name}.wasm"))),
         Some(&target),
     )
@@ -92,6 +97,7 @@ fn bench(c: &mut Criterion) {
     let memo = script(&rt, &engine, &pool, "normalize-key", 0, 4 << 20);
     let ttl = script(&rt, &engine, &pool, "ttl-by-type", 0, 0);
     let ab = script(&rt, &engine, &pool, "ab-test", 0, 0);
+    let empty = script(&rt, &engine, &pool, "default-key", 0, 0);
     let chain = |s: &Arc<[Arc<Script>]>| {
         Chain::new(s.clone(), pool.clone(), "bench".into(), Clock::system())
     };
@@ -132,6 +138,18 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    // The same call to a script that only returns the key it is handed: what a fresh
+    // instance costs with our SDK and host, whatever the script does.
+    c.bench_function("fresh instance + cache-key + drop (default-key)", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut ch = chain(&empty);
+                ch.cache_key(&req, "shop.example/products/123".into())
+                    .await
+                    .unwrap()
+            })
+        })
+    });
     // The same, with the core's caches filled by other work before each call (untimed): a
     // server runs the rest of a request between two instances, so what this costs there
     // lies between the hot figure above and these.

@@ -3,16 +3,16 @@
 
     hits.py WORKDIR SECONDS ROUNDS
 
-Starts the origin (bench/load/origin.py) and the four proxies, checks that each one keys
+Starts the origin (bench/load/origin.py) and the proxies, checks that each one keys
 the same way (tracking variants collapse, device classes split, bodies intact), warms every
 object, then runs interleaved rounds per object size. A round counts only if the origin saw
 no request during it (every answer a hit) and the machine was otherwise idle (CPU used by
 anything but the proxy and wrk under 10% of a core); a disturbed round is run again, up to
 three times. Prints req/s, p50 and p99 per proxy as the median of the rounds (min-max), the
-ratios Tessera/nginx and Tessera/Varnish, and the herd: 200 concurrent requests for a cold
-key behind a 300 ms origin (bench/herd.rs, HERD_ROUNDS times per proxy, default 5), how
-many reached the origin and the clients' p50. ROUNDS 0 runs only the correctness checks and
-the herd.
+ratios Tessera/nginx, Tessera/Varnish and scripted/unscripted Tessera, and the herd: 200
+concurrent requests for a cold key behind a 300 ms origin (bench/herd.rs, HERD_ROUNDS times
+per proxy, default 5), how many reached the origin and the clients' p50. ROUNDS 0 runs only
+the correctness checks and the herd.
 """
 import atexit
 import http.client
@@ -126,7 +126,7 @@ start(["taskset", "-c", "1", "python3", os.path.join(ROOT, "origin.py"), site, s
 wait_up(ORIGIN)
 
 # --- the proxies ------------------------------------------------------------------------
-NGINX, VARNISH, T_PLAIN, T_KEY, T_REUSE, T_MEMO = port(), port(), port(), port(), port(), port()
+NGINX, VARNISH, T_PLAIN, T_KEY, T_REUSE, T_MEMO, T_EMPTY = (port() for _ in range(7))
 os.makedirs(f"{WORK}/nginx-cache", exist_ok=True)
 with open(f"{WORK}/nginx.conf", "w") as f:
     f.write(f"""
@@ -249,9 +249,14 @@ start(["taskset", "-c", "0", TESSERA, "serve", "--config",
        tessera_config(T_MEMO, f'script = "{WORK}/normalize-key.wasm"\n'
                               '[site.limits]\nkey_memo_kib = 16384')],
       f"{WORK}/tessera-memo.log", env)
+# A script that returns the default key it is handed (bench/guests/default-key): what a fresh
+# instance costs under load whatever the script does. It keys as the unscripted Tessera does.
+start(["taskset", "-c", "0", TESSERA, "serve", "--config",
+       tessera_config(T_EMPTY, f'script = "{WORK}/default-key.wasm"')],
+      f"{WORK}/tessera-empty.log", env)
 
 PROXIES = {"nginx": NGINX, "varnish": VARNISH, "tessera": T_PLAIN, "tessera+script": T_KEY,
-           "tessera+reuse": T_REUSE, "tessera+memo": T_MEMO}
+           "tessera+reuse": T_REUSE, "tessera+memo": T_MEMO, "tessera+empty": T_EMPTY}
 # TESSERA_BEFORE=/path/to/an/older/tessera adds that build, without and with the script, for
 # before/after ratios from the same run.
 BEFORE = os.environ.get("TESSERA_BEFORE")
@@ -285,7 +290,7 @@ for name, p in PROXIES.items():
     assert hit(h2), f"{name}: tracking variants did not collapse ({h2.get('x-cache')})"
     # Tessera without a script keys on the URL alone (its default key drops tracking
     # parameters and sorts the query, but knows no device classes).
-    if name not in ("tessera", "before"):
+    if name not in ("tessera", "before", "tessera+empty"):
         assert not hit(h3), f"{name}: the mobile variant was served the desktop entry"
 print("correctness: every proxy collapses tracking variants, splits device classes, "
       "and serves the origin's bytes", file=sys.stderr)
@@ -413,9 +418,11 @@ for size in SIZES if ROUNDS else ():
         rps = [x[0] for x in v]
         print(f"{size:5} {name:15} {statistics.median(rps):9.0f} ({min(rps):7.0f}-{max(rps):7.0f}) "
               f"{statistics.median(x[1] for x in v):7.2f} {statistics.median(x[2] for x in v):7.2f}")
-    for t in ("tessera", "tessera+script", "tessera+reuse", "tessera+memo"):
+    for t in ("tessera", "tessera+script", "tessera+reuse", "tessera+memo", "tessera+empty"):
         before = ("before+script",) if "+" in t else ("before",)
-        for base in ("nginx", "varnish") + (before if BEFORE else ()):
+        # A scripted run against the unscripted one: what the script costs under load.
+        plain = ("tessera",) if "+" in t else ()
+        for base in ("nginx", "varnish") + plain + (before if BEFORE else ()):
             ratios = [a[0] / b[0] for a, b in zip(results[(t, size)], results[(base, size)])]
             print(f"      {t}/{base}: {statistics.median(ratios):.2f}x "
                   f"(rounds {min(ratios):.2f}-{max(ratios):.2f})")

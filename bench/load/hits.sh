@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Hit throughput and the thundering herd: nginx proxy_cache, Varnish and Tessera (without a
 # script; with normalize-key on every request; the same with instance_reuse, and with its
-# keys memoised, key_memo_kib), side by side in one run.
+# keys memoised, key_memo_kib; with bench/guests/default-key, a script that returns the key
+# it is handed), side by side in one run.
 #
 #   bench/load/hits.sh [SECONDS_PER_RUN] [ROUNDS]      (defaults: 10 s, 3 rounds; 0 rounds:
 #                                                       only the herd)
@@ -38,4 +39,5 @@ for m in map(json.loads, sys.stdin):
 export HERD
 WORK="$(mktemp -d /tmp/tessera-hits-bench.XXXXXX)"
 target/release/tessera build guest-examples/normalize-key -o "$WORK/normalize-key.wasm" >/dev/null
+target/release/tessera build bench/guests/default-key -o "$WORK/default-key.wasm" >/dev/null
 exec python3 bench/load/hits.py "$WORK" "${1:-10}" "${2:-3}"
