@@ -258,12 +258,14 @@ start(["taskset", "-c", "0", TESSERA, "serve", "--config",
 PROXIES = {"nginx": NGINX, "varnish": VARNISH, "tessera": T_PLAIN, "tessera+script": T_KEY,
            "tessera+reuse": T_REUSE, "tessera+memo": T_MEMO, "tessera+empty": T_EMPTY}
 # TESSERA_BEFORE=/path/to/an/older/tessera adds that build, without and with the script, for
-# before/after ratios from the same run.
+# before/after ratios from the same run. A build from before a change of the WIT contract
+# needs normalize-key built with its own SDK: BEFORE_SCRIPT=/path/to/that/normalize-key.wasm.
 BEFORE = os.environ.get("TESSERA_BEFORE")
 if BEFORE:
     T_BEFORE = port()
+    before_script = os.environ.get("BEFORE_SCRIPT", f"{WORK}/normalize-key.wasm")
     start(["taskset", "-c", "0", BEFORE, "serve", "--config",
-           tessera_config(T_BEFORE, f'script = "{WORK}/normalize-key.wasm"')],
+           tessera_config(T_BEFORE, f'script = "{before_script}"')],
           f"{WORK}/tessera-before.log", env)
     PROXIES["before+script"] = T_BEFORE
     T_BEFORE_PLAIN = port()

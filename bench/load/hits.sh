@@ -15,7 +15,8 @@
 # sorted, the device class in the key; TTL 300 s, grace 3600 s. What runs is in
 # bench/load/hits.py; ESI is compared in bench/load/esi.sh.
 # TESSERA_BEFORE=path/to/older/tessera adds that build (without and with the script) for
-# before/after ratios.
+# before/after ratios; BEFORE_SCRIPT=path/to/normalize-key.wasm gives it the script built
+# with its own SDK (`tessera build` of that build's tree) when the WIT contract changed since.
 # HERD_ROUNDS=N runs the herd N times per proxy (default 5; client: bench/herd.rs).
 # TRACKING_VALUES=10 draws each random tracking value from 10 instead of 10^9, so URLs repeat
 # (what the key memo can answer; by default three in five URLs never repeat).
