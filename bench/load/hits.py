@@ -421,7 +421,8 @@ for size in SIZES if ROUNDS else ():
         print(f"{size:5} {name:15} {statistics.median(rps):9.0f} ({min(rps):7.0f}-{max(rps):7.0f}) "
               f"{statistics.median(x[1] for x in v):7.2f} {statistics.median(x[2] for x in v):7.2f}")
     for t in ("tessera", "tessera+script", "tessera+reuse", "tessera+memo", "tessera+empty"):
-        before = ("before+script",) if "+" in t else ("before",)
+        # An older build is compared like for like: unscripted, or with normalize-key.
+        before = {"tessera": ("before",), "tessera+empty": ()}.get(t, ("before+script",))
         # A scripted run against the unscripted one: what the script costs under load.
         plain = ("tessera",) if "+" in t else ()
         for base in ("nginx", "varnish") + plain + (before if BEFORE else ()):
