@@ -170,10 +170,48 @@ pub struct Decoder {
 
 enum DecoderKind {
     Identity(Vec<u8>),
-    Gzip(flate2::write::MultiGzDecoder<Vec<u8>>),
-    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
-    Brotli(Box<brotli::DecompressorWriter<Vec<u8>>>),
-    Zstd(Box<zstd::stream::write::Decoder<'static, Vec<u8>>>),
+    Gzip(flate2::write::MultiGzDecoder<Sink>),
+    Deflate(flate2::write::ZlibDecoder<Sink>),
+    Brotli(Box<brotli::DecompressorWriter<Sink>>),
+    Zstd(Box<zstd::stream::write::Decoder<'static, Sink>>),
+}
+
+/// Where a decompressor writes: it refuses to grow past the decoder's bound, so a bomb is
+/// stopped inside the decompressor's own loop. Checking between input slices is not
+/// enough: one brotli metablock of a few dozen bytes may expand to 16 MiB, so a 4 KiB
+/// slice can expand to gigabytes before `write` returns.
+struct Sink {
+    buf: Vec<u8>,
+    /// Bytes it may still take.
+    room: u64,
+    /// Set once it refused a write.
+    full: bool,
+}
+
+impl Sink {
+    fn new(room: u64) -> Sink {
+        Sink {
+            buf: Vec::new(),
+            room,
+            full: false,
+        }
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if data.len() as u64 > self.room {
+            self.full = true;
+            return Err(std::io::Error::other("decoded body over its bound"));
+        }
+        self.room -= data.len() as u64;
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// zstd frames may ask for windows up to 8 MiB (RFC 8878 §3: what HTTP recipients
@@ -187,17 +225,21 @@ impl Decoder {
             Coding::Zstd => {
                 // Fails only if libzstd cannot allocate its context (as fatal as any failed
                 // allocation) or rejects a constant parameter.
-                let mut d = zstd::stream::write::Decoder::new(Vec::new()).expect("zstd context");
+                let mut d =
+                    zstd::stream::write::Decoder::new(Sink::new(limit)).expect("zstd context");
                 d.window_log_max(ZSTD_WINDOW_LOG_MAX)
                     .expect("a valid window size");
                 DecoderKind::Zstd(Box::new(d))
             }
             Coding::Identity => DecoderKind::Identity(Vec::new()),
-            Coding::Gzip => DecoderKind::Gzip(flate2::write::MultiGzDecoder::new(Vec::new())),
-            Coding::Deflate => DecoderKind::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
-            Coding::Brotli => {
-                DecoderKind::Brotli(Box::new(brotli::DecompressorWriter::new(Vec::new(), 8192)))
+            Coding::Gzip => DecoderKind::Gzip(flate2::write::MultiGzDecoder::new(Sink::new(limit))),
+            Coding::Deflate => {
+                DecoderKind::Deflate(flate2::write::ZlibDecoder::new(Sink::new(limit)))
             }
+            Coding::Brotli => DecoderKind::Brotli(Box::new(brotli::DecompressorWriter::new(
+                Sink::new(limit),
+                8192,
+            ))),
         };
         Decoder {
             inner,
@@ -206,13 +248,33 @@ impl Decoder {
         }
     }
 
+    /// The decompressor's sink (none for identity).
+    fn sink(&mut self) -> Option<&mut Sink> {
+        match &mut self.inner {
+            DecoderKind::Identity(_) => None,
+            DecoderKind::Gzip(d) => Some(d.get_mut()),
+            DecoderKind::Deflate(d) => Some(d.get_mut()),
+            DecoderKind::Brotli(d) => Some(d.get_mut()),
+            DecoderKind::Zstd(d) => Some(d.get_mut()),
+        }
+    }
+
+    /// What a decompressor's error means: its sink refused to grow, or corrupt input.
+    fn failed(&mut self, e: std::io::Error) -> CodingError {
+        if self.sink().is_some_and(|s| s.full) {
+            CodingError::TooLarge(self.limit)
+        } else {
+            CodingError::Corrupt(e)
+        }
+    }
+
     fn take(&mut self) -> Result<Vec<u8>, CodingError> {
         let out = match &mut self.inner {
             DecoderKind::Identity(v) => std::mem::take(v),
-            DecoderKind::Gzip(d) => std::mem::take(d.get_mut()),
-            DecoderKind::Deflate(d) => std::mem::take(d.get_mut()),
-            DecoderKind::Brotli(d) => std::mem::take(d.get_mut()),
-            DecoderKind::Zstd(d) => std::mem::take(d.get_mut()),
+            _ => self
+                .sink()
+                .map(|s| std::mem::take(&mut s.buf))
+                .unwrap_or_default(),
         };
         self.produced += out.len() as u64;
         if self.produced > self.limit {
@@ -246,12 +308,18 @@ impl Decoder {
         };
         while !data.is_empty() {
             let n = data.len().min(slice);
-            match &mut self.inner {
-                DecoderKind::Identity(v) => v.extend_from_slice(&data[..n]),
-                DecoderKind::Gzip(d) => d.write_all(&data[..n])?,
-                DecoderKind::Deflate(d) => d.write_all(&data[..n])?,
-                DecoderKind::Brotli(d) => d.write_all(&data[..n])?,
-                DecoderKind::Zstd(d) => d.write_all(&data[..n])?,
+            let written = match &mut self.inner {
+                DecoderKind::Identity(v) => {
+                    v.extend_from_slice(&data[..n]);
+                    Ok(())
+                }
+                DecoderKind::Gzip(d) => d.write_all(&data[..n]),
+                DecoderKind::Deflate(d) => d.write_all(&data[..n]),
+                DecoderKind::Brotli(d) => d.write_all(&data[..n]),
+                DecoderKind::Zstd(d) => d.write_all(&data[..n]),
+            };
+            if let Err(e) = written {
+                return Err(self.failed(e));
             }
             data = &data[n..];
             out.extend(self.take()?);
@@ -261,13 +329,16 @@ impl Decoder {
 
     /// Ends the input; returns the last decoded bytes.
     pub fn finish(mut self) -> Result<Vec<u8>, CodingError> {
-        match &mut self.inner {
-            DecoderKind::Identity(_) => {}
-            DecoderKind::Gzip(d) => d.try_finish()?,
-            DecoderKind::Deflate(d) => d.try_finish()?,
-            DecoderKind::Brotli(d) => d.flush()?,
+        let finished = match &mut self.inner {
+            DecoderKind::Identity(_) => Ok(()),
+            DecoderKind::Gzip(d) => d.try_finish(),
+            DecoderKind::Deflate(d) => d.try_finish(),
+            DecoderKind::Brotli(d) => d.flush(),
             // Also refuses a stream that stops inside a frame.
-            DecoderKind::Zstd(d) => d.do_finish()?,
+            DecoderKind::Zstd(d) => d.do_finish(),
+        };
+        if let Err(e) = finished {
+            return Err(self.failed(e));
         }
         let out = self.take()?;
         if let DecoderKind::Brotli(d) = self.inner {
@@ -400,6 +471,28 @@ mod tests {
             let enc = encode(b"hello world", c);
             assert!(decode(&enc[..enc.len() - 2], c, 1 << 20).is_err(), "{c:?}");
         }
+    }
+
+    #[test]
+    fn a_bomb_is_stopped_while_it_expands_not_after() {
+        // 64 MiB of zeros encodes to a few hundred bytes of brotli: one input slice, which
+        // the decompressor expands whole before `write` returns. The sink refuses to grow
+        // past the bound inside that expansion, so no more than the bound is ever held.
+        let zeros = vec![0u8; 64 << 20];
+        for c in [Coding::Gzip, Coding::Brotli, Coding::Zstd] {
+            let bomb = encode(&zeros, c);
+            let mut d = Decoder::new(c, 1 << 20);
+            let r = d.push(&bomb);
+            assert!(matches!(r, Err(CodingError::TooLarge(_))), "{c:?}: {r:?}");
+            let sink = d.sink().expect("a decompressor");
+            assert!(
+                sink.full,
+                "{c:?}: stopped by its sink, inside the expansion"
+            );
+            let held = sink.buf.len();
+            assert!(held <= 1 << 20, "{c:?}: {held} bytes held");
+        }
+        assert!(encode(&zeros, Coding::Brotli).len() < 4096, "one slice");
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Operands are variables, `'strings'` and numbers; operators `==` `!=` `<` `<=` `>` `>=`,
 //! `!` (not), `&` (and), `|` (or) and parentheses. Two operands that both read as numbers
 //! (quoted or not) compare as numbers, otherwise as strings. A lone operand is true unless it is empty,
-//! `false` or zero. An expression that cannot be parsed is false (and noted as a warning).
+//! `false` or zero. An expression that cannot be parsed is false (and noted as a warning), as is
+//! one longer than 4 KiB or with more than 64 `&` and `|`.
 
 use super::vars::{Escape, Interp, Piece, VarSource};
 
@@ -54,14 +55,23 @@ pub enum Operand {
 
 /// Deepest nesting of parentheses and `!` accepted: bounds the recursion.
 const MAX_DEPTH: usize = 32;
+/// Most `&` and `|` in one test. Each nests the tree a level deeper, and evaluating or
+/// dropping it recurses that deep: `1|1|…|1` from an origin must not overflow the stack.
+const MAX_OPERATORS: usize = 64;
+/// Longest test accepted, in bytes: far beyond any real one, and it bounds the work.
+const MAX_LEN: usize = 4096;
 
 impl Expr {
     /// Parses a test; anything malformed is [`Expr::Invalid`].
     pub fn parse(text: &str) -> Expr {
+        if text.len() > MAX_LEN {
+            return Expr::Invalid;
+        }
         let mut p = Parser {
             s: text.as_bytes(),
             i: 0,
             depth: 0,
+            operators: 0,
         };
         match p.or() {
             Some(e) if p.at_end() => e,
@@ -114,6 +124,7 @@ struct Parser<'a> {
     s: &'a [u8],
     i: usize,
     depth: usize,
+    operators: usize,
 }
 
 impl Parser<'_> {
@@ -141,6 +152,7 @@ impl Parser<'_> {
     fn or(&mut self) -> Option<Expr> {
         let mut e = self.and()?;
         while self.eat("|") {
+            self.operator()?;
             e = Expr::Or(Box::new(e), Box::new(self.and()?));
         }
         Some(e)
@@ -149,9 +161,16 @@ impl Parser<'_> {
     fn and(&mut self) -> Option<Expr> {
         let mut e = self.not()?;
         while self.eat("&") {
+            self.operator()?;
             e = Expr::And(Box::new(e), Box::new(self.not()?));
         }
         Some(e)
+    }
+
+    /// Counts a binary operator; `None` past [`MAX_OPERATORS`].
+    fn operator(&mut self) -> Option<()> {
+        self.operators += 1;
+        (self.operators <= MAX_OPERATORS).then_some(())
     }
 
     fn not(&mut self) -> Option<Expr> {
@@ -274,5 +293,21 @@ mod tests {
         assert_eq!(Expr::parse(&deep), Expr::Invalid);
         let nots = format!("{}1", "!".repeat(500));
         assert_eq!(Expr::parse(&nots), Expr::Invalid);
+    }
+
+    #[test]
+    fn a_long_chain_of_operators_is_refused_not_a_stack_overflow() {
+        // Left-nested: without a bound, 100,000 operators nest the tree 100,000 deep, and
+        // evaluating or dropping it overflows the stack (the process aborts).
+        for op in ["|", "&"] {
+            let chain = format!("{}1", format!("1{op}").repeat(100_000));
+            assert_eq!(Expr::parse(&chain), Expr::Invalid, "{op}");
+            let short = format!("{}1", format!("1{op}").repeat(MAX_OPERATORS));
+            assert!(eval(&short, ""), "{op}: {MAX_OPERATORS} operators are fine");
+            let over = format!("{}1", format!("1{op}").repeat(MAX_OPERATORS + 1));
+            assert_eq!(Expr::parse(&over), Expr::Invalid, "{op}");
+        }
+        let long = format!("'{}' == 'a'", "a".repeat(MAX_LEN));
+        assert_eq!(Expr::parse(&long), Expr::Invalid);
     }
 }

@@ -272,8 +272,10 @@ impl Parser {
                 let test = attr("test").unwrap_or_default();
                 let expr = Expr::parse(&test);
                 if expr == Expr::Invalid {
+                    // The start of it: a hostile test may be megabytes long.
+                    let shown: String = test.chars().take(80).collect();
                     self.warn(format!(
-                        "esi:when test {test:?} is not an expression: false"
+                        "esi:when test {shown:?} is not an expression: false"
                     ));
                 }
                 self.open(Kind::When(expr));
