@@ -100,6 +100,35 @@ async fn with_fallback_refused_request_edits_are_dropped_whole() {
 }
 
 #[tokio::test]
+async fn a_chain_that_fails_with_fallback_undoes_the_edits_of_the_scripts_before() {
+    // `stateless` sets `x-drawn` on the request, then `hostile` refuses (a Host edit). An
+    // earlier script's edit may be meant for a request its `pass` kept out of the cache
+    // (jwt-gate's `x-user-id`): with the chain failed, the request goes on as it arrived.
+    let origin = Origin::start(echo()).await;
+    let config = format!(
+        "[[site]]\nname = \"h\"\norigin = \"{{origin}}\"\nscript = [\"{}\", \"{}\"]\non_guest_error = \"fallback\"\n",
+        guest("tests/guests/stateless").display(),
+        guest("tests/guests/hostile").display()
+    );
+    let proxy = Proxy::with_config(&origin, &config).await;
+    let got = proxy.get("/framing-req?h=host", &[]).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let got = proxy.get("/fine", &[]).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    let seen = origin.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        !seen[0].headers.contains_key("x-drawn"),
+        "the failed chain's earlier edit reached the origin"
+    );
+    assert_eq!(seen[0].headers["host"], "shop.test");
+    assert!(
+        seen[1].headers.contains_key("x-drawn"),
+        "a chain that succeeds keeps its edits"
+    );
+}
+
+#[tokio::test]
 async fn response_edits_that_break_framing_or_inject_fields_never_reach_the_client() {
     let origin = Origin::start(echo()).await;
     let proxy = Proxy::with_config(&origin, &site("fail")).await;

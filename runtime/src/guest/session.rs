@@ -141,8 +141,30 @@ impl Chain {
 
     /// `on-request` of each script in order; each sees the previous one's edits. One that
     /// answers ends the chain; one that passes lets the rest run (a later one may still
-    /// answer), and the request then goes past the cache.
+    /// answer), and the request then goes past the cache. When a script fails, the
+    /// earlier ones' edits are undone: a request let past the failure (`fallback`) goes on
+    /// as it arrived, never with an edit meant for a request an earlier `pass` kept out of
+    /// the cache (that `pass` is lost with the chain).
     pub async fn on_request(&mut self, req: &mut ClientRequest) -> Result<OnRequest, HookFailure> {
+        let mut arrived = None;
+        let verdict = self.on_request_chain(req, &mut arrived).await;
+        if let (Err(_), Some((headers, version))) = (&verdict, arrived) {
+            req.headers = headers;
+            req.version = version;
+            // A kept view may have been made from the edited headers under a version the
+            // restored request could reach again.
+            self.view = None;
+        }
+        verdict
+    }
+
+    /// The chain of [`Chain::on_request`]; `arrived` gets the request's headers and version
+    /// as they were before the first edit.
+    async fn on_request_chain(
+        &mut self,
+        req: &mut ClientRequest,
+        arrived: &mut Option<(http::HeaderMap, u64)>,
+    ) -> Result<OnRequest, HookFailure> {
         let mut pass = false;
         for i in self.indices(Hook::OnRequest) {
             let view = self.view(req);
@@ -165,6 +187,7 @@ impl Chain {
             let edits = sanitize::edits(edits, Direction::Request)
                 .map_err(|v| self.refused(i, Hook::OnRequest, v))?;
             if !edits.is_empty() {
+                arrived.get_or_insert_with(|| (req.headers.clone(), req.version));
                 edits.apply(&mut req.headers);
                 req.version += 1;
             }
