@@ -216,3 +216,49 @@ async fn sigterm_drains_requests_in_flight_then_exits_cleanly() {
     assert_eq!((got.status, got.body.as_str()), (200, "finished"));
     assert!(proxy.exit_status().await, "exit code 0 after draining");
 }
+
+#[tokio::test]
+async fn a_host_that_is_not_host_and_port_gets_400_and_never_reaches_the_origin() {
+    // `shop.test:8080/account` with `GET /x` would otherwise key `/x`'s answer under
+    // `/account/x`'s key (the port is stripped to find the site, the rest kept).
+    let origin = Origin::start(|s, _| cacheable(&format!("page {}", s.path_and_query))).await;
+    let proxy = Proxy::with_config(&origin, &server("")).await;
+    for host in [
+        "shop.test:8080/account",
+        "shop.test?x=1",
+        "user@shop.test",
+        "shop.test:x",
+    ] {
+        let req = format!("GET /x HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        let got = raw(proxy.addr, req.as_bytes(), PATIENCE).await;
+        assert!(got.starts_with("HTTP/1.1 400"), "{host}: {got}");
+        assert!(got.contains("bad-host"), "{host}: {got}");
+    }
+    assert_eq!(origin.count(), 0);
+}
+
+#[tokio::test]
+async fn an_absolute_form_target_decides_the_host_the_origin_is_asked_for() {
+    // RFC 9112 §3.2.2: the target's authority wins over a Host field beside it, for the key
+    // and for the origin alike; otherwise a tenant's page would be stored under another's.
+    let origin = Origin::start(|s, _| {
+        cacheable(&format!(
+            "page for {}",
+            s.headers["host"].to_str().unwrap_or("?")
+        ))
+    })
+    .await;
+    let proxy = Proxy::with_config(&origin, &server("")).await;
+    let got = raw(
+        proxy.addr,
+        b"GET http://shop.test/p HTTP/1.1\r\nHost: tenant.example\r\nConnection: close\r\n\r\n",
+        PATIENCE,
+    )
+    .await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.ends_with("page for shop.test"), "{got}");
+    assert_eq!(origin.seen()[0].headers["host"], "shop.test");
+    // Stored under shop.test's key, and what shop.test's visitors get is shop.test's page.
+    assert_eq!(proxy.get("/p", &[]).await.body, "page for shop.test");
+    assert_eq!(origin.count(), 1);
+}

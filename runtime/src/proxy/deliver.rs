@@ -183,6 +183,7 @@ pub fn refused(why: Refusal) -> Answer {
             StatusCode::NOT_FOUND,
             "no site is configured for this host\n",
         ),
+        Refusal::BadHost => (StatusCode::BAD_REQUEST, "invalid Host\n"),
         Refusal::OnlyIfCached(_) => (StatusCode::GATEWAY_TIMEOUT, "not in cache\n"),
         Refusal::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy, try again\n"),
         Refusal::ScriptFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "script error\n"),

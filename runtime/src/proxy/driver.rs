@@ -129,8 +129,9 @@ where
     if looped && !super::tier::trusted(conn.peer.ip(), trusted) {
         return refuse(Refusal::Loop, id);
     }
-    let Some((site, req)) = recv::route(&gen, parts, &conn) else {
-        return refuse(Refusal::NoSite, id);
+    let (site, req) = match recv::route(&gen, parts, &conn) {
+        Ok(routed) => routed,
+        Err(why) => return refuse(why, id),
     };
     let mut x = Exchange::new(shared, gen, site, req, id, started);
     x.upgrade = upgrade;

@@ -50,7 +50,7 @@ pub async fn explain(shared: Arc<Shared>, req: Request<()>, peer: SocketAddr) ->
     };
     let gen = shared.generation();
     let (parts, ()) = req.into_parts();
-    let (site, creq) = recv::route(&gen, parts, &conn)?;
+    let (site, creq) = recv::route(&gen, parts, &conn).ok()?;
     let mut x = Exchange::new(
         shared,
         gen,

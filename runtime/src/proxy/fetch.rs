@@ -47,6 +47,14 @@ pub fn upstream_request(
     cache_path: bool,
 ) -> Request<OutBody> {
     let origin = to.base;
+    // RFC 9112 §3.2.2: the Host sent on is the authority the request was routed and keyed
+    // by. From an absolute-form target that is not the client's Host field, which a
+    // proxy must not forward: the origin would answer for another host than the key says.
+    if let Ok(v) = HeaderValue::from_str(&x.req.authority) {
+        if !v.is_empty() {
+            headers.insert(http::header::HOST, v);
+        }
+    }
     if to.shield {
         tier::for_shield(&mut headers, &x.req.authority, &x.req.client);
     }

@@ -130,6 +130,8 @@ pub enum PassReason {
 pub enum Refusal {
     /// No site answers this Host.
     NoSite,
+    /// The Host (or the target's authority) is not `host[:port]` (RFC 9112 §3.2).
+    BadHost,
     /// RFC 9111 §5.2.1.7: nothing usable is stored and the client will not wait for the origin.
     OnlyIfCached(Fwd),
     /// No script instance became free in time.
@@ -213,6 +215,10 @@ impl Outcome {
                 Refusal::NoSite => {
                     s.fwd = Some(Fwd::Bypass);
                     s.detail = Some("no-site".into());
+                }
+                Refusal::BadHost => {
+                    s.fwd = Some(Fwd::Bypass);
+                    s.detail = Some("bad-host".into());
                 }
                 Refusal::OnlyIfCached(fwd) => {
                     s.fwd = Some(*fwd);

@@ -38,12 +38,13 @@ pub fn request_id(headers: &HeaderMap) -> Arc<str> {
         .unwrap_or_else(|| Arc::from(uuid::Uuid::new_v4().simple().to_string()))
 }
 
-/// The site answering this request, and the request as the rest of the path sees it.
+/// The site answering this request, and the request as the rest of the path sees it; a
+/// request whose Host no site answers, or that is not `host[:port]`, is refused.
 pub fn route(
     gen: &Generation,
     mut parts: Parts,
     conn: &ConnInfo,
-) -> Option<(Arc<SiteRuntime>, ClientRequest)> {
+) -> Result<(Arc<SiteRuntime>, ClientRequest), Refusal> {
     // RFC 9112 §3.2.2: an absolute-form target (and h2's :authority) wins over Host.
     let authority = parts
         .uri
@@ -57,8 +58,16 @@ pub fn route(
                 .map(str::to_owned)
         })
         .unwrap_or_default();
+    if !valid_authority(&authority) {
+        return Err(Refusal::BadHost);
+    }
     let host = strip_port(&authority);
-    let site = gen.sites.iter().find(|s| s.cfg.matches(host))?.clone();
+    let site = gen
+        .sites
+        .iter()
+        .find(|s| s.cfg.matches(host))
+        .ok_or(Refusal::NoSite)?
+        .clone();
     strip_hop_by_hop(&mut parts.headers);
     crate::encoding::normalize_accept_encoding(&mut parts.headers);
     let trusted = &gen.config.server.trusted_edges;
@@ -93,7 +102,28 @@ pub fn route(
         client,
         version: 0,
     };
-    Some((site, req))
+    Ok((site, req))
+}
+
+/// RFC 9112 §3.2: a Host is `host[:port]` and nothing else (a missing one is left to the
+/// sites' `hosts`). The site and the cache key are chosen by it, so a Host such as
+/// `shop.test:8080/account` must not reach them: `/x` would be stored under
+/// `/account/x`'s key.
+fn valid_authority(authority: &str) -> bool {
+    if authority.is_empty() {
+        return true;
+    }
+    // What follows the host: nothing, or `:` and a port number.
+    let port = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(_, p)| p),
+        None => Some(authority.find(':').map_or("", |i| &authority[i..])),
+    };
+    let port_ok = port.is_some_and(|p| {
+        p.is_empty()
+            || p.strip_prefix(':')
+                .is_some_and(|n| n.parse::<u16>().is_ok() && n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    port_ok && !authority.contains('@') && authority.parse::<http::uri::Authority>().is_ok()
 }
 
 /// Where the request goes after `on_request`.
@@ -144,6 +174,26 @@ mod tests {
         assert_eq!(strip_port("[::1]:80"), "::1");
         assert_eq!(strip_port("[::1"), "::1");
         assert_eq!(strip_port("plain"), "plain");
+    }
+
+    #[test]
+    fn a_host_is_host_and_port_and_nothing_else() {
+        for ok in ["shop.test", "shop.test:8080", "[::1]:80", "127.0.0.1", ""] {
+            assert!(valid_authority(ok), "{ok}");
+        }
+        for bad in [
+            "shop.test:8080/account",
+            "shop.test/x",
+            "shop.test?x",
+            "shop.test#x",
+            "user@shop.test",
+            "shop.test:abc",
+            "shop.test:",
+            "shop test",
+            "shop.test\\x",
+        ] {
+            assert!(!valid_authority(bad), "{bad}");
+        }
     }
 
     #[test]

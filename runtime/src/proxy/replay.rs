@@ -82,7 +82,7 @@ pub async fn replay(
     };
     let gen = shared.generation();
     let (parts, ()) = req.into_parts();
-    let (site, creq) = recv::route(&gen, parts, &conn)?;
+    let (site, creq) = recv::route(&gen, parts, &conn).ok()?;
     let started = std::time::Instant::now();
     let mut x = Exchange::new(shared.clone(), gen, site, creq, "simulate".into(), started);
     let mut done = Replayed {
