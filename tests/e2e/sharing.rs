@@ -1,6 +1,12 @@
 //! Never one user's response to another: what may be reused, and what stays with its client.
 
-use crate::support::{Origin, Proxy, Reply, Seen};
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+use crate::support::{Lib, Origin, Proxy, Reply, Seen, PATIENCE};
 
 /// A page personalised by the `user` cookie, as an origin that forgot Cache-Control sends it.
 fn personal(s: &Seen) -> String {
@@ -120,4 +126,104 @@ async fn a_private_field_is_held_back_from_the_copy_but_given_to_its_own_client(
     let hit = proxy.get("/p", &[]).await;
     assert!(hit.hit());
     assert_eq!(hit.h("x-user"), "");
+}
+
+/// `user`'s request for `path` on a connection of its own.
+async fn ask(addr: std::net::SocketAddr, path: &str, user: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nHost: shop.test\r\nCookie: user={user}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    s
+}
+
+/// Reads from `s` until `want` has arrived, or to its end when `want` is empty.
+async fn read_to(s: &mut TcpStream, want: &str) -> String {
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&got);
+            if !want.is_empty() && text.contains(want) {
+                break;
+            }
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(PATIENCE, read).await.expect("in time");
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// An origin that forgot Cache-Control but sends an ETag (Express's default): each user's
+/// page is stored only to be revalidated. Its first part comes at once, the rest when the
+/// test opens `gate`; with `length` the fill is shared with waiting requests as it comes.
+fn held_personal(gate: &Arc<Semaphore>, length: bool) -> impl Fn(&Seen, usize) -> Reply {
+    let gate = gate.clone();
+    move |s, _| {
+        let head = format!("{} part;", personal(s));
+        let mut r = Reply::ok(&head).header("etag", &format!("\"{}\"", head.len()));
+        if length {
+            r = r.header("content-length", &(head.len() + 5).to_string());
+        }
+        r.then(&gate, b" rest")
+    }
+}
+
+#[tokio::test]
+async fn a_request_waiting_on_another_never_streams_a_page_stored_only_for_revalidation() {
+    let gate = Arc::new(Semaphore::new(0));
+    let origin = Origin::start(held_personal(&gate, true)).await;
+    let lib = Lib::start(&origin, "[[site]]\nname = \"s\"\norigin = \"{origin}\"\n").await;
+    let mut alice = ask(lib.addr, "/account", "alice").await;
+    assert!(read_to(&mut alice, "part;")
+        .await
+        .contains("hello alice part;"));
+    // Bob asks while Alice's fill is still streaming in. It was Alice's, for her cookie:
+    // Bob must get his own, not join hers.
+    let mut bob = ask(lib.addr, "/account", "bob").await;
+    let first = read_to(&mut bob, "part;").await;
+    assert!(first.contains("hello bob part;"), "{first}");
+    gate.add_permits(2);
+    assert!(read_to(&mut alice, "").await.ends_with(" rest"));
+    assert!(read_to(&mut bob, "").await.ends_with(" rest"));
+    assert_eq!(origin.count(), 2);
+}
+
+#[tokio::test]
+async fn a_request_waiting_on_another_never_gets_a_page_stored_only_for_revalidation() {
+    // Without a length the fill is not shared as it comes: waiting requests get the stored
+    // object when it is complete, and must not get this one.
+    let gate = Arc::new(Semaphore::new(0));
+    let origin = Origin::start(held_personal(&gate, false)).await;
+    let site = "revalidate-only-waiters";
+    let toml = format!("[[site]]\nname = \"{site}\"\norigin = \"{{origin}}\"\n");
+    let lib = Lib::start(&origin, &toml).await;
+    let mut alice = ask(lib.addr, "/account", "alice").await;
+    assert!(read_to(&mut alice, "part;")
+        .await
+        .contains("hello alice part;"));
+    let mut bob = ask(lib.addr, "/account", "bob").await;
+    // Bob waits on Alice's fetch (counted as coalesced for this site, which no other test
+    // uses) before the origin finishes it.
+    let waiters = tessera::observe::metrics()
+        .coalesced
+        .get_or_create(&tessera::observe::site(site))
+        .clone();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while waiters.get() < 1 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(waiters.get(), 1, "Bob joined Alice's fetch");
+    gate.add_permits(2);
+    // Chunked: the rest arrives framed.
+    assert!(read_to(&mut alice, "").await.contains(" rest"));
+    let got = read_to(&mut bob, "").await;
+    assert!(got.contains("hello bob part;"), "{got}");
+    assert!(!got.contains("alice"), "{got}");
+    assert_eq!(origin.count(), 2);
 }

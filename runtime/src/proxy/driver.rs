@@ -318,9 +318,30 @@ impl Exchange {
                 .inc();
             let joins = super::stream::takes_whole(&self.req);
             let accept = |f: &Flight| joins || !matches!(f, Flight::Streaming(_));
+            // What another request's fetch brought is this request's only if it could reuse
+            // it from the cache without going forward (RFC 9111 §4): not a response stored
+            // only to be revalidated (`no-cache`, no lifetime: it was the leader's, for its
+            // cookies or credentials), nor one its own directives refuse. Otherwise it asks
+            // the origin itself.
+            let clock = self.shared.clock.clone();
+            let reuse = |entry: &Arc<Entry>| {
+                lookup::decide(
+                    &Lookup::Found(entry.clone()),
+                    &directives,
+                    clock.now(),
+                    None,
+                )
+            };
             match follower.wait_for(accept).await {
                 Some(Flight::Streaming(s)) if s.matches(&self.req.headers) => {
-                    return super::stream::join(&s, fwd, self.shared.clock.now());
+                    return match reuse(s.head()) {
+                        Action::Hit { .. } | Action::StaleHit { .. } => {
+                            super::stream::join(&s, fwd, self.shared.clock.now())
+                        }
+                        Action::OnlyIfCached(fwd) => deliver::refused(Refusal::OnlyIfCached(fwd)),
+                        // Not conditionally: the streamed head has no body to keep on a 304.
+                        Action::Fetch { fwd, .. } => fetch::fill(self, &key, fwd, None).await.0,
+                    };
                 }
                 // Another variant: wait with the requests for ours.
                 Some(Flight::Streaming(s)) => {
@@ -328,9 +349,15 @@ impl Exchange {
                     flight = format!("{}{}", key.as_str(), variant_id(&names, &self.req.headers));
                 }
                 Some(Flight::Stored(entry, status)) if entry.vary().matches(&self.req.headers) => {
-                    let now = self.shared.clock.now();
-                    let outcome = Outcome::Collapsed { fwd, status };
-                    return deliver::from_entry(&self.req, &entry, outcome, now);
+                    return match reuse(&entry) {
+                        Action::Hit { .. } | Action::StaleHit { .. } => {
+                            let now = self.shared.clock.now();
+                            let outcome = Outcome::Collapsed { fwd, status };
+                            deliver::from_entry(&self.req, &entry, outcome, now)
+                        }
+                        Action::OnlyIfCached(fwd) => deliver::refused(Refusal::OnlyIfCached(fwd)),
+                        Action::Fetch { fwd, stale } => fetch::fill(self, &key, fwd, stale).await.0,
+                    };
                 }
                 // Another variant: wait with the requests for ours.
                 Some(Flight::Stored(entry, _)) => {

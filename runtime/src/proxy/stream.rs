@@ -144,6 +144,11 @@ impl Streamed {
     pub fn vary_names(&self) -> Vec<header::HeaderName> {
         self.head.vary().names()
     }
+
+    /// The object's head, as it is being stored.
+    pub fn head(&self) -> &Arc<Entry> {
+        &self.head
+    }
 }
 
 /// A coalesced request's answer from the fill in progress.
