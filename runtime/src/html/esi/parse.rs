@@ -70,6 +70,44 @@ struct Parser {
     stack: Vec<Frame>,
     warnings: Vec<String>,
     uses_request: bool,
+    ahead: Ahead,
+}
+
+/// Where the next `-->`, `>`, `"` and `'` are, as far as the parser has looked. It only
+/// moves forward, so with these each byte is searched about once: without them, every `<`
+/// inside an unclosed `<!--esi`, every `</esi:` without `>` and every unclosed quoted
+/// attribute searched to the end of the page again (quadratic in a hostile page).
+#[derive(Default)]
+struct Ahead {
+    close: Next,
+    gt: Next,
+    double: Next,
+    single: Next,
+}
+
+/// The first occurrence of something at or after `from` (`None`: none to the end).
+#[derive(Default)]
+struct Next {
+    known: Option<(usize, Option<usize>)>,
+}
+
+impl Next {
+    fn find(&mut self, src: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+        let found = match self.known {
+            Some((start, found)) if from >= start && found.is_none_or(|f| f >= from) => {
+                return found;
+            }
+            // Before what is known (a tag inside another that did not end): only the
+            // stretch up to it needs looking at, including a match that straddles it.
+            Some((start, found)) if from < start => {
+                let upto = (start + needle.len() - 1).min(src.len());
+                find_bytes(&src[..upto], from, needle).or(found)
+            }
+            _ => find_bytes(src, from, needle),
+        };
+        self.known = Some((from, found));
+        found
+    }
 }
 
 /// Most warnings kept per template: a hostile page must not grow the stored entry.
@@ -85,6 +123,7 @@ pub fn parse(src: Bytes) -> Template {
         }],
         warnings: Vec::new(),
         uses_request: false,
+        ahead: Ahead::default(),
     };
     p.run();
     while p.stack.len() > 1 {
@@ -159,7 +198,8 @@ impl Parser {
         let mut at = 0;
         let mut lit = 0;
         while at < len {
-            let Some(next) = find(&self.src, at, b'<', self.in_comment()) else {
+            let comment = self.in_comment();
+            let Some(next) = find(&self.src, at, comment, &mut self.ahead.close) else {
                 break;
             };
             let src = self.src.clone();
@@ -176,7 +216,8 @@ impl Parser {
                 at = next + 7;
                 lit = at;
             } else if rest.starts_with(b"</esi:") {
-                match tag_end(rest) {
+                let gt = self.ahead.gt.find(&src, next, b">").map(|g| g - next);
+                match gt.and_then(|gt| tag_end(rest, gt)) {
                     Some(end) => {
                         self.text(lit, next);
                         let name = String::from_utf8_lossy(&rest[6..end - 1])
@@ -191,7 +232,7 @@ impl Parser {
                     None => at = next + 1,
                 }
             } else if rest.starts_with(b"<esi:") {
-                match start_tag(rest) {
+                match start_tag(&src, next, &mut self.ahead) {
                     Some(tag) => {
                         self.text(lit, next);
                         at = next + tag.len;
@@ -374,16 +415,16 @@ fn bytes_are_blank(b: &[u8]) -> bool {
     b.iter().all(u8::is_ascii_whitespace)
 }
 
-/// The next `needle` at or after `from`; inside `<!--esi`, also the next `-->`.
-fn find(src: &[u8], from: usize, needle: u8, comment: bool) -> Option<usize> {
+/// The next `<` at or after `from`; inside `<!--esi`, also the next `-->`.
+fn find(src: &[u8], from: usize, comment: bool, close: &mut Next) -> Option<usize> {
     let lt = src[from..]
         .iter()
-        .position(|b| *b == needle)
+        .position(|b| *b == b'<')
         .map(|i| from + i);
     if !comment {
         return lt;
     }
-    let end = find_bytes(src, from, b"-->");
+    let end = close.find(src, from, b"-->");
     match (lt, end) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -397,10 +438,9 @@ fn find_bytes(src: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
         .map(|i| from + i)
 }
 
-/// Length of an end tag `</esi:name>` including `>`.
-fn tag_end(rest: &[u8]) -> Option<usize> {
-    let gt = rest.iter().position(|b| *b == b'>')?;
-    let name = &rest[6..gt];
+/// Length of an end tag `</esi:name>` including `>`, given where its first `>` is.
+fn tag_end(rest: &[u8], gt: usize) -> Option<usize> {
+    let name = rest.get(6..gt)?;
     (!name.is_empty()
         && name
             .iter()
@@ -415,8 +455,10 @@ struct Tag {
     len: usize,
 }
 
-/// Parses `<esi:name attr="v" …>` or `…/>`; `None` when it never ends or is not a tag.
-fn start_tag(rest: &[u8]) -> Option<Tag> {
+/// Parses `<esi:name attr="v" …>` or `…/>` at `at`; `None` when it never ends or is not a
+/// tag. An unquoted value ends at whitespace, `>`, `/` or `<`.
+fn start_tag(src: &[u8], at: usize, ahead: &mut Ahead) -> Option<Tag> {
+    let rest = &src[at..];
     let mut i = 5;
     let name_start = i;
     while i < rest.len() && rest[i].is_ascii_alphabetic() {
@@ -471,17 +513,18 @@ fn start_tag(rest: &[u8]) -> Option<Tag> {
         }
         let quote = *rest.get(i)?;
         let value = if quote == b'"' || quote == b'\'' {
-            let end = rest[i + 1..].iter().position(|b| *b == quote)? + i + 1;
+            let next = if quote == b'"' {
+                &mut ahead.double
+            } else {
+                &mut ahead.single
+            };
+            let end = next.find(src, at + i + 1, &[quote])? - at;
             let v = &rest[i + 1..end];
             i = end + 1;
             v
         } else {
             let start = i;
-            while i < rest.len()
-                && !rest[i].is_ascii_whitespace()
-                && rest[i] != b'>'
-                && rest[i] != b'/'
-            {
+            while i < rest.len() && !rest[i].is_ascii_whitespace() && !b"></".contains(&rest[i]) {
                 i += 1;
             }
             &rest[start..i]
@@ -541,6 +584,45 @@ mod tests {
             Node::Text(b) => String::from_utf8_lossy(b).into_owned(),
             other => format!("{other:?}"),
         }
+    }
+
+    /// Every literal byte of a template, in order.
+    fn literal(t: &Template) -> String {
+        t.nodes.iter().map(text).collect()
+    }
+
+    #[test]
+    fn hostile_pages_that_made_every_tag_search_to_the_end_parse_as_literal_text() {
+        // Each was quadratic (a 1 MiB page took minutes); the parser now looks at each byte
+        // about once. What they mean is unchanged: none of it is ESI.
+        let n = 1 << 20;
+        // `<` after `<!--esi` that never closes: the comment's content, unwrapped.
+        let t = p(&format!("<!--esi {}", "<".repeat(n)));
+        assert_eq!(literal(&t), format!(" {}", "<".repeat(n)));
+        // `</esi:` with no `>` anywhere after.
+        let ends = "</esi:".repeat(n / 6);
+        assert_eq!(literal(&p(&ends)), ends);
+        // Unquoted values that ran on over the next tag.
+        let runs = "<esi:a b=".repeat(n / 9);
+        assert_eq!(literal(&p(&runs)), runs);
+        // A quoted value never closed, then many tags: one search to the end, not one each.
+        let open = format!("<esi:include src=\"/x{}", "<esi:vars a=\"".repeat(n / 13));
+        assert_eq!(literal(&p(&open)).len(), open.len());
+        // `$(` with no `)` inside `esi:vars`: no variable, so plain text.
+        let dollars = "$(".repeat(n / 2);
+        let t = p(&format!("<esi:vars>{dollars}</esi:vars>"));
+        assert_eq!(literal(&t), dollars);
+        assert!(!t.uses_request);
+    }
+
+    #[test]
+    fn a_tag_inside_an_unfinished_one_still_parses() {
+        // The first include's quote never closes before the second tag's: the first is
+        // text up to where the second starts, and the second is an include.
+        let t = p("<esi:include src=\"/a <esi:include src='/b'/> tail");
+        assert_eq!(t.includes(), 1, "{:?}", t.nodes);
+        let t = p("a<!--esi b<c --> d --> e");
+        assert_eq!(literal(&t), "a b<c  d --> e");
     }
 
     #[test]

@@ -4,6 +4,9 @@ use std::fmt::Write;
 
 use http::HeaderMap;
 
+/// Longest `$(…)` reference read as one, in bytes after `$(`.
+pub const MAX_REF: usize = 256;
+
 /// Text with variable references, e.g. `/frag?lang=$(HTTP_COOKIE{lang}|en)`.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Interp(pub Vec<Piece>);
@@ -46,7 +49,8 @@ pub struct VarSource<'a> {
 }
 
 impl Interp {
-    /// Parses text with `$(…)` references; anything malformed stays literal.
+    /// Parses text with `$(…)` references; anything malformed stays literal, as does one
+    /// longer than [`MAX_REF`].
     pub fn parse(text: &str) -> Interp {
         let mut pieces = Vec::new();
         let mut lit = String::new();
@@ -54,7 +58,9 @@ impl Interp {
         while let Some(at) = rest.find("$(") {
             lit.push_str(&rest[..at]);
             let after = &rest[at + 2..];
-            match parse_ref(after) {
+            // Only a `)` close enough ends a reference: a hostile page of `$(` with none
+            // made every one of them search to the end.
+            match parse_ref(&after[..after.floor_char_boundary(MAX_REF)]) {
                 Some((piece, used)) => {
                     if !lit.is_empty() {
                         pieces.push(Piece::Lit(std::mem::take(&mut lit)));
