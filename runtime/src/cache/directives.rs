@@ -163,12 +163,12 @@ fn merge_fields(slot: &mut Option<Vec<String>>, arg: Option<&str>) {
     match slot {
         Some(existing) if existing.is_empty() => {}
         Some(_) if fields.is_empty() => *slot = Some(Vec::new()),
+        // Sorted and deduplicated, not searched per field: two lists of thousands of names
+        // in one header must not cost their product.
         Some(existing) => {
-            for f in fields {
-                if !existing.contains(&f) {
-                    existing.push(f);
-                }
-            }
+            existing.extend(fields);
+            existing.sort_unstable();
+            existing.dedup();
         }
         None => *slot = Some(fields),
     }

@@ -87,7 +87,8 @@ pub fn explain_default_key(
 /// shares. Returns `None` when the query is to be sent unchanged.
 pub fn origin_query(query: Option<&str>, key: &str) -> Option<Option<String>> {
     let query = query?;
-    let keyed: Vec<&str> = key
+    // A set: a query of thousands of distinct parameters must not cost their square.
+    let keyed: std::collections::HashSet<&str> = key
         .split_once('?')
         .map(|(_, q)| q.split('#').next().unwrap_or(""))
         .map(|q| q.split('&').filter(|p| !p.is_empty()).collect())
