@@ -234,6 +234,15 @@ async fn a_host_that_is_not_host_and_port_gets_400_and_never_reaches_the_origin(
         assert!(got.starts_with("HTTP/1.1 400"), "{host}: {got}");
         assert!(got.contains("bad-host"), "{host}: {got}");
     }
+    // Two Host lines (which one would the origin believe?), and one that is not text.
+    for req in [
+        &b"GET /x HTTP/1.1\r\nHost: shop.test\r\nHost: other.test\r\nConnection: close\r\n\r\n"[..],
+        &b"GET /x HTTP/1.1\r\nHost: shop.test\xff/account\r\nConnection: close\r\n\r\n"[..],
+        &b"GET http://shop.test/x HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n"[..],
+    ] {
+        let got = raw(proxy.addr, req, PATIENCE).await;
+        assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+    }
     assert_eq!(origin.count(), 0);
 }
 

@@ -210,20 +210,96 @@ async fn a_request_waiting_on_another_never_gets_a_page_stored_only_for_revalida
     let mut bob = ask(lib.addr, "/account", "bob").await;
     // Bob waits on Alice's fetch (counted as coalesced for this site, which no other test
     // uses) before the origin finishes it.
-    let waiters = tessera::observe::metrics()
-        .coalesced
-        .get_or_create(&tessera::observe::site(site))
-        .clone();
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while waiters.get() < 1 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert_eq!(waiters.get(), 1, "Bob joined Alice's fetch");
+    waiting(site, 1).await;
     gate.add_permits(2);
     // Chunked: the rest arrives framed.
     assert!(read_to(&mut alice, "").await.contains(" rest"));
     let got = read_to(&mut bob, "").await;
     assert!(got.contains("hello bob part;"), "{got}");
     assert!(!got.contains("alice"), "{got}");
+    assert_eq!(origin.count(), 2);
+}
+
+/// Waits until `n` requests of `site` have waited on another's fetch.
+async fn waiting(site: &str, n: u64) {
+    let waiters = tessera::observe::metrics()
+        .coalesced
+        .get_or_create(&tessera::observe::site(site))
+        .clone();
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while waiters.get() < n && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(waiters.get(), n, "requests waiting on another's fetch");
+}
+
+#[tokio::test]
+async fn a_client_cannot_turn_coalescing_off_with_no_cache() {
+    // A response fetched after Bob's request arrived is as fresh as `no-cache` wants
+    // (RFC 9111 §5.2.1.4): Bob shares Alice's fetch of a shareable page, so a flood of
+    // `no-cache` requests still costs the origin one request.
+    let gate = Arc::new(Semaphore::new(0));
+    let origin = Origin::start({
+        let gate = gate.clone();
+        move |_, _| {
+            Reply::ok("shared")
+                .header("cache-control", "max-age=60")
+                .gate(&gate)
+        }
+    })
+    .await;
+    let site = "no-cache-waiters";
+    let toml = format!("[[site]]\nname = \"{site}\"\norigin = \"{{origin}}\"\n");
+    let lib = Lib::start(&origin, &toml).await;
+    let alice = tokio::spawn({
+        let addr = lib.addr;
+        async move { read_to(&mut ask(addr, "/p", "alice").await, "").await }
+    });
+    assert_eq!(crate::support::origin_reaches(&origin, 1).await, 1);
+    let mut bob = TcpStream::connect(lib.addr).await.unwrap();
+    bob.write_all(b"GET /p HTTP/1.1\r\nHost: shop.test\r\nCache-Control: no-cache\r\nPragma: no-cache\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    waiting(site, 1).await;
+    gate.add_permits(2);
+    assert!(alice.await.unwrap().ends_with("shared"));
+    let got = read_to(&mut bob, "").await;
+    assert!(got.ends_with("shared"), "{got}");
+    assert!(got.contains("collapsed"), "{got}");
+    assert_eq!(origin.count(), 1);
+}
+
+#[tokio::test]
+async fn requests_waiting_on_a_failed_refresh_get_the_stale_copy_not_the_failing_origin() {
+    // The origin fails while one request revalidates a stale page; the page allows
+    // stale-if-error. The request waiting on that fetch gets the stale copy too, instead of
+    // asking the failing origin again (which could keep it waiting for its timeout).
+    let gate = Arc::new(Semaphore::new(0));
+    let origin = Origin::start({
+        let gate = gate.clone();
+        move |_, n| match n {
+            1 => Reply::ok("v1").header("cache-control", "max-age=1, stale-if-error=600"),
+            _ => Reply::status(503, "down").gate(&gate),
+        }
+    })
+    .await;
+    let site = "stale-on-error-waiters";
+    let toml = format!("[[site]]\nname = \"{site}\"\norigin = \"{{origin}}\"\n");
+    let lib = Lib::start(&origin, &toml).await;
+    assert_eq!(lib.get("/p", &[]).await.body, "v1");
+    lib.advance(5);
+    let alice = tokio::spawn({
+        let addr = lib.addr;
+        async move { read_to(&mut ask(addr, "/p", "alice").await, "").await }
+    });
+    assert_eq!(crate::support::origin_reaches(&origin, 2).await, 2);
+    let mut bob = ask(lib.addr, "/p", "bob").await;
+    waiting(site, 1).await;
+    // Two permits: a waiter that asked the origin again would get its own 503 in time.
+    gate.add_permits(2);
+    assert!(alice.await.unwrap().ends_with("v1"));
+    let got = read_to(&mut bob, "").await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.ends_with("v1"), "{got}");
     assert_eq!(origin.count(), 2);
 }

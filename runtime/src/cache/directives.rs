@@ -61,6 +61,12 @@ impl CacheControl {
                 cc.apply(&name.to_ascii_lowercase(), arg);
             }
         }
+        // Qualified lists are gathered, then deduplicated once: per occurrence, thousands
+        // of names in one header would cost their square.
+        for fields in [&mut cc.no_cache, &mut cc.private].into_iter().flatten() {
+            fields.sort_unstable();
+            fields.dedup();
+        }
         cc
     }
 
@@ -163,13 +169,8 @@ fn merge_fields(slot: &mut Option<Vec<String>>, arg: Option<&str>) {
     match slot {
         Some(existing) if existing.is_empty() => {}
         Some(_) if fields.is_empty() => *slot = Some(Vec::new()),
-        // Sorted and deduplicated, not searched per field: two lists of thousands of names
-        // in one header must not cost their product.
-        Some(existing) => {
-            existing.extend(fields);
-            existing.sort_unstable();
-            existing.dedup();
-        }
+        // Deduplicated once the whole field is read (`CacheControl::parse`).
+        Some(existing) => existing.extend(fields),
         None => *slot = Some(fields),
     }
 }

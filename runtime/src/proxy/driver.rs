@@ -318,23 +318,20 @@ impl Exchange {
                 .inc();
             let joins = super::stream::takes_whole(&self.req);
             let accept = |f: &Flight| joins || !matches!(f, Flight::Streaming(_));
-            // What another request's fetch brought is this request's only if it could reuse
-            // it from the cache without going forward (RFC 9111 §4): not a response stored
-            // only to be revalidated (`no-cache`, no lifetime: it was the leader's, for its
-            // cookies or credentials), nor one its own directives refuse. Otherwise it asks
-            // the origin itself.
+            // What another request's fetch brought is this request's only if the response
+            // may be reused without going forward (RFC 9111 §4): not one stored only to be
+            // revalidated (`no-cache`, or no lifetime: the leader's, for its cookies or
+            // credentials). This request's own directives are not asked: a response fetched
+            // after it arrived is as fresh as it could want (§5.2.1.4), and a client must
+            // not be able to turn coalescing off with `no-cache`.
             let clock = self.shared.clock.clone();
-            let reuse = |entry: &Arc<Entry>| {
-                lookup::decide(
-                    &Lookup::Found(entry.clone()),
-                    &directives,
-                    clock.now(),
-                    None,
-                )
+            let reuse = |entry: &Arc<Entry>, d: &Directives| {
+                lookup::decide(&Lookup::Found(entry.clone()), d, clock.now(), None)
             };
+            let response_only = Directives::default();
             match follower.wait_for(accept).await {
                 Some(Flight::Streaming(s)) if s.matches(&self.req.headers) => {
-                    return match reuse(s.head()) {
+                    return match reuse(s.head(), &response_only) {
                         Action::Hit { .. } | Action::StaleHit { .. } => {
                             super::stream::join(&s, fwd, self.shared.clock.now())
                         }
@@ -349,13 +346,24 @@ impl Exchange {
                     flight = format!("{}{}", key.as_str(), variant_id(&names, &self.req.headers));
                 }
                 Some(Flight::Stored(entry, status)) if entry.vary().matches(&self.req.headers) => {
-                    return match reuse(&entry) {
+                    return match reuse(&entry, &response_only) {
                         Action::Hit { .. } | Action::StaleHit { .. } => {
                             let now = self.shared.clock.now();
                             let outcome = Outcome::Collapsed { fwd, status };
                             deliver::from_entry(&self.req, &entry, outcome, now)
                         }
                         Action::OnlyIfCached(fwd) => deliver::refused(Refusal::OnlyIfCached(fwd)),
+                        // The origin failed and the leader served this stale copy: so does
+                        // this request if its own directives allow, rather than asking the
+                        // failing origin again.
+                        Action::Fetch { fwd, .. } if status >= 500 => {
+                            match reuse(&entry, &directives) {
+                                Action::Fetch { stale: Some(s), .. } if s.serve_on_error => {
+                                    fetch::stale_answer(self, &s, "origin-error")
+                                }
+                                _ => fetch::fill(self, &key, fwd, None).await.0,
+                            }
+                        }
                         Action::Fetch { fwd, stale } => fetch::fill(self, &key, fwd, stale).await.0,
                     };
                 }

@@ -45,18 +45,25 @@ pub fn route(
     mut parts: Parts,
     conn: &ConnInfo,
 ) -> Result<(Arc<SiteRuntime>, ClientRequest), Refusal> {
-    // RFC 9112 §3.2.2: an absolute-form target (and h2's :authority) wins over Host.
+    // RFC 9112 §3.2: more than one Host line, or one that is not `host[:port]` (not even
+    // text), is refused whatever else the request says.
+    let mut hosts = parts.headers.get_all(header::HOST).iter();
+    let host = match (hosts.next(), hosts.next()) {
+        (None, _) => None,
+        (Some(h), None) => Some(
+            h.to_str()
+                .ok()
+                .filter(|h| valid_authority(h))
+                .ok_or(Refusal::BadHost)?,
+        ),
+        (Some(_), Some(_)) => return Err(Refusal::BadHost),
+    };
+    // §3.2.2: an absolute-form target (and h2's :authority) wins over Host.
     let authority = parts
         .uri
         .authority()
         .map(|a| a.as_str().to_owned())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_owned)
-        })
+        .or_else(|| host.map(str::to_owned))
         .unwrap_or_default();
     if !valid_authority(&authority) {
         return Err(Refusal::BadHost);

@@ -543,7 +543,9 @@ fn decode_entities(v: &str) -> String {
     while let Some(at) = rest.find('&') {
         out.push_str(&rest[..at]);
         rest = &rest[at..];
-        let end = rest.find(';').filter(|e| *e <= 10);
+        // Only a `;` close enough ends an entity: looking further, a value of many `&`
+        // without one searched to its end for each.
+        let end = rest.bytes().take(11).position(|b| b == b';');
         let decoded = end.and_then(|e| match &rest[1..e] {
             "amp" => Some('&'),
             "lt" => Some('<'),
@@ -608,6 +610,12 @@ mod tests {
         // A quoted value never closed, then many tags: one search to the end, not one each.
         let open = format!("<esi:include src=\"/x{}", "<esi:vars a=\"".repeat(n / 13));
         assert_eq!(literal(&p(&open)).len(), open.len());
+        // An attribute of `&` with no `;`: each looked for its `;` to the end of the value.
+        let t = p(&format!("<esi:include src=\"/{}\"/>", "&".repeat(n)));
+        let Node::Include(i) = &t.nodes[0] else {
+            panic!("{:?}", t.warnings)
+        };
+        assert_eq!(i.src, Some(Interp::parse(&format!("/{}", "&".repeat(n)))));
         // `$(` with no `)` inside `esi:vars`: no variable, so plain text.
         let dollars = "$(".repeat(n / 2);
         let t = p(&format!("<esi:vars>{dollars}</esi:vars>"));
