@@ -113,9 +113,50 @@ pub fn country_from(headers: &HeaderMap, name: Option<&http::HeaderName>) -> Opt
         .then(|| String::from_utf8_lossy(v).to_ascii_uppercase())
 }
 
+/// Whether an authority (a Host, a target's, an ESI fragment's) is `host[:port]` and nothing
+/// else (RFC 9112 §3.2; empty: none given). Sites and cache keys are chosen by it, so
+/// `shop.test:8080/account` must not reach them: `/x` would be stored under `/account/x`'s
+/// key.
+pub fn valid_authority(authority: &str) -> bool {
+    if authority.is_empty() {
+        return true;
+    }
+    // What follows the host: nothing, or `:` and a port number.
+    let port = match authority.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map(|(_, p)| p),
+        None => Some(authority.find(':').map_or("", |i| &authority[i..])),
+    };
+    let port_ok = port.is_some_and(|p| {
+        p.is_empty()
+            || p.strip_prefix(':')
+                .is_some_and(|n| n.parse::<u16>().is_ok() && n.bytes().all(|b| b.is_ascii_digit()))
+    });
+    port_ok && !authority.contains('@') && authority.parse::<http::uri::Authority>().is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_host_is_host_and_port_and_nothing_else() {
+        for ok in ["shop.test", "shop.test:8080", "[::1]:80", "127.0.0.1", ""] {
+            assert!(valid_authority(ok), "{ok}");
+        }
+        for bad in [
+            "shop.test:8080/account",
+            "shop.test/x",
+            "shop.test?x",
+            "shop.test#x",
+            "user@shop.test",
+            "shop.test:abc",
+            "shop.test:",
+            "shop test",
+            "shop.test\\x",
+        ] {
+            assert!(!valid_authority(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn user_agents_map_to_device_classes() {

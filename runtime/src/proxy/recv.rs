@@ -15,7 +15,7 @@ use super::site::SiteRuntime;
 use super::Generation;
 use crate::config::GuestErrorPolicy;
 use crate::guest::{GuestError, Hook, OnRequest};
-use crate::request::{country_from, Client, ClientRequest, DeviceClass};
+use crate::request::{country_from, valid_authority, Client, ClientRequest, DeviceClass};
 
 /// What the listener knows about the connection a request came on.
 #[derive(Debug, Clone, Copy)]
@@ -112,27 +112,6 @@ pub fn route(
     Ok((site, req))
 }
 
-/// RFC 9112 §3.2: a Host is `host[:port]` and nothing else (a missing one is left to the
-/// sites' `hosts`). The site and the cache key are chosen by it, so a Host such as
-/// `shop.test:8080/account` must not reach them: `/x` would be stored under
-/// `/account/x`'s key.
-fn valid_authority(authority: &str) -> bool {
-    if authority.is_empty() {
-        return true;
-    }
-    // What follows the host: nothing, or `:` and a port number.
-    let port = match authority.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').map(|(_, p)| p),
-        None => Some(authority.find(':').map_or("", |i| &authority[i..])),
-    };
-    let port_ok = port.is_some_and(|p| {
-        p.is_empty()
-            || p.strip_prefix(':')
-                .is_some_and(|n| n.parse::<u16>().is_ok() && n.bytes().all(|b| b.is_ascii_digit()))
-    });
-    port_ok && !authority.contains('@') && authority.parse::<http::uri::Authority>().is_ok()
-}
-
 /// Where the request goes after `on_request`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -181,26 +160,6 @@ mod tests {
         assert_eq!(strip_port("[::1]:80"), "::1");
         assert_eq!(strip_port("[::1"), "::1");
         assert_eq!(strip_port("plain"), "plain");
-    }
-
-    #[test]
-    fn a_host_is_host_and_port_and_nothing_else() {
-        for ok in ["shop.test", "shop.test:8080", "[::1]:80", "127.0.0.1", ""] {
-            assert!(valid_authority(ok), "{ok}");
-        }
-        for bad in [
-            "shop.test:8080/account",
-            "shop.test/x",
-            "shop.test?x",
-            "shop.test#x",
-            "user@shop.test",
-            "shop.test:abc",
-            "shop.test:",
-            "shop test",
-            "shop.test\\x",
-        ] {
-            assert!(!valid_authority(bad), "{bad}");
-        }
     }
 
     #[test]

@@ -543,7 +543,8 @@ fn resolve(authority: &str, page_path: &str, src: &str) -> Result<(String, Strin
     {
         let end = r.find(['/', '?']).unwrap_or(r.len());
         let (a, p) = r.split_at(end);
-        if a.is_empty() || a.contains('@') {
+        // Checked as a client's Host is: it becomes the fragment's key and its Host.
+        if a.is_empty() || !crate::request::valid_authority(a) {
             return Err(bad());
         }
         (
@@ -620,6 +621,8 @@ mod tests {
             "?q",
             "http:///x",
             "/a\nb",
+            "http://frag.test:abc/x",
+            "http://frag.test:1:2/x",
         ] {
             assert!(r(bad).is_err(), "{bad}");
         }
