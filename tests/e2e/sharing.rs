@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use crate::support::{Lib, Origin, Proxy, Reply, Seen, PATIENCE};
+use crate::support::{origin_reaches, read_to, Lib, Origin, Proxy, Reply, Seen, PATIENCE};
 
 /// A page personalised by the `user` cookie, as an origin that forgot Cache-Control sends it.
 fn personal(s: &Seen) -> String {
@@ -138,25 +138,9 @@ async fn ask(addr: std::net::SocketAddr, path: &str, user: &str) -> TcpStream {
     s
 }
 
-/// Reads from `s` until `want` has arrived, or to its end when `want` is empty.
-async fn read_to(s: &mut TcpStream, want: &str) -> String {
-    let mut got = Vec::new();
-    let read = async {
-        let mut buf = [0u8; 4096];
-        loop {
-            let text = String::from_utf8_lossy(&got);
-            if !want.is_empty() && text.contains(want) {
-                break;
-            }
-            let n = s.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            got.extend_from_slice(&buf[..n]);
-        }
-    };
-    tokio::time::timeout(PATIENCE, read).await.expect("in time");
-    String::from_utf8_lossy(&got).into_owned()
+/// `user`'s whole answer for `path`, read to the end (to be awaited later).
+async fn whole(addr: std::net::SocketAddr, path: &'static str, user: &'static str) -> String {
+    read_to(&mut ask(addr, path, user).await, "").await
 }
 
 /// An origin that forgot Cache-Control but sends an ETag (Express's default): each user's
@@ -251,11 +235,8 @@ async fn a_client_cannot_turn_coalescing_off_with_no_cache() {
     let site = "no-cache-waiters";
     let toml = format!("[[site]]\nname = \"{site}\"\norigin = \"{{origin}}\"\n");
     let lib = Lib::start(&origin, &toml).await;
-    let alice = tokio::spawn({
-        let addr = lib.addr;
-        async move { read_to(&mut ask(addr, "/p", "alice").await, "").await }
-    });
-    assert_eq!(crate::support::origin_reaches(&origin, 1).await, 1);
+    let alice = tokio::spawn(whole(lib.addr, "/p", "alice"));
+    assert_eq!(origin_reaches(&origin, 1).await, 1);
     let mut bob = TcpStream::connect(lib.addr).await.unwrap();
     bob.write_all(b"GET /p HTTP/1.1\r\nHost: shop.test\r\nCache-Control: no-cache\r\nPragma: no-cache\r\nConnection: close\r\n\r\n")
         .await
@@ -288,11 +269,8 @@ async fn requests_waiting_on_a_failed_refresh_get_the_stale_copy_not_the_failing
     let lib = Lib::start(&origin, &toml).await;
     assert_eq!(lib.get("/p", &[]).await.body, "v1");
     lib.advance(5);
-    let alice = tokio::spawn({
-        let addr = lib.addr;
-        async move { read_to(&mut ask(addr, "/p", "alice").await, "").await }
-    });
-    assert_eq!(crate::support::origin_reaches(&origin, 2).await, 2);
+    let alice = tokio::spawn(whole(lib.addr, "/p", "alice"));
+    assert_eq!(origin_reaches(&origin, 2).await, 2);
     let mut bob = ask(lib.addr, "/p", "bob").await;
     waiting(site, 1).await;
     // Two permits: a waiter that asked the origin again would get its own 503 in time.

@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
 
-use crate::support::{origin_reaches, Lib, Origin, Reply, PATIENCE};
+use crate::support::{origin_reaches, read_to, Lib, Origin, Reply, PATIENCE};
 
 const SITE: &str = "[[site]]\nname = \"s\"\norigin = \"{origin}\"\n";
 
@@ -24,23 +24,9 @@ async fn read_until(lib: &Lib, path: &str, want: &str) -> (TcpStream, String) {
 
 /// Reads from `s` until `want` has arrived (bounded by PATIENCE); what was read.
 async fn read_more(s: &mut TcpStream, want: &str) -> String {
-    let mut got = Vec::new();
-    let read = async {
-        let mut buf = [0u8; 4096];
-        while !String::from_utf8_lossy(&got).contains(want) {
-            let n = s.read(&mut buf).await.unwrap();
-            assert!(
-                n > 0,
-                "closed before `{want}`: {}",
-                String::from_utf8_lossy(&got)
-            );
-            got.extend_from_slice(&buf[..n]);
-        }
-    };
-    tokio::time::timeout(PATIENCE, read)
-        .await
-        .unwrap_or_else(|_| panic!("`{want}` never arrived"));
-    String::from_utf8_lossy(&got).into_owned()
+    let got = read_to(s, want).await;
+    assert!(got.contains(want), "closed before `{want}`: {got}");
+    got
 }
 
 #[tokio::test]

@@ -58,16 +58,13 @@ pub fn route(
         ),
         (Some(_), Some(_)) => return Err(Refusal::BadHost),
     };
-    // §3.2.2: an absolute-form target (and h2's :authority) wins over Host.
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_owned())
-        .or_else(|| host.map(str::to_owned))
-        .unwrap_or_default();
-    if !valid_authority(&authority) {
-        return Err(Refusal::BadHost);
-    }
+    // §3.2.2: an absolute-form target (and h2's :authority) wins over Host. A Host was
+    // checked above; a target's authority is checked here.
+    let authority = match parts.uri.authority() {
+        Some(a) if valid_authority(a.as_str()) => a.as_str().to_owned(),
+        Some(_) => return Err(Refusal::BadHost),
+        None => host.unwrap_or_default().to_owned(),
+    };
     let host = strip_port(&authority);
     let site = gen
         .sites

@@ -643,6 +643,26 @@ pub async fn raw(addr: SocketAddr, bytes: &[u8], wait: Duration) -> String {
     }
 }
 
+/// Reads from `s` until `want` has arrived or the connection closes (to its end when `want`
+/// is empty); what was read. Bounded by PATIENCE.
+pub async fn read_to(s: &mut tokio::net::TcpStream, want: &str) -> String {
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 4096];
+        while want.is_empty() || !String::from_utf8_lossy(&got).contains(want) {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    };
+    tokio::time::timeout(PATIENCE, read)
+        .await
+        .unwrap_or_else(|_| panic!("`{want}` never arrived"));
+    String::from_utf8_lossy(&got).into_owned()
+}
+
 /// Polls until the origin has seen `n` requests (background work); bounded by PATIENCE.
 pub async fn origin_reaches(origin: &Origin, n: usize) -> usize {
     let deadline = tokio::time::Instant::now() + PATIENCE;
